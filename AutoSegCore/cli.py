@@ -1,0 +1,64 @@
+"""`autoseg` command line: a thin wrapper over public AutoSegCore functions.
+
+Each sub-command lives in ``AutoSegCore/commands/<name>.py`` and exposes ``register(subparsers)`` which adds
+its parser and sets ``func=run`` where ``run(args, events) -> int``.  User mistakes (``AutoSegError``) are
+printed as one line plus a hint, with exit code 2 and an ``error`` event — never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from AutoSegCore.errors import AutoSegError
+from AutoSegCore.events import EventWriter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import AutoSegCore.commands as commands_pkg
+
+    parser = argparse.ArgumentParser(
+        prog="autoseg",
+        description="AutoSegSearch engine: find, train and apply a segmentation model for your labelled CT/MR data.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"AutoSegCore.commands.{mod.name}")
+        module.register(sub)
+    return parser
+
+
+def add_events_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", metavar="FILE|-", default=None,
+                        help="write JSON-lines progress events to FILE, or to stdout with '-'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from AutoSegCore import __version__
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    events = EventWriter(getattr(args, "events", None))
+    try:
+        return int(args.func(args, events) or 0)
+    except AutoSegError as exc:
+        events.emit("error", message=exc.message, hint=exc.hint)
+        print(f"autoseg {args.command}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        events.emit("error", message="interrupted", hint="re-run the same command to resume")
+        print(f"autoseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        events.close()

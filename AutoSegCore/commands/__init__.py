@@ -1,0 +1,1 @@
+"""One module per `autoseg` sub-command; each has `register(subparsers)`. Discovered automatically by cli.py."""

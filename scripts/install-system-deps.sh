@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs: PostgreSQL (multi-worker studies), Chromium (browser tests),
+# Mesa EGL/OSMesa (offscreen VTK rendering). Installs only what is missing; needs root (or sudo).
+set -euo pipefail
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+dpkg -s libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 >/dev/null 2>&1 || need+=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
+if [ ${#need[@]} -eq 0 ]; then echo "system packages present"; exit 0; fi
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${need[@]}"
