@@ -1,1 +1,1 @@
-"""AutoSegCore.training"""
+"""Training, inference, metrics and post-processing (epochs are the fidelity unit of every search)."""

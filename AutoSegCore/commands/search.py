@@ -1,0 +1,72 @@
+"""`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.search.api.run_search."""
+from __future__ import annotations
+
+from AutoSegCore.cli import add_events_option
+
+
+def register(sub) -> None:
+    p = sub.add_parser("search", help="search a space with a strategy (resumes when re-run on the same --out)")
+    p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
+    p.add_argument("--space", default="unet-pipeline", help="built-in space name or a YAML/JSON space file")
+    p.add_argument("--strategy", default="bohb", help="random | tpe | nsga2 | bohb | rl | crs | moead")
+    p.add_argument("--proxy-data", default="full", help="full, or METHOD[+roi]:BUDGET e.g. mi+roi:0.25, ncc:20")
+    p.add_argument("--proxy-net", default="full", help="full, or levels=5|4|3 (paper a's proxy network)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--trials", type=int, help="number of trials in the study (default 20)")
+    g.add_argument("--time", help="search time budget, e.g. 30m or 2h")
+    p.add_argument("--jobs", type=int, default=1, help="trials in parallel on this machine (CPU cores are split)")
+    p.add_argument("--storage", help="Optuna RDB URL (default: sqlite file DIR/study.db); postgresql://… for many machines")
+    p.add_argument("--study-name", help="study name (default: the --out folder's name)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs per trial")
+    p.add_argument("--min-epochs", type=int, default=2, help="minimum budget (BOHB/Hyperband)")
+    p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
+    p.add_argument("--config", help="base config (YAML/JSON) the space's points are merged over")
+    p.add_argument("--trial-timeout", help="kill a trial after this long, e.g. 20m")
+    p.add_argument("--trial-memory-gb", type=float, help="address-space limit per trial process")
+    p.add_argument("--final-top-k", type=int, default=1, help="retrain and ensemble the best K configs")
+    p.add_argument("--final-epochs", type=int, help="epochs of the final training (default: --epochs)")
+    p.add_argument("--final-folds", type=int, default=0, help="k-fold cross-validation of the best config (ensemble)")
+    p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="work folder (study.db, proxy.json, trials/, best/, report.html)")
+    add_events_option(p)
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args):
+    from AutoSegCore.config import load_config
+    from AutoSegCore.search.settings import SearchSettings, parse_duration
+
+    base = {}
+    if args.config:
+        base = {k: v for k, v in load_config(args.config).items()}
+    trials = args.trials if args.trials is not None else (None if args.time else 20)
+    return SearchSettings(
+        data=args.data, out=args.out, space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
+        proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time), jobs=args.jobs,
+        storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=min(args.min_epochs, args.epochs),
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
+        trial_timeout=parse_duration(args.trial_timeout), trial_memory_gb=args.trial_memory_gb,
+        base_config=base, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
+        final_folds=args.final_folds, final=not args.no_final)
+
+
+def run(args, events) -> int:
+    from AutoSegCore.search.api import run_search
+    from AutoSegCore.strategies import list_strategies
+    from AutoSegCore.errors import ConfigError
+    from AutoSegCore.utils.progress import console, search_progress
+
+    if args.strategy not in list_strategies():
+        raise ConfigError(f"unknown strategy '{args.strategy}'", f"use one of {', '.join(list_strategies())}")
+    settings = settings_from_args(args)
+    with search_progress(events, settings.trials):
+        summary = run_search(settings, events)
+    best = summary.get("best")
+    final = summary.get("final", {}).get("ensemble", {})
+    console.print(f"trials: {summary['counts']}  best: {best}")
+    if final:
+        console.print(f"final model: validation Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} "
+                      f"→ {settings.out}/best")
+    return 0

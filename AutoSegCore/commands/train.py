@@ -1,0 +1,46 @@
+"""`autoseg train DATA --config CFG --out MODEL_DIR` → training.api.train_model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from AutoSegCore.cli import add_events_option
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train one configuration on a dataset (resumes from a checkpoint in --out)")
+    p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
+    p.add_argument("--config", help="YAML/JSON config (sections network/preprocessing/training/inference)")
+    p.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, checkpoint.pt)")
+    p.add_argument("--epochs", type=int, help="override training.epochs")
+    p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cache-dir", help="disk cache for preprocessed arrays")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    add_events_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args, events) -> int:
+    from AutoSegCore.config import load_config, make_config
+    from AutoSegCore.errors import ConfigError
+    from AutoSegCore.training.api import train_model
+    from AutoSegCore.utils.progress import console, epoch_progress
+
+    cfg = load_config(args.config) if args.config else make_config()
+    if args.epochs:
+        cfg["training"]["epochs"] = args.epochs
+    if args.steps_per_epoch:
+        cfg["training"]["steps_per_epoch"] = args.steps_per_epoch
+    out = Path(args.out)
+    if (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a trained model", "choose another --out folder")
+    events.emit("study_started", kind="train", data=str(args.data), out=str(out))
+    with epoch_progress(events, cfg["training"]["epochs"], "training"):
+        result = train_model(args.data, cfg, out, val_fraction=args.val_fraction, device=args.device,
+                             events=events, cache_dir=args.cache_dir, resume=not args.no_resume)
+    events.emit("artifact", kind="model", path=str(out))
+    events.emit("done", val_dice=result.val_dice, val_dice_per_class=result.val_dice_per_class,
+                seconds=result.seconds)
+    console.print(f"validation mean Dice {result.val_dice:.4f} {result.val_dice_per_class} → {out}")
+    return 0

@@ -1,0 +1,28 @@
+"""`autoseg worker --storage URL --study NAME` → AutoSegCore.search.api.run_worker (joins a study)."""
+from __future__ import annotations
+
+from AutoSegCore.cli import add_events_option
+
+
+def register(sub) -> None:
+    p = sub.add_parser("worker", help="join an existing study (e.g. on PostgreSQL) and run its trials")
+    p.add_argument("--storage", required=True, help="the study's storage URL (postgresql://… or sqlite:///…)")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--out", default=None, help="folder for this worker's trial files (default ./autoseg-worker-HOST)")
+    p.add_argument("--trials", type=int, help="override the study's total trial count")
+    p.add_argument("--jobs", type=int, default=1)
+    add_events_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args, events) -> int:
+    import socket
+
+    from AutoSegCore.search.api import run_worker
+    from AutoSegCore.utils.progress import console
+
+    out = args.out or f"autoseg-worker-{socket.gethostname()}"
+    summary = run_worker(args.storage, args.study, out, trials=args.trials, events=events, jobs=args.jobs)
+    console.print(f"worker done: {summary['counts']}")
+    events.emit("done", **summary)
+    return 0

@@ -1,0 +1,138 @@
+"""After the search: retrain the best config(s) at full fidelity, ensemble, decide post-processing, fill best/.
+
+This is the point of proxies: trials ran cheaply on proxy data / proxy nets; the winner(s) are retrained with
+the full network on all training data for the final budget (optionally k-fold), and their probabilities are
+averaged.  Largest-component post-processing is kept per class only where it does not lower validation Dice
+(nnU-Net's rule).
+"""
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from AutoSegCore.events import NULL_EVENTS, EventWriter
+from AutoSegCore.utils.io import read_json, write_json
+
+
+def rank_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """Top-k completed trials: by value (single objective) or, on the Pareto front, by validation Dice."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("full_config")]
+    if not done:
+        return []
+    if len(study.directions) == 1:
+        sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
+        return sorted(done, key=lambda t: sign * t.value)[:k]
+    front = {t.number for t in study.best_trials}
+    return sorted(done, key=lambda t: (t.number not in front, -(t.user_attrs.get("val_dice") or 0)))[:k]
+
+
+def _install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int]) -> Path:
+    """best/ as a model folder (one member) or an ensemble folder (members/ + ensemble.json), atomically swapped."""
+    best, tmp = work / "best", work / ".best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if len(members) == 1:
+        for name in ("model.pt", "model.json", "history.json"):
+            if (members[0] / name).exists():
+                shutil.copy2(members[0] / name, tmp / name)
+        info = read_json(tmp / "model.json")
+        info["config"]["inference"]["largest_component"] = largest_component
+        write_json(tmp / "model.json", info)
+    else:
+        for i, m in enumerate(members):
+            dst = tmp / "members" / f"{i}"
+            dst.mkdir(parents=True)
+            for name in ("model.pt", "model.json"):
+                shutil.copy2(m / name, dst / name)
+        write_json(tmp / "ensemble.json", {"members": [f"members/{i}" for i in range(len(members))],
+                                           "labels": {str(k): v for k, v in labels.items()},
+                                           "largest_component": largest_component,
+                                           "inference": {"tta": False}})
+    old = work / ".best.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if best.exists():
+        best.rename(old)
+    tmp.rename(best)
+    shutil.rmtree(old, ignore_errors=True)
+    return best
+
+
+def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = NULL_EVENTS,
+                    n_predictions: int = 4) -> dict:
+    """Retrain top-K (or K folds of the best), ensemble, decide post-processing, write best/, predictions/."""
+    from AutoSegCore.data.dataset import read_case
+    from AutoSegCore.data.splits import holdout_split, kfold_splits
+    from AutoSegCore.data.writers import save_prediction
+    from AutoSegCore.training.api import train_model
+    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.training.metrics import evaluate_pair
+    from AutoSegCore.training.postprocess import decide_largest_component, keep_largest_component
+
+    t0 = time.time()
+    work = Path(settings.out).resolve()
+    top = rank_trials(study, max(1, settings.final_top_k))
+    if not top:
+        events.emit("log", message="no completed trial: nothing to retrain")
+        return {"members": [], "error": "no completed trial"}
+    names = sorted(c.name for c in ds.cases if c.name not in set(settings.holdout))
+    jobs: list[tuple[optuna.trial.FrozenTrial, str, list[str], list[str]]] = []
+    if settings.final_folds and settings.final_folds > 1:
+        for f, (tr, va) in enumerate(kfold_splits(names, settings.final_folds, settings.seed)):
+            jobs.append((top[0], f"fold{f}", tr, va))
+    else:
+        tr, va = holdout_split(names, settings.val_fraction, settings.seed)
+        for i, t in enumerate(top):
+            jobs.append((t, f"rank{i}_trial{t.number}", tr, va))
+    members, per_member = [], []
+    for i, (t, tag, tr, va) in enumerate(jobs):
+        cfg = copy.deepcopy(t.user_attrs["full_config"])
+        cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
+        cfg["training"]["seed"] = settings.seed
+        if settings.steps_per_epoch:
+            cfg["training"]["steps_per_epoch"] = settings.steps_per_epoch
+        out = work / "final" / tag
+        events.emit("progress", fraction=i / len(jobs), message=f"final training {tag} ({i + 1}/{len(jobs)})")
+        res = train_model(ds, cfg, out, train_cases=tr, val_cases=va, device=settings.device, events=events,
+                          cache_dir=work / "cache", trial=-1 - i)
+        members.append(out)
+        per_member.append({"trial": t.number, "tag": tag, "params": t.params, "full_val_dice": res.val_dice,
+                           "proxy_val_dice": t.user_attrs.get("val_dice"), "val_dice_per_class": res.val_dice_per_class,
+                           "val_cases": va, "seconds": res.seconds})
+    # validation predictions (original geometry) of the ensemble — or out-of-fold for k-fold members
+    best = _install_best(work, members, ds.labels, [])
+    classes = [c for c in sorted(ds.labels) if c > 0]
+    preds, truths, spacings, names_val = [], [], [], []
+    if settings.final_folds and settings.final_folds > 1:
+        pairs = [(Predictor(m, device=settings.device), job[3]) for m, job in zip(members, jobs)]
+    else:
+        pairs = [(Predictor(best, device=settings.device), jobs[0][3])]
+    for predictor, val_names in pairs:
+        predictor.largest_component = []
+        for n in val_names:
+            arr = read_case(ds.case(n))
+            preds.append(predictor.predict_array(arr.image, arr.affine, n))
+            truths.append(arr.label)
+            spacings.append(arr.spacing)
+            names_val.append(n)
+    lcc = decide_largest_component(preds, truths, classes)
+    best = _install_best(work, members, ds.labels, lcc)
+    final_preds = [keep_largest_component(p, lcc) for p in preds]
+    metrics = [evaluate_pair(p, t, ds.labels, sp) for p, t, sp in zip(final_preds, truths, spacings)]
+    ens = {"val_dice": float(np.mean([m["mean_dice"] for m in metrics])),
+           "val_dice_per_class": {ds.labels[c]: float(np.mean([m["dice"][ds.labels[c]] for m in metrics]))
+                                  for c in classes},
+           "cases": dict(zip(names_val, [m["mean_dice"] for m in metrics]))}
+    for n, p in list(zip(names_val, final_preds))[:n_predictions]:
+        arr = read_case(ds.case(n))
+        save_prediction(p, arr.affine, ds.labels, work / "predictions", n)
+    summary = {"members": per_member, "ensemble": ens, "largest_component": lcc, "folds": settings.final_folds,
+               "top_k": settings.final_top_k, "seconds": time.time() - t0, "best": str(best)}
+    write_json(work / "final" / "summary.json", summary)
+    events.emit("artifact", kind="model", path=str(best))
+    return summary

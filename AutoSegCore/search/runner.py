@@ -1,0 +1,380 @@
+"""The parent side of a search: ask the strategy for points, run each as a child process, tell the study.
+
+Fault model: a trial that raises, is killed by a signal, runs out of memory or exceeds its time limit is
+recorded as FAILED (with the strategy's penalty value in its user attributes) and the study goes on.
+Heartbeats go to the storage while a child runs, so another worker can reclaim a dead worker's trial.
+A study killed with SIGKILL resumes when the same command is run again: its interrupted trial is re-queued
+with the same parameters and continues from the last epoch's checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import psutil
+
+from AutoSegCore.errors import ConfigError
+from AutoSegCore.events import NULL_EVENTS, EventWriter
+from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
+from AutoSegCore.utils.io import read_json, write_json
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+@dataclass
+class RunningTrial:
+    trial: optuna.trial.Trial
+    process: subprocess.Popen
+    trial_dir: Path
+    params: dict
+    started: float
+    metrics_offset: int = 0
+    log: object = None
+    reported_epochs: set = field(default_factory=set)
+
+
+def kill_tree(pid: int, timeout: float = 5.0) -> None:
+    """Terminate a process and all its children (SIGTERM, then SIGKILL)."""
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = parent.children(recursive=True) + [parent]
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+
+
+def describe_exit(code: int, log_tail: str) -> str:
+    """Human reason for a failed child: signal, out-of-memory, or the last error line of its log."""
+    if "CUDA out of memory" in log_tail or "OutOfMemoryError" in log_tail:
+        return "out of memory (CUDA)"
+    if "MemoryError" in log_tail or "std::bad_alloc" in log_tail or "DefaultCPUAllocator: can't allocate" in log_tail:
+        return "out of memory"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (" (possibly out of memory)" if -code == signal.SIGKILL else "")
+    lines = [ln for ln in log_tail.strip().splitlines() if ln.strip()]
+    return f"exit code {code}: {lines[-1][:300] if lines else 'no output'}"
+
+
+class SearchRunner:
+    """Runs (or resumes, or joins) one study. ``run_trials`` is the loop; ``run`` adds data selection + final."""
+
+    def __init__(self, settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, join: bool = False) -> None:
+        self.s = settings
+        self.events = events
+        self.join = join
+        self.work = Path(settings.out).resolve()
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.host = socket.gethostname()
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def prepare(self) -> None:
+        from AutoSegCore.data.dataset import load_dataset
+        from AutoSegCore.proxy.fidelity import Fidelity
+        from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
+        from AutoSegCore.spaces import get_space
+        from AutoSegCore.strategies import make_pruner, make_sampler
+
+        s = self.s
+        self.fidelity = Fidelity.parse(s.proxy_data, s.proxy_net)
+        self.space = get_space(s.space)
+        self.ds = load_dataset(s.data)
+        names = [c.name for c in self.ds.cases if c.name not in set(s.holdout)]
+        if len(names) < 2:
+            raise ConfigError("fewer than 2 cases remain for the search", "use a larger dataset or a smaller holdout")
+        self.search_pool = names
+        self.storage_url = s.storage_url()
+        self.storage = open_storage(self.storage_url)
+        directions = list(self.space.directions)
+        sampler = make_sampler(s.strategy, seed=s.seed)
+        pruner = make_pruner(s.strategy, min_resource=s.min_epochs, max_resource=s.epochs) if len(directions) == 1 else None
+        if self.join:
+            self.study = load_study(self.storage, s.study_name, sampler=sampler, pruner=pruner)
+            cases = self.study.user_attrs.get("cases") or {}
+            self.train_cases, self.val_cases = list(cases.get("train", [])), list(cases.get("val", []))
+            missing = [n for n in self.train_cases + self.val_cases if n not in set(names)]
+            if missing or not self.train_cases:
+                raise ConfigError(f"this machine's copy of {s.data} lacks case(s) of the study: {missing[:3]}",
+                                  "give every worker the same dataset (e.g. a shared folder)")
+        else:
+            self.train_cases, self.val_cases = self._select_cases(names)
+            self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
+            attrs = self.study.user_attrs
+            if attrs.get("space") not in (None, s.space) or attrs.get("strategy") not in (None, s.strategy):
+                raise ConfigError(
+                    f"the study in {self.storage_url} was started with space '{attrs.get('space')}' and strategy "
+                    f"'{attrs.get('strategy')}'", "re-run with the same --space/--strategy, or use another --out")
+            for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
+                               ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
+                               ("cases", {"train": self.train_cases, "val": self.val_cases})):
+                if attrs.get(key) != value:
+                    self.study.set_user_attr(key, value)
+        self.directions = [d.name.lower() for d in self.study.directions]
+        write_json(self.work / "search.json", {
+            **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url, "directions": self.directions,
+            "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
+
+    def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""
+        from AutoSegCore.data.splits import holdout_split
+
+        if self.fidelity.data_method is None:
+            return holdout_split(sorted(names), self.s.val_fraction, self.s.seed)
+        proxy_json = self.work / "proxy.json"
+        if proxy_json.is_file():
+            saved = read_json(proxy_json)
+            if saved.get("method") == self.fidelity.data_method and set(saved.get("selected", [])) <= set(names):
+                return list(saved["train"]), list(saved["val"])
+        from AutoSegCore.proxy.selection import save_proxy, select_proxy_data
+
+        sel = select_proxy_data(self.ds.subset(names), method=self.fidelity.data_method,
+                                roi="label" if self.fidelity.roi else "none", budget=self.fidelity.budget,
+                                seed=self.s.seed, val_fraction=0.5, cache_dir=self.work / "cache",
+                                device=self.s.device)
+        save_proxy(sel, proxy_json)
+        self.events.emit("artifact", kind="proxy", path=str(proxy_json))
+        return list(sel.train), list(sel.val)
+
+    # ---------------------------------------------------------------------------------------- recovery
+    def recover_interrupted(self) -> int:
+        """Trials left RUNNING by a dead worker of this host (or stale by heartbeat) are failed and re-queued
+        with the same parameters; the re-run continues from the dead trial's last checkpoint."""
+        n = 0
+        try:
+            stale = set(optuna.storages.fail_stale_trials(self.study) or [])
+        except Exception:
+            stale = set()
+        for t in self.study.get_trials(deepcopy=False):
+            worker = t.system_attrs.get("autoseg_worker") or {}
+            dead_here = (t.state == optuna.trial.TrialState.RUNNING and worker.get("host") == self.host
+                         and not psutil.pid_exists(int(worker.get("parent_pid", -1))))
+            if not (dead_here or t._trial_id in stale):
+                continue
+            child = worker.get("child_pid")
+            if child and psutil.pid_exists(int(child)):
+                kill_tree(int(child))
+            if t.state == optuna.trial.TrialState.RUNNING:
+                self.study._storage.set_trial_user_attr(t._trial_id, "error", "worker died; re-queued")
+                self.study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            if not t.user_attrs.get("requeued"):
+                self.study.enqueue_trial(t.params, user_attrs={"resume_from": worker.get("trial_dir", ""),
+                                                                "requeued_from": t.number}, skip_if_exists=False)
+                n += 1
+        return n
+
+    # -------------------------------------------------------------------------------------------- loop
+    def _budget_left(self, started: float) -> bool:
+        if self.stop_requested:
+            return False
+        if self.s.time_limit is not None and time.time() - started >= self.s.time_limit:
+            return False
+        if self.s.trials is None:
+            return True
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+            return True        # re-queued trials always run
+        # a trial failed as "re-queued" is replaced by its re-run, so it does not count
+        done = sum(t.state in FINISHED and not str(t.user_attrs.get("error", "")).endswith("re-queued")
+                   for t in trials)
+        running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+        return done + running < self.s.trials
+
+    def _start_trial(self) -> RunningTrial | None:
+        from AutoSegCore.strategies import penalty_value
+
+        trial = self.study.ask()
+        params = self.space.suggest(trial)
+        if not self.space.is_legal(params):
+            pen = [penalty_value(d) for d in self.directions]
+            trial.set_user_attr("error", "illegal architecture")
+            trial.set_user_attr("penalty", pen)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=params,
+                             error="illegal architecture", value=None)
+            return None
+        full_config = self.space.to_config(params, self.s.base_config)
+        config = {**full_config, "network": self.fidelity.apply_network(full_config["network"])}
+        config["training"] = {**config["training"], "epochs": self.s.epochs, "seed": self.s.seed}
+        if self.s.steps_per_epoch:
+            config["training"]["steps_per_epoch"] = self.s.steps_per_epoch
+        trial_dir = self.work / "trials" / f"{trial.number:04d}"
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "number": trial.number, "trial_id": trial._trial_id, "storage": self.storage_url,
+            "study_name": self.s.study_name, "strategy": self.s.strategy, "directions": self.directions,
+            "data": str(Path(self.s.data).resolve()), "config": config, "train_cases": self.train_cases,
+            "val_cases": self.val_cases, "epochs": self.s.epochs, "min_epochs": self.s.min_epochs,
+            "threads": self.s.threads_per_job(), "device": self.s.device, "memory_gb": self.s.trial_memory_gb,
+            "cache_dir": str(self.work / "cache"), "resume_from": trial.user_attrs.get("resume_from"),
+        }
+        write_json(trial_dir / SPEC, spec)
+        write_json(trial_dir / "config.json", config)
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("full_config", full_config)
+        trial.set_user_attr("fidelity", self.fidelity.to_dict())
+        env = dict(os.environ)
+        env.update(OMP_NUM_THREADS=str(spec["threads"]), AUTOSEG_THREADS=str(spec["threads"]))
+        env.update(self._gpu_env(trial.number))
+        log = open(trial_dir / "log.txt", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "AutoSegCore", "trial", str(trial_dir)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        self.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
+            "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
+        self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
+                         fidelity=self.fidelity.to_dict())
+        return RunningTrial(trial, proc, trial_dir, params, time.time(), log=log)
+
+    def _gpu_env(self, number: int) -> dict:
+        import torch
+
+        if self.s.device in ("auto", "cuda") and torch.cuda.is_available() and self.s.jobs > 1:
+            return {"CUDA_VISIBLE_DEVICES": str(number % torch.cuda.device_count())}
+        return {}
+
+    def _poll_metrics(self, rt: RunningTrial) -> None:
+        from AutoSegCore.events import read_events
+
+        recs, rt.metrics_offset = read_events(rt.trial_dir / METRICS, rt.metrics_offset)
+        for rec in recs:
+            self.events.emit("epoch", trial=rt.trial.number, epoch=rec.get("epoch"), epochs=self.s.epochs,
+                             loss=rec.get("loss"), val_dice=rec.get("val_dice"), seconds=rec.get("seconds"))
+
+    def _finish(self, rt: RunningTrial, code: int | None, reason: str | None = None) -> None:
+        from AutoSegCore.strategies import penalty_value
+
+        rt.log.close()
+        self._poll_metrics(rt)
+        trial, result_path = rt.trial, rt.trial_dir / RESULT
+        result = read_json(result_path) if (code == 0 and result_path.is_file()) else None
+        if result is None:
+            tail = (rt.trial_dir / "log.txt").read_text(errors="replace")[-4000:]
+            error = reason or describe_exit(code if code is not None else -9, tail)
+            trial.set_user_attr("error", error)
+            trial.set_user_attr("penalty", [penalty_value(d) for d in self.directions])
+            trial.set_user_attr("seconds", time.time() - rt.started)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=rt.params, error=error,
+                             value=None)
+            return
+        for key in ("val_dice", "val_dice_per_class", "num_params", "seconds", "epochs", "history"):
+            trial.set_user_attr(key, result.get(key))
+        if result["status"] == "pruned":
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.events.emit("trial_finished", trial=trial.number, state="PRUNED", params=rt.params,
+                             value=result["val_dice"], epochs=result["epochs"])
+            return
+        values = self.space.objectives(result)
+        self.study.tell(trial, values if len(values) > 1 else values[0])
+        self.events.emit("trial_finished", trial=trial.number, state="COMPLETE", params=rt.params,
+                         value=values[0] if len(values) == 1 else list(values), val_dice=result["val_dice"],
+                         epochs=result["epochs"], seconds=result["seconds"])
+
+    def _heartbeat(self, running: list[RunningTrial]) -> None:
+        record = getattr(self.study._storage, "record_heartbeat", None)
+        if record:
+            for rt in running:
+                try:
+                    record(rt.trial._trial_id)
+                except Exception:
+                    pass
+
+    def run_trials(self) -> dict:
+        """Run trials until the trial count or time budget is reached; resumable and safe to run on many hosts."""
+        started = time.time()
+        requeued = self.recover_interrupted() if not self.join else 0
+        self.events.emit("study_started", study=self.s.study_name, storage=self._public_storage(),
+                         space=self.s.space, strategy=self.s.strategy, fidelity=self.fidelity.to_dict(),
+                         trials=self.s.trials, jobs=self.s.jobs, resumed_trials=len(self.study.trials),
+                         requeued=requeued)
+        running: list[RunningTrial] = []
+        last_beat = 0.0
+        try:
+            while True:
+                while len(running) < self.s.jobs and self._budget_left(started):
+                    rt = self._start_trial()
+                    if rt:
+                        running.append(rt)
+                if not running:
+                    break
+                time.sleep(0.3)
+                if time.time() - last_beat > 5:
+                    self._heartbeat(running)
+                    last_beat = time.time()
+                for rt in list(running):
+                    self._poll_metrics(rt)
+                    code = rt.process.poll()
+                    timed_out = self.s.trial_timeout and time.time() - rt.started > self.s.trial_timeout
+                    if code is None and timed_out:
+                        kill_tree(rt.process.pid)
+                        rt.process.wait()
+                        self._finish(rt, None, reason=f"exceeded the trial time limit of {self.s.trial_timeout:g} s")
+                        running.remove(rt)
+                    elif code is not None:
+                        self._finish(rt, code)
+                        running.remove(rt)
+                self._progress(started)
+        except KeyboardInterrupt:
+            self.stop_requested = True
+            for rt in running:
+                kill_tree(rt.process.pid)
+                rt.log.close()
+                rt.trial.set_user_attr("error", "interrupted by the user; re-queued")
+                self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
+                self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
+                                                                 "requeued_from": rt.trial.number})
+            self.events.emit("log", message="interrupted: running trials were stopped and re-queued; "
+                                            "re-run the same command to resume")
+            raise
+        return self.study_summary(time.time() - started)
+
+    def _progress(self, started: float) -> None:
+        trials = self.study.get_trials(deepcopy=False, states=FINISHED)
+        if self.s.trials:
+            frac = min(1.0, len(trials) / self.s.trials)
+        elif self.s.time_limit:
+            frac = min(1.0, (time.time() - started) / self.s.time_limit)
+        else:
+            frac = 0.0
+        if getattr(self, "_last_frac", None) != frac:
+            self._last_frac = frac
+            self.events.emit("progress", fraction=frac, message=f"{len(trials)} trials finished")
+
+    def _public_storage(self) -> str:
+        from AutoSegCore.search.storage import redact
+
+        return redact(self.storage_url)
+
+    def study_summary(self, seconds: float) -> dict:
+        trials = self.study.get_trials(deepcopy=False)
+        counts = {st.name: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+        best = None
+        if len(self.directions) == 1:
+            try:
+                bt = self.study.best_trial
+                best = {"number": bt.number, "value": bt.value, "params": bt.params}
+            except ValueError:
+                best = None
+        return {"study": self.s.study_name, "counts": counts, "best": best, "seconds": seconds}

@@ -1,0 +1,86 @@
+"""Everything that defines a search, stored as ``search.json`` and as study user attributes so that a
+re-run resumes and a worker on another machine joins with the same definition."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from AutoSegCore.errors import ConfigError
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90s', '30m', '2h', '1h30m' or plain seconds → seconds."""
+    if text in (None, ""):
+        return None
+    s = str(text).strip().lower()
+    if re.fullmatch(r"[0-9.]+", s):
+        return float(s)
+    parts = re.findall(r"([0-9.]+)\s*([hms])", s)
+    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
+        raise ConfigError(f"duration '{text}' is not understood", "use e.g. 90s, 30m, 2h or 1h30m")
+    return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+
+
+@dataclass
+class SearchSettings:
+    data: str
+    out: str
+    space: str = "unet-pipeline"
+    strategy: str = "bohb"
+    proxy_data: str = "full"
+    proxy_net: str = "full"
+    trials: int | None = 20
+    time_limit: float | None = None          # seconds for the search phase
+    jobs: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    epochs: int = 20                          # maximum budget per trial (epochs are the fidelity unit)
+    min_epochs: int = 2                       # BOHB/Hyperband minimum budget
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    trial_timeout: float | None = None        # seconds; a trial past it is killed and recorded as failed
+    trial_memory_gb: float | None = None      # address-space limit per trial process (Linux)
+    val_fraction: float = 0.2
+    base_config: dict = field(default_factory=dict)
+    final_top_k: int = 1
+    final_epochs: int | None = None
+    final_folds: int = 0
+    final: bool = True
+    holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs {self.jobs} must be ≥ 1", "e.g. --jobs 2")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials {self.trials} must be ≥ 1", "e.g. --trials 20")
+        if self.epochs < 1 or self.min_epochs < 1 or self.min_epochs > self.epochs:
+            raise ConfigError(f"epochs {self.min_epochs}..{self.epochs} are not a valid budget range",
+                              "use 1 ≤ --min-epochs ≤ --epochs")
+        if self.study_name is None:
+            self.study_name = Path(self.out).resolve().name or "autoseg"
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.out)
+
+    def storage_url(self) -> str:
+        from AutoSegCore.search.storage import default_storage_url
+
+        return self.storage or default_storage_url(self.out)
+
+    def threads_per_job(self) -> int:
+        return max(1, (os.cpu_count() or 1) // self.jobs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data"] = str(Path(self.data).resolve()) if Path(self.data).exists() else self.data
+        d["out"] = str(Path(self.out).resolve())
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSettings":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

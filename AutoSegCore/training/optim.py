@@ -1,0 +1,46 @@
+"""Optimisers (paper a/b choices) and the per-step learning-rate schedule."""
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.optimizers import Novograd
+
+from AutoSegCore.errors import ConfigError
+
+
+def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    name, lr, wd = cfg["optimizer"], float(cfg["lr"]), float(cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    if name == "adamax":
+        return torch.optim.Adamax(params, lr=lr, weight_decay=wd)
+    if name == "novograd":
+        return Novograd(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(cfg.get("momentum", 0.99)),
+                               nesterov=True)
+    raise ConfigError(f"unknown optimizer '{name}'", "use adam, adamw, rmsprop, adamax, novograd or sgd")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, total_steps: int):
+    """Linear warm-up, then cosine (to 1 % of lr), poly (0.9) or constant — stepped once per optimiser step."""
+    kind = cfg.get("scheduler", "cosine")
+    warmup = min(int(cfg.get("warmup_steps", 0)), max(0, total_steps // 4))
+    total = max(1, total_steps)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        if kind == "poly":
+            return max(0.0, 1 - progress) ** 0.9
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
