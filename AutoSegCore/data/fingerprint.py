@@ -1,0 +1,126 @@
+"""Dataset fingerprint: the per-case geometry and intensity statistics nnU-Net records before planning.
+
+It is what later stages decide from (target spacing, CT normalisation statistics, patch size, which labels
+are small) and it is plain JSON, so it can be cached next to a study and shown to the user.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from AutoSegCore.data.dataset import Dataset, read_case
+from AutoSegCore.errors import DatasetError
+from AutoSegCore.utils.io import read_json, write_json
+
+FINGERPRINT_VERSION = 1
+ANISOTROPY_THRESHOLD = 3.0          # nnU-Net treats max/min spacing > 3 as anisotropic
+SAMPLES_PER_CASE = 10_000           # foreground voxels sampled per case and channel (as nnU-Net)
+
+
+def _intensity_stats(values: np.ndarray) -> dict:
+    if values.size == 0:
+        return {k: None for k in ("mean", "std", "min", "max", "p0.5", "p50", "p99.5")}
+    v = values.astype(np.float64)
+    p = np.percentile(v, [0.5, 50.0, 99.5])
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "max": float(v.max()),
+            "p0.5": float(p[0]), "p50": float(p[1]), "p99.5": float(p[2])}
+
+
+def nonzero_box(image: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Bounding box ``((start, end), ...)`` of voxels nonzero in any channel (nnU-Net's crop); full box if none are.
+
+    Same result as MONAI's ``generate_spatial_bounding_box(select_fn=x != 0)``, written in numpy because importing
+    ``monai.transforms`` costs ~3 s per CLI start (``autoseg validate`` must stay quick).
+    """
+    mask = np.any(image != 0, axis=0)
+    if not mask.any():
+        return tuple((0, int(s)) for s in mask.shape)
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append((int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def compute_fingerprint(ds: Dataset, *, samples_per_case: int = SAMPLES_PER_CASE, seed: int = 0) -> dict:
+    """Per case spacing/shape/label volumes and per channel foreground intensity statistics (JSON-ready)."""
+    if not ds.cases:
+        raise DatasetError(f"dataset '{ds.name}' has no cases", "add labelled cases before computing a fingerprint")
+    rng = np.random.default_rng(seed)
+    cases, samples = [], [[] for _ in range(ds.num_channels)]
+    label_cases: dict[int, list[tuple[int, float]]] = {v: [] for v in ds.foreground_labels}
+    for case in ds.cases:
+        arr = read_case(case)
+        voxel_mm3 = float(np.prod(arr.spacing))
+        box = nonzero_box(arr.image)
+        fg = arr.label > 0 if arr.label is not None and (arr.label > 0).any() else np.any(arr.image != 0, axis=0)
+        idx = np.flatnonzero(fg)
+        if idx.size > samples_per_case:
+            idx = rng.choice(idx, samples_per_case, replace=False)
+        per_channel = []
+        for c in range(arr.image.shape[0]):
+            vals = arr.image[c].ravel()[idx]
+            samples[c].append(vals)
+            per_channel.append(_intensity_stats(vals))
+        entry = {"name": case.name, "shape": list(arr.image.shape[1:]), "spacing": list(arr.spacing),
+                 "cropped_shape": [e - s for s, e in box], "intensity": per_channel}
+        if arr.label is not None:
+            counts = np.bincount(arr.label.ravel().astype(np.int64))
+            entry["label_voxels"] = {str(v): int(counts[v]) for v in range(1, counts.size) if counts[v]}
+            entry["label_mm3"] = {k: n * voxel_mm3 for k, n in entry["label_voxels"].items()}
+            for v in label_cases:
+                n = int(counts[v]) if v < counts.size else 0
+                label_cases[v].append((n, n * voxel_mm3))
+        cases.append(entry)
+    spacings = np.array([c["spacing"] for c in cases], dtype=np.float64)
+    shapes = np.array([c["shape"] for c in cases], dtype=np.float64)
+    cropped = np.array([c["cropped_shape"] for c in cases], dtype=np.float64)
+    median_spacing = np.median(spacings, axis=0)
+    ratio = float(median_spacing.max() / median_spacing.min())
+    labels = {}
+    for v, per_case in label_cases.items():
+        n = np.array([p[0] for p in per_case], dtype=np.float64)
+        mm3 = np.array([p[1] for p in per_case], dtype=np.float64)
+        present = n > 0
+        labels[str(v)] = {"name": ds.labels[v], "cases_present": int(present.sum()), "voxels_total": int(n.sum()),
+                          "voxels_mean": float(n[present].mean()) if present.any() else 0.0,
+                          "mm3_mean": float(mm3[present].mean()) if present.any() else 0.0,
+                          "mm3_median": float(np.median(mm3[present])) if present.any() else 0.0}
+    return {
+        "version": FINGERPRINT_VERSION,
+        "dataset": ds.name,
+        "num_cases": len(cases),
+        "modality": ds.modality,
+        "channel_names": list(ds.channel_names),
+        "labels": {str(k): v for k, v in ds.labels.items()},
+        "spacing": {"median": median_spacing.tolist(), "mean": spacings.mean(axis=0).tolist(),
+                    "min": spacings.min(axis=0).tolist(), "max": spacings.max(axis=0).tolist()},
+        "shape": {"median": np.median(shapes, axis=0).tolist(), "min": shapes.min(axis=0).astype(int).tolist(),
+                  "max": shapes.max(axis=0).astype(int).tolist()},
+        "cropped_shape": {"median": np.median(cropped, axis=0).tolist(), "max": cropped.max(axis=0).astype(int).tolist()},
+        "anisotropy_ratio": ratio,
+        "anisotropic": ratio > ANISOTROPY_THRESHOLD,
+        "intensity": [{"channel": name, **_intensity_stats(np.concatenate(s) if s else np.empty(0))}
+                      for name, s in zip(ds.channel_names, samples)],
+        "label_stats": labels,
+        "cases": cases,
+    }
+
+
+def save_fingerprint(fp: dict, path: str | Path) -> Path:
+    """Write the fingerprint as JSON atomically (no partial file on error)."""
+    return write_json(path, fp)
+
+
+def load_fingerprint(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        fp = read_json(p)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{p}: cannot read fingerprint ({exc.__class__.__name__})",
+                           "recompute it with `autoseg fingerprint DATA --out FILE`") from None
+    if not isinstance(fp, dict) or fp.get("version") != FINGERPRINT_VERSION:
+        raise DatasetError(f"{p}: not a version-{FINGERPRINT_VERSION} fingerprint",
+                           "recompute it with `autoseg fingerprint DATA --out FILE`")
+    return fp

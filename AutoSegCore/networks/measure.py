@@ -1,0 +1,59 @@
+"""Size and cost of a network without training it: parameters and forward FLOPs per input voxel.
+
+Both build the network on PyTorch's ``meta`` device (shapes only, no memory, no arithmetic), so they cost
+milliseconds even for nets that would not fit in RAM.  FLOPs count only convolutions and transposed
+convolutions, as 2 × multiply-adds (one multiply + one add), ignoring bias, normalisation, activations, pooling
+and additions, which are a small share for these nets.  fvcore/thop would do the same counting but are not in
+our stack, and torch.utils.flop_counter counts every aten op; hooks on the conv modules are short and say
+exactly what is counted.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def count_parameters(net_cfg: dict, in_channels: int, out_channels: int) -> int:
+    """Number of trainable parameters (deep-supervision heads included when enabled)."""
+    from AutoSegCore.networks import build_network
+    with torch.device("meta"):
+        model = build_network(net_cfg, in_channels, out_channels)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def conv_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """Multiply-adds of one call of a (transposed) convolution."""
+    k = math.prod(module.kernel_size)
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        # every input voxel is multiplied with a kernel for each output channel
+        return inputs[0].numel() * (module.out_channels // module.groups) * k
+    return output.numel() * (module.in_channels // module.groups) * k
+
+
+def flops_per_voxel(net_cfg: dict, in_channels: int, out_channels: int,
+                    patch: tuple[int, int, int] = (48, 64, 48)) -> float:
+    """Forward FLOPs (2 × conv multiply-adds) of one patch in eval mode, divided by the patch's voxel count."""
+    from AutoSegCore.networks import build_network, size_divisor
+    div = size_divisor(net_cfg)
+    # round the patch up to the divisor so any net can be measured at the requested size
+    patch = tuple(int(math.ceil(p / d) * d) for p, d in zip(patch, div))
+    with torch.device("meta"):
+        model = build_network(net_cfg, in_channels, out_channels).eval()
+        x = torch.empty(1, in_channels, *patch)
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        total += conv_macs(module, inputs, output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.modules.conv._ConvNd,))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return 2.0 * total / math.prod(patch)

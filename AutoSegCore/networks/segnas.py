@@ -1,0 +1,151 @@
+"""SegNAS3D (paper c): blocks coded as a DAG by an upper-triangular operation matrix, connected U-Net-style.
+
+Block (paper c §2.1): node 0 is the block input, node ``nodes-1`` its output; entry (i, j), i < j, is the
+operation on the edge i → j (``OPS``); a node's value is the *sum* of its incoming edges (the paper sums because
+concatenation ran out of memory).  Only node 0 may be a source and only the last node a sink, otherwise the
+block cannot be built (``segnas_is_legal``).
+
+Network (paper c §2.2, Fig. 1): ``poolings + 1`` levels of MegaBlocks (block + spatial dropout + optional
+residual connection), channels ``filters · 2^level`` (doubled after each max pooling, halved after each
+upsampling), optional deep supervision.  Blocks share one operation matrix.
+
+Our choices where the paper is silent: a MegaBlock first maps its input to its channel count with a 1×1×1
+conv + norm + ReLU (the block's ops keep channels, so something must change them; the residual connection adds
+this projected input to the block output); upsampling is a 2×2×2 transposed conv + norm + ReLU; the decoder
+concatenates the encoder skip before its MegaBlock; normalisation is the config's (paper: batch norm).
+
+The ops list of the config is the row-major upper triangle of a k×k matrix (1, 3 or 6 entries for k = 2, 3, 4);
+with ``nodes`` < k only the top-left nodes×nodes part is used (paper c Table 3: "strikethrough ops ... not used").
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from AutoSegCore.networks.layers import RELU, conv_norm_act, head, up_conv
+
+# op number -> (kernel, dilation); 0 = no edge, 6 = skip (identity)   (paper c Table 1)
+OPS: dict[int, tuple[int, int] | None] = {0: None, 1: (1, 1), 2: (3, 1), 3: (5, 1), 4: (3, 2), 5: (5, 2), 6: None}
+OP_NAMES = {0: "none", 1: "conv(1,1)", 2: "conv(3,1)", 3: "conv(5,1)", 4: "conv(3,2)", 5: "conv(5,2)", 6: "skip"}
+NONE, SKIP = 0, 6
+
+
+def matrix_size(n_ops: int) -> int:
+    """k such that a k×k upper triangle holds n_ops entries (1 → 2, 3 → 3, 6 → 4, ...); ValueError otherwise."""
+    k = int(round((1 + math.sqrt(1 + 8 * n_ops)) / 2))
+    if k * (k - 1) // 2 != n_ops or n_ops < 1:
+        raise ValueError(f"{n_ops} ops do not fill an upper-triangular matrix (need 1, 3, 6, 10, ...)")
+    return k
+
+
+def segnas_matrix(ops: Sequence[int], nodes: int | None = None) -> np.ndarray:
+    """Operation matrix (nodes × nodes) from the row-major upper-triangle list ``ops``."""
+    k = matrix_size(len(ops))
+    nodes = k if nodes is None else int(nodes)
+    if not 2 <= nodes <= k:
+        raise ValueError(f"nodes = {nodes} must be in 2–{k} for {len(ops)} ops")
+    full = np.zeros((k, k), dtype=int)
+    full[np.triu_indices(k, 1)] = [int(o) for o in ops]
+    return full[:nodes, :nodes]
+
+
+def segnas_is_legal(matrix) -> bool:
+    """True when the block DAG can be built: square, strictly upper triangular, ops in 0–6, every intermediate
+    node has an input and an output, and the last node is reachable from node 0."""
+    m = np.asarray(matrix)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        return False
+    if not np.issubdtype(m.dtype, np.integer) or m.min() < 0 or m.max() > 6 or np.tril(m).any():
+        return False
+    n = m.shape[0]
+    has_out = (m[:-1] != NONE).any(axis=1)       # rows 0..n-2: a zero row is a sink
+    has_in = (m[:, 1:] != NONE).any(axis=0)      # cols 1..n-1: a zero column is a source
+    if not (has_out.all() and has_in.all()):
+        return False
+    reached = {0}
+    for j in range(1, n):
+        if any(m[i, j] != NONE and i in reached for i in range(j)):
+            reached.add(j)
+    return n - 1 in reached
+
+
+class SegNASBlock(nn.Module):
+    """One block: node values are sums of the ops on their incoming edges; returns the last node."""
+
+    def __init__(self, channels: int, matrix: np.ndarray, norm: str) -> None:
+        super().__init__()
+        self.nodes = matrix.shape[0]
+        self.edges = nn.ModuleDict()
+        for i, j in zip(*np.nonzero(matrix)):
+            op = int(matrix[i, j])
+            spec = OPS[op]
+            self.edges[f"{i}_{j}"] = nn.Identity() if op == SKIP else \
+                conv_norm_act(channels, channels, spec[0], dilation=spec[1], norm=norm, act=RELU)
+        self.inputs = [[int(i) for i in np.nonzero(matrix[:, j])[0]] for j in range(self.nodes)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = [x]
+        for j in range(1, self.nodes):
+            total = None
+            for i in self.inputs[j]:
+                y = self.edges[f"{i}_{j}"](values[i])
+                total = y if total is None else total + y
+            values.append(total)
+        return values[-1]
+
+
+class MegaBlock(nn.Module):
+    """1×1×1 projection to ``cout`` → block → spatial dropout → (+ projected input if residual)."""
+
+    def __init__(self, cin: int, cout: int, matrix: np.ndarray, *, residual: bool, dropout: float,
+                 norm: str) -> None:
+        super().__init__()
+        self.project = conv_norm_act(cin, cout, 1, norm=norm, act=RELU) if cin != cout else nn.Identity()
+        self.block = SegNASBlock(cout, matrix, norm)
+        self.dropout = nn.Dropout3d(dropout) if dropout > 0 else nn.Identity()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.project(x)
+        y = self.dropout(self.block(x))
+        return y + x if self.residual else y
+
+
+class SegNAS(nn.Module):
+    """Encoder–decoder of MegaBlocks with ``poolings`` max poolings and ``filters`` first-level channels."""
+
+    def __init__(self, net_cfg: dict, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        s = net_cfg["segnas"]
+        matrix = segnas_matrix(s["ops"], s["nodes"])
+        p, n, norm = int(s["poolings"]), int(s["filters"]), net_cfg["norm"]
+        mega = dict(matrix=matrix, residual=bool(s["residual"]), dropout=float(net_cfg.get("dropout") or 0.0),
+                    norm=norm)
+        chans = [n * 2 ** level for level in range(p + 1)]
+        self.encoder = nn.ModuleList(
+            MegaBlock(in_channels if level == 0 else chans[level - 1], chans[level], **mega) for level in range(p + 1))
+        self.pool = nn.MaxPool3d(2)
+        self.ups = nn.ModuleList(up_conv(chans[level + 1], chans[level], norm=norm, act=RELU) for level in range(p))
+        self.decoder = nn.ModuleList(MegaBlock(2 * chans[level], chans[level], **mega) for level in range(p))
+        self.out = head(chans[0], out_channels)
+        self.deep_supervision = bool(net_cfg.get("deep_supervision"))
+        self.heads = nn.ModuleList(head(chans[level], out_channels) for level in range(1, p)) \
+            if self.deep_supervision else nn.ModuleList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        skips = []
+        for level, block in enumerate(self.encoder):
+            x = block(x if level == 0 else self.pool(x))
+            skips.append(x)
+        want_heads = self.deep_supervision and self.training
+        lower = []
+        for level in range(len(self.decoder) - 1, -1, -1):
+            x = self.decoder[level](torch.cat([skips[level], self.ups[level](x)], dim=1))
+            if want_heads and level >= 1:
+                lower.append(self.heads[level - 1](x))
+        logits = self.out(x)
+        return [logits] + lower[::-1] if want_heads else logits

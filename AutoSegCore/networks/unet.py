@@ -1,0 +1,98 @@
+"""Paper b's configurable U-Net, assembled from MONAI's ``Convolution`` / ``ResidualUnit`` exactly as MONAI's
+``UNet`` assembles them, plus what MONAI's ``UNet`` lacks: deep-supervision heads and per-level channel lists
+from a multiplier.
+
+Why not ``monai.networks.nets.UNet`` itself: it has no deep supervision and its recursive nesting hides the
+decoder outputs the heads need.  ``DynUNet`` has deep supervision but a fixed two-conv block, so it cannot
+express n_convs 0–3.  Layer for layer this module equals MONAI's ``UNet`` (same blocks, same order of
+stride-2 convolutions, same transposed-conv decoder), so without heads its parameter count is identical.
+
+Layout (d = depth = number of resolution levels, c_l = channels of level l):
+
+    down_0 … down_{d-2}: block(c_{l-1} → c_l, stride 2)      (the first one takes the input channels)
+    bottom:              block(c_{d-2} → c_{d-1}, stride 1)
+    up_{d-2} … up_0:     transposed conv(cat(skip_l, x) → c_{l-1}, stride 2) [+ 1-unit residual refinement]
+    up_0 outputs the logits at full resolution.
+
+``block`` is one conv without residual path for n_convs = 0, else a ``ResidualUnit`` with n_convs sub-units.
+2D mode uses k×k×1 kernels and (2, 2, 1) strides, so the slice axis (last) is never pooled.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.networks.blocks import Convolution, ResidualUnit
+from torch import nn
+
+from AutoSegCore.networks.layers import LEAKY_RELU, SPATIAL_DIMS, head, monai_norm
+
+
+def unet_channels(net_cfg: dict) -> list[int]:
+    """c_l = floor(c0 · m^l), at least 1, at most max_channels (paper b §3.3.1: 'rounded down')."""
+    c0, m = int(net_cfg["channels"]), float(net_cfg["multiplier"])
+    cap = int(net_cfg.get("max_channels") or 10 ** 9)
+    # the 1e-9 keeps products like 16·1.5² = 36 from flooring to 35 through rounding error
+    return [min(cap, max(1, math.floor(c0 * m ** level + 1e-9))) for level in range(int(net_cfg["depth"]))]
+
+
+def unet_kernels(net_cfg: dict) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(kernel, stride) of every level: 3³ / 2³ in 3D, 3×3×1 / 2×2×1 in 2D."""
+    if net_cfg["conv"] == "2d":
+        return (3, 3, 1), (2, 2, 1)
+    return (3, 3, 3), (2, 2, 2)
+
+
+class UNet(nn.Module):
+    """Paper b's U-Net knobs (depth, channels, multiplier, 2D/3D, n_convs, norm, dropout, deep supervision)."""
+
+    def __init__(self, net_cfg: dict, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        channels = unet_channels(net_cfg)
+        kernel, stride = unet_kernels(net_cfg)
+        n_convs = int(net_cfg["n_convs"])
+        common = dict(kernel_size=kernel, act=LEAKY_RELU, norm=monai_norm(net_cfg["norm"]),
+                      dropout=float(net_cfg.get("dropout") or 0.0) or None)
+        self.deep_supervision = bool(net_cfg.get("deep_supervision"))
+
+        def block(cin: int, cout: int, strides) -> nn.Module:
+            if n_convs == 0:
+                return Convolution(SPATIAL_DIMS, cin, cout, strides=strides, **common)
+            return ResidualUnit(SPATIAL_DIMS, cin, cout, strides=strides, subunits=n_convs, **common)
+
+        def up(cin: int, cout: int, is_top: bool) -> nn.Module:
+            conv = Convolution(SPATIAL_DIMS, cin, cout, strides=stride, is_transposed=True,
+                               conv_only=is_top and n_convs == 0, **common)
+            if n_convs == 0:
+                return conv
+            return nn.Sequential(conv, ResidualUnit(SPATIAL_DIMS, cout, cout, strides=1, subunits=1,
+                                                    last_conv_only=is_top, **common))
+
+        depth = len(channels)
+        ins = [in_channels] + channels[:-2]
+        self.downs = nn.ModuleList(block(ins[i], channels[i], stride) for i in range(depth - 1))
+        self.bottom = block(channels[-2], channels[-1], 1)
+        ups = []
+        for i in range(depth - 1):
+            cin = channels[i] + (channels[i + 1] if i == depth - 2 else channels[i])
+            ups.append(up(cin, out_channels if i == 0 else channels[i - 1], is_top=i == 0))
+        self.ups = nn.ModuleList(ups)
+        # heads on the decoder outputs at 1/2, 1/4, ... resolution (up_1 … up_{d-2})
+        self.heads = nn.ModuleList(head(channels[i - 1], out_channels) for i in range(1, depth - 1)) \
+            if self.deep_supervision else nn.ModuleList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        skips = []
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        x = self.bottom(x)
+        lower: list[torch.Tensor] = []
+        want_heads = self.deep_supervision and self.training
+        for i in range(len(self.ups) - 1, -1, -1):
+            x = self.ups[i](torch.cat([skips[i], x], dim=1))
+            if want_heads and i >= 1:
+                lower.append(self.heads[i - 1](x))
+        if want_heads:
+            return [x] + lower[::-1]   # full resolution first, then 1/2, 1/4, ...
+        return x

@@ -1,0 +1,155 @@
+"""Every built-in space: sampling, configs that validate, networks that run, objectives."""
+import math
+
+import optuna
+import pytest
+import torch
+
+from AutoSegCore.config import DEFAULT_CONFIG
+from AutoSegCore.errors import ConfigError
+from AutoSegCore.networks import build_network, count_parameters, size_divisor
+from AutoSegCore.spaces import get_space, list_spaces
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+BUILTINS = ["emonas", "proxy-hpo", "segnas", "segnas4", "segnas7", "unet-pipeline"]
+
+
+def test_builtins_are_listed():
+    assert list_spaces() == BUILTINS
+    assert get_space("SegNAS11").name == "segnas"
+
+
+def sample_configs(name, n=20, seed=0):
+    space = get_space(name)
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert set(params) <= set(space.distributions())
+        for key, value in params.items():
+            assert space.distributions()[key]._contains(space.distributions()[key].to_internal_repr(value))
+        out.append((params, space.is_legal(params)))
+    return space, out
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_twenty_random_points_give_valid_configs_and_running_networks(name):
+    space, points = sample_configs(name)
+    legal = [p for p, ok in points if ok]
+    assert len(legal) >= 10                      # SegNAS blocks can be illegal; most are not
+    for params in points:
+        if not params[1]:
+            with pytest.raises(ConfigError, match="illegal"):
+                space.to_config(params[0])
+    for params in legal:
+        cfg = space.to_config(params)
+        assert cfg["space"] == {"name": space.name, "params": params}
+        for p in space.params:
+            if p.config and p.name in params and p.config.count(".") == 1:
+                section, key = p.config.split(".")
+                assert cfg[section][key] == (bool(params[p.name]) if p.cast == "bool" else params[p.name])
+        net = cfg["network"]
+        n_params = count_parameters(net, 1, 3)
+        assert n_params > 0
+        if n_params > 40_000_000:                 # keep memory and time small: skip the giants
+            continue
+        div = size_divisor(net)
+        # the smallest patch the net accepts with more than one voxel at the bottom (instance norm)
+        shape = (max(16, div[0]), max(16, div[1]), max(16, 2 * div[2]))
+        model = build_network(net, 1, 3).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 1, *shape)).shape == (1, 3, *shape)
+
+
+def test_unet_pipeline_matches_paper_b_table_3_1():
+    d = get_space("unet-pipeline").distributions()
+    assert (d["depth"].low, d["depth"].high) == (2, 6)
+    assert (d["channels"].low, d["channels"].high, d["channels"].log) == (8, 128, True)
+    assert (d["multiplier"].low, d["multiplier"].high) == (0.5, 3.0)
+    assert set(d["conv"].choices) == {"2d", "3d"} and (d["n_convs"].low, d["n_convs"].high) == (0, 3)
+    assert len(d["loss"].choices) == 6 and set(d["resampling"].choices) == {"none", "median", "mean"}
+
+
+def test_proxy_hpo_covers_paper_a_grid():
+    space = get_space("proxy-hpo")
+    d = space.distributions()
+    assert set(d["optimizer"].choices) == {"adam", "rmsprop", "adamax", "novograd"}
+    for lr in (0.001, 0.0006, 0.0004, 0.0001):
+        cfg = space.to_config({"optimizer": "novograd", "lr": lr, "intensity_shift_prob": 0.3})
+        assert cfg["training"]["lr"] == lr and cfg["training"]["augmentation"]["intensity_shift_prob"] == 0.3
+
+
+def test_segnas_variants_fix_what_paper_c_fixes():
+    assert len(get_space("segnas").params) == 11
+    s4 = get_space("segnas4")
+    assert [p.name for p in s4.params] == ["n", "p", "sup", "res"]
+    cfg = s4.to_config({"n": 21, "p": 3, "sup": 1, "res": 0})
+    assert cfg["network"]["segnas"]["ops"] == [2, 0, 2] and cfg["network"]["segnas"]["nodes"] == 3
+    assert cfg["network"]["deep_supervision"] is True and cfg["network"]["segnas"]["residual"] is False
+    s7 = get_space("segnas7")
+    assert len(s7.params) == 7
+    cfg7 = s7.to_config({"nodes": 4, "op_01": 2, "op_02": 0, "op_03": 0, "op_12": 2, "op_13": 0, "op_23": 2})
+    assert (cfg7["network"]["segnas"]["filters"], cfg7["network"]["segnas"]["poolings"]) == (16, 4)
+    assert s7.is_legal({"nodes": 3, "op_01": 2, "op_02": 0, "op_03": 0, "op_12": 2, "op_13": 0, "op_23": 0})
+    # node 1 has no output when nodes = 3 and op_12 = 0
+    assert not s7.is_legal({"nodes": 3, "op_01": 2, "op_02": 2, "op_03": 0, "op_12": 0, "op_13": 0, "op_23": 0})
+
+
+def test_single_objective_is_validation_dice():
+    space = get_space("unet-pipeline")
+    assert space.directions == ["maximize"]
+    assert space.objectives({"val_dice": 0.83, "num_params": 10_000, "val_dice_per_case": [0.8, 0.86]}) == (0.83,)
+    assert space.worst_objectives() == (0.0,)
+
+
+def test_emonas_objectives_follow_paper_d():
+    space = get_space("emonas")
+    assert space.directions == ["minimize", "minimize"]
+    result = {"val_dice": 0.80, "train_dice": 0.90, "num_params": 7_000_000,
+              "val_dice_history": [0.5, 0.7, 0.82, 0.81, 0.80]}
+    f1, f2 = space.objectives(result)
+    # α(C − train) + (C − val) + β(E − e_max)/E with α = β = 0.25, C = 1, E = 5, e_max = 3
+    assert f1 == pytest.approx(0.25 * 0.10 + 0.20 + 0.25 * 2 / 5)
+    assert f2 == pytest.approx(math.log(7_000_000))
+    smaller_later = {**result, "num_params": 1_000, "val_dice_history": [0.5, 0.6, 0.7, 0.75, 0.80]}
+    g1, g2 = space.objectives(smaller_later)
+    assert g1 < f1 and g2 < f2
+    worst = space.worst_objectives(num_params=7_000_000)
+    assert worst[0] > f1 and worst[1] == pytest.approx(f2)
+
+
+def test_study_round_trip_with_tpe():
+    """Define-by-run through a real Optuna study: ask → suggest → to_config → tell."""
+    space = get_space("proxy-hpo")
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.TPESampler(seed=0,
+                                                                                                n_startup_trials=5))
+    for _ in range(12):
+        trial = study.ask()
+        cfg = space.to_config(space.suggest(trial))
+        # a stand-in score that prefers lr near 3e-4 and adam
+        score = 1 - abs(math.log10(cfg["training"]["lr"] / 3e-4)) - 0.1 * (cfg["training"]["optimizer"] != "adam")
+        study.tell(trial, score)
+    assert len(study.trials) == 12 and study.best_value <= 1
+
+
+def test_base_config_is_kept_under_the_point():
+    space = get_space("unet-pipeline")
+    base = {"training": {"epochs": 7}, "inference": {"tta": True}}
+    params = {"depth": 3, "channels": 16, "multiplier": 2.0, "conv": "3d", "n_convs": 1,
+              "normalization": "minmax", "resampling": "none", "loss": "dice"}
+    cfg = space.to_config(params, base)
+    assert cfg["training"]["epochs"] == 7 and cfg["inference"]["tta"] is True
+    assert cfg["preprocessing"]["normalization"] == "minmax" and cfg["network"]["depth"] == 3
+    assert cfg["training"]["lr"] == DEFAULT_CONFIG["training"]["lr"]
+
+
+@pytest.mark.parametrize("params,word", [
+    ({"depth": 9}, "depth"),
+    ({"depth": 3, "bogus": 1}, "bogus"),
+    ({"depth": 3}, "channels"),                       # active parameter without value
+    ({"depth": 3.5}, "depth"),
+])
+def test_bad_points_are_config_errors(params, word):
+    with pytest.raises(ConfigError, match=word):
+        get_space("unet-pipeline").to_config(params)
