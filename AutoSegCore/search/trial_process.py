@@ -78,6 +78,9 @@ def run_trial_process(trial_dir: str | Path) -> int:
         "val_dice_per_case": last.val_dice_per_case if last else [],
         "num_params": last.num_params if last else None,
         "epochs": len(history),
+        "train_dice": history[-1].get("train_dice") if history else None,
+        "val_dice_history": vals,
+        "best_epoch": (int(max(range(len(vals)), key=lambda i: vals[i])) + 1) if vals else None,
         "history": history,
         "seconds": time.time() - started,
     }

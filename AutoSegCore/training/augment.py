@@ -13,29 +13,33 @@ import torch
 import torch.nn.functional as F
 
 
-def safe_flip_axes(labels: list[np.ndarray], threshold: float = 0.9) -> list[int]:
+def safe_flip_axes(labels: list[np.ndarray], threshold: float = 0.9, separation: float = 1.0) -> list[int]:
     """Spatial axes (0, 1, 2) along which mirroring does not contradict the label geometry.
 
     With two or more foreground classes, an axis is unsafe when one class lies on the same side of another in
-    ≥ ``threshold`` of the cases (e.g. anterior/posterior hippocampus): mirroring would teach swapped labels.
+    ≥ ``threshold`` of the cases AND their centroids are far apart along it (mean offset > ``separation`` ×
+    the foreground's spread): mirroring would then teach swapped labels (e.g. anterior/posterior hippocampus
+    along axes 1 and 2; along axis 0 they overlap, offset ≈ 0.5 spread, so left-right flips stay safe).
     """
     classes = sorted({int(v) for lab in labels for v in np.unique(lab) if v > 0})
     if len(classes) < 2:
         return [0, 1, 2]
+    coords = [{c: np.argwhere(lab == c) for c in classes} | {0: np.argwhere(lab > 0)} for lab in labels]
     safe = []
     for axis in range(3):
-        consistent = False
+        unsafe = False
         for i, a in enumerate(classes):
             for b in classes[i + 1:]:
-                signs = []
-                for lab in labels:
-                    ca, cb = np.argwhere(lab == a), np.argwhere(lab == b)
-                    if len(ca) and len(cb):
-                        signs.append(np.sign(ca[:, axis].mean() - cb[:, axis].mean()))
-                if signs:
-                    frac = max(np.mean(np.array(signs) > 0), np.mean(np.array(signs) < 0))
-                    consistent |= frac >= threshold
-        if not consistent:
+                offsets = []
+                for cc in coords:
+                    if len(cc[a]) and len(cc[b]):
+                        spread = max(float(cc[0][:, axis].std()), 1e-6)
+                        offsets.append((cc[a][:, axis].mean() - cc[b][:, axis].mean()) / spread)
+                if offsets:
+                    o = np.array(offsets)
+                    consistent = max(np.mean(o > 0), np.mean(o < 0)) >= threshold
+                    unsafe |= bool(consistent and np.abs(o).mean() > separation)
+        if not unsafe:
             safe.append(axis)
     return safe
 

@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
 
 
 def keep_largest_component(label: np.ndarray, classes: list[int]) -> np.ndarray:
     """Keep only the largest 26-connected component of each class in ``classes`` (others set to background)."""
+    # SciPy rather than MONAI's KeepLargestConnectedComponent, which needs scikit-image for CPU arrays.
     if not classes:
         return label
-    t = torch.from_numpy(np.asarray(label).astype(np.int64))[None]
-    out = KeepLargestConnectedComponent(applied_labels=list(classes), is_onehot=False, connectivity=3)(t)
-    return np.asarray(out[0]).astype(label.dtype)
+    out = np.array(label, copy=True)
+    structure = np.ones((3, 3, 3), bool)
+    for c in classes:
+        comps, n = ndimage.label(out == c, structure=structure)
+        if n > 1:
+            sizes = np.bincount(comps.ravel())
+            sizes[0] = 0
+            out[(comps > 0) & (comps != sizes.argmax())] = 0
+    return out
 
 
 def decide_largest_component(preds: list[np.ndarray], truths: list[np.ndarray], classes: list[int]) -> list[int]:

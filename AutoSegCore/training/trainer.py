@@ -206,6 +206,7 @@ class Trainer:
             out = self.net(img)
         out = [o.float() for o in out] if isinstance(out, (list, tuple)) else out.float()
         loss = self.loss_fn(out, lab)
+        self._accumulate_train_dice(out[0] if isinstance(out, (list, tuple)) else out, lab)
         if self.scaler:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -215,6 +216,20 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _accumulate_train_dice(self, logits: torch.Tensor, lab: torch.Tensor) -> None:
+        """Running foreground Dice on the (augmented) training batches — the train_dice of paper d's f1."""
+        pred, truth = logits.argmax(1), lab[:, 0].long()
+        for c in range(1, self.out_classes):
+            p, t = pred == c, truth == c
+            self._train_stats[c, 0] += float((p & t).sum())
+            self._train_stats[c, 1] += float(p.sum() + t.sum())
+
+    def _train_dice(self) -> float:
+        inter, total = self._train_stats[1:, 0], self._train_stats[1:, 1]
+        dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+        return float(dice.mean()) if len(dice) else 0.0
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -246,9 +261,11 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 t0 = time.perf_counter()
+                self._train_stats = np.zeros((self.out_classes, 2))
                 losses = [self._train_step() for _ in range(steps)]
                 self.epoch += 1
-                record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "lr": self.scheduler.get_last_lr()[0]}
+                record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "train_dice": self._train_dice(),
+                          "lr": self.scheduler.get_last_lr()[0]}
                 if self.val_cases and (self.epoch % self.tcfg.get("val_every", 1) == 0 or self.epoch == epochs):
                     last_val = self.validate()
                     record.update(last_val)

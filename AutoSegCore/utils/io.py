@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success rename it over ``target``, on error delete it."""
@@ -20,6 +24,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)       # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""Open what a search left in its work folder — ``search.json`` and the study it names — with clear errors.
+
+Reading never writes: a missing SQLite file is reported instead of being created empty (which opening an
+Optuna RDB storage would otherwise do).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from AutoSegCore.errors import ConfigError, StorageError
+
+
+@dataclass
+class SearchFolder:
+    """A search's work folder: its ``search.json`` settings and the loaded study."""
+    path: Path
+    settings: dict
+    study: optuna.Study
+
+    @property
+    def storage_url(self) -> str:
+        return self.settings["storage"]
+
+
+def read_search_json(work_dir: str | Path) -> dict:
+    work = Path(work_dir)
+    if not work.is_dir():
+        raise ConfigError(f"{work} is not a folder", "pass the --out folder of an 'autoseg search' run")
+    path = work / "search.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: {work} is not a search work folder",
+                          "pass the --out folder of an 'autoseg search' run (it holds search.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.__class__.__name__})",
+                          "re-run 'autoseg search' with the same --out to rewrite it") from None
+    if not isinstance(data, dict) or not data.get("study_name"):
+        raise ConfigError(f"{path} has no 'study_name'", "re-run 'autoseg search' with the same --out to rewrite it")
+    if not data.get("storage"):
+        from AutoSegCore.search.storage import default_storage_url
+
+        data["storage"] = default_storage_url(work)
+    return data
+
+
+def open_search_folder(work_dir: str | Path) -> SearchFolder:
+    """Load ``search.json`` and its study read-only; ConfigError / StorageError name what is wrong."""
+    from AutoSegCore.search.storage import first_line, load_study, open_storage, redact
+
+    work = Path(work_dir)
+    settings = read_search_json(work)
+    url = str(settings["storage"])
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):])
+        if not db.is_file() or db.stat().st_size == 0:
+            raise StorageError(f"study database {db} is missing or empty",
+                               "point search.json 'storage' at the study, or re-run 'autoseg search'")
+    storage = open_storage(url, heartbeat=False)
+    try:
+        study = load_study(storage, settings["study_name"])
+        study.get_trials(deepcopy=False)       # touch the tables: a damaged file fails here, not mid-report
+    except StorageError:
+        raise
+    except Exception as exc:  # sqlalchemy DatabaseError and friends: a corrupt or foreign database
+        raise StorageError(f"cannot read study '{settings['study_name']}' from {redact(url)}: {first_line(exc)}",
+                           "the study file may be corrupt; restore it or re-run the search into a new --out") from None
+    return SearchFolder(work, settings, study)

@@ -1,0 +1,59 @@
+"""A report from a REAL tiny search: Hippocampus, 2 trials × 2 epochs × 2 steps, paper a's 3-level proxy net."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from conftest import HIPPO
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_report_of_a_real_search(tmp_path):
+    if not HIPPO.is_dir():
+        pytest.skip(f"shared data not found at {HIPPO}")
+    meta = json.loads((HIPPO / "dataset.json").read_text())
+    entries = sorted(meta["training"], key=lambda e: e["image"])[:8]
+    meta["training"] = [{"image": str((HIPPO / e["image"]).resolve()), "label": str((HIPPO / e["label"]).resolve())}
+                        for e in entries]
+    meta["numTraining"] = 8
+    data = tmp_path / "hippo8"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps(meta))
+    (tmp_path / "base.yaml").write_text("training: {batch_size: 2}\n")
+    work = tmp_path / "work"
+    env = {**os.environ, "AUTOSEG_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    search = subprocess.run(
+        [sys.executable, "-m", "AutoSegCore", "search", str(data), "--space", "unet-pipeline", "--strategy", "random",
+         "--proxy-net", "levels=3", "--trials", "2", "--epochs", "2", "--min-epochs", "1", "--steps-per-epoch", "2",
+         "--config", str(tmp_path / "base.yaml"), "--no-final", "--device", "cpu", "--out", str(work)],
+        capture_output=True, text=True, timeout=500, env=env)
+    assert search.returncode == 0, search.stderr[-3000:]
+    (work / "report.html").unlink(missing_ok=True)
+    (work / "summary.json").unlink(missing_ok=True)
+
+    res = subprocess.run([sys.executable, "-m", "AutoSegCore", "report", str(work)], capture_output=True, text=True,
+                         timeout=200, env=env)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((work / "summary.json").read_text())
+    html = (work / "report.html").read_text()
+    settings = json.loads((work / "search.json").read_text())
+    study = optuna.load_study(study_name=settings["study_name"], storage=settings["storage"])
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert summary["counts"]["COMPLETE"] == len(done) >= 1 and summary["n_trials"] == 2
+    best = study.best_trial
+    assert summary["best"]["number"] == best.number and summary["best"]["params"] == best.params
+    assert summary["best"]["value"] == pytest.approx(best.value)
+    # real per-epoch validation Dice reached the study and the report's learning curves
+    assert sorted(best.intermediate_values) == [1, 2] and summary["best"]["epochs"] == 2
+    assert summary["total_epochs"] == sum(len(t.user_attrs.get("history") or []) for t in study.trials)
+    assert summary["best"]["fidelity"]["net"] == "levels=3"
+    assert {"convergence", "curves", "slices", "per_class"} <= set(summary["plots"])
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 4
+    assert any("final training" in m for m in summary["missing"])

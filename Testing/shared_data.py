@@ -1,0 +1,20 @@
+"""Where the shared real datasets live: $AUTOSEG_SHARED_DATA, else ../shared/data beside the checkout
+(how CI lays it out), else /work/shared/data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _find() -> Path:
+    candidates = [os.environ.get("AUTOSEG_SHARED_DATA"), _REPO.parent / "shared" / "data", "/work/shared/data"]
+    for c in candidates:
+        if c and (Path(c) / "Task04_Hippocampus" / "dataset.json").is_file():
+            return Path(c)
+    raise RuntimeError("shared data not found: set AUTOSEG_SHARED_DATA to the folder holding Task04_Hippocampus")
+
+
+DATA_ROOT = _find()
+REPO = _REPO

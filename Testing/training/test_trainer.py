@@ -1,0 +1,107 @@
+"""Trainer on real data: learning, exact resume, losses/optimisers, multi-channel, deep supervision."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import BRATS, HIPPO, SPINE, tiny_config
+from AutoSegCore.config import make_config
+from AutoSegCore.training.api import train_model
+from AutoSegCore.training.trainer import StopTraining
+
+
+def _names(ds):
+    return sorted(c.name for c in ds.cases)
+
+
+def test_exact_resume_gives_identical_weights(hippo, tmp_path):
+    """Interrupt after epoch 1 of 3, resume from checkpoint.pt: same weights as an uninterrupted run."""
+    names = _names(hippo)
+    cfg = tiny_config(epochs=3, steps_per_epoch=3)
+    cfg["training"]["augmentation"] = {"rotate_prob": 0.5, "scale_prob": 0.5, "gamma_prob": 0.5}
+    kwargs = dict(train_cases=names[:6], val_cases=names[6:8])
+    full = train_model(hippo, cfg, tmp_path / "full", **kwargs)
+
+    def interrupt(epoch, record):
+        if epoch == 1:
+            raise StopTraining
+
+    part = train_model(hippo, cfg, tmp_path / "part", callback=interrupt, **kwargs)
+    assert part.epochs_done == 1 and not (tmp_path / "part" / "model.pt").exists()
+    resumed = train_model(hippo, cfg, tmp_path / "part", **kwargs)
+    assert resumed.epochs_done == 3
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["loss"] for h in full.history] == pytest.approx([h["loss"] for h in resumed.history], abs=0)
+
+
+@pytest.mark.parametrize("loss", ["dice", "generalized_dice", "dice_ce", "dice_focal", "dice_topk", "dice_hausdorff"])
+def test_every_loss_trains(hippo, tmp_path, loss):
+    names = _names(hippo)
+    res = train_model(hippo, tiny_config(loss=loss, epochs=1, steps_per_epoch=2), tmp_path,
+                      train_cases=names[:4], val_cases=names[4:5])
+    assert np.isfinite(res.history[-1]["loss"])
+    assert 0.0 <= res.val_dice <= 1.0
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop", "adamax", "novograd", "sgd"])
+def test_every_optimizer_changes_weights(hippo, tmp_path, optimizer):
+    names = _names(hippo)
+    cfg = make_config(tiny_config(optimizer=optimizer, epochs=1, steps_per_epoch=2, lr=1e-3))
+    from AutoSegCore.networks import build_network
+
+    torch.manual_seed(0)
+    before = build_network(cfg["network"], 1, 3).state_dict()
+    train_model(hippo, cfg, tmp_path, train_cases=names[:4], val_cases=[])
+    after = torch.load(tmp_path / "model.pt", weights_only=True)
+    changed = sum(not torch.equal(before[k], after[k]) for k in before if before[k].dtype.is_floating_point)
+    assert changed > len(before) // 2
+
+
+def test_deep_supervision_and_2d(hippo, tmp_path):
+    names = _names(hippo)
+    cfg = tiny_config()
+    cfg["network"].update(deep_supervision=True, conv="2d", depth=4)
+    res = train_model(hippo, cfg, tmp_path, train_cases=names[:4], val_cases=names[4:6])
+    assert res.epochs_done == 2 and np.isfinite(res.history[-1]["loss"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("root,channels", [(BRATS, 2), (SPINE, 3)])
+def test_multichannel_training_and_prediction_geometry(tmp_path, root, channels):
+    """Multi-channel MSD data (4D images): trains, predicts in the input's exact geometry."""
+    import nibabel as nib
+
+    from AutoSegCore.data.dataset import load_dataset
+    from AutoSegCore.training.inference import Predictor
+
+    ds = load_dataset(root)
+    assert ds.num_channels == channels
+    names = _names(ds)
+    cfg = tiny_config(epochs=1, steps_per_epoch=2, batch_size=1, patch_size=[64, 64, 32])
+    train_model(ds, cfg, tmp_path / "m", train_cases=names[:1], val_cases=names[-1:])
+    case = ds.case(names[-1])
+    out = Predictor(tmp_path / "m").predict_files([case.images], tmp_path / "pred")
+    img = nib.load(str(case.images[0]))
+    pred = nib.load(out[0]["nifti"])
+    assert pred.shape == img.shape[:3]
+    np.testing.assert_allclose(pred.affine, img.affine, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_learns_hippocampus(hippo, tmp_path):
+    """A short real training reaches a Dice measured on this machine (not a toy threshold)."""
+    names = _names(hippo)
+    cfg = {"network": {"depth": 3, "channels": 16, "n_convs": 1},
+           "training": {"epochs": 8, "steps_per_epoch": 25, "warmup_steps": 20}}
+    res = train_model(hippo, cfg, tmp_path, train_cases=names[:40], val_cases=names[-8:])
+    # measured: see docs/benchmarks.md (≈ 0.7x after 200 steps); threshold set below the measured value
+    assert res.val_dice > LEARN_THRESHOLD, res.history
+    assert all(v > 0.3 for v in res.val_dice_per_class.values())
+
+
+LEARN_THRESHOLD = 0.6
