@@ -203,12 +203,11 @@ class SearchRunner:
         return done + running < self.s.trials
 
     def _start_trial(self) -> RunningTrial | None:
-        from AutoSegCore.strategies import penalty_value
 
         trial = self.study.ask()
         params = self.space.suggest(trial)
         if not self.space.is_legal(params):
-            pen = [penalty_value(d) for d in self.directions]
+            pen = list(self.space.worst_objectives())
             trial.set_user_attr("error", "illegal architecture")
             trial.set_user_attr("penalty", pen)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -263,7 +262,6 @@ class SearchRunner:
                              loss=rec.get("loss"), val_dice=rec.get("val_dice"), seconds=rec.get("seconds"))
 
     def _finish(self, rt: RunningTrial, code: int | None, reason: str | None = None) -> None:
-        from AutoSegCore.strategies import penalty_value
 
         rt.log.close()
         self._poll_metrics(rt)
@@ -273,7 +271,7 @@ class SearchRunner:
             tail = (rt.trial_dir / "log.txt").read_text(errors="replace")[-4000:]
             error = reason or describe_exit(code if code is not None else -9, tail)
             trial.set_user_attr("error", error)
-            trial.set_user_attr("penalty", [penalty_value(d) for d in self.directions])
+            trial.set_user_attr("penalty", list(self.space.worst_objectives()))
             trial.set_user_attr("seconds", time.time() - rt.started)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=rt.params, error=error,

@@ -1,0 +1,462 @@
+"""AutoSegSearch: find a segmentation network and training recipe for your labelled images, from inside Slicer.
+
+This file is thin on purpose: the module description, a Widget that only wires the panels to
+``AutoSegSearchLib`` (Qt-free logic, engine process, event folding, installer), and the module test.
+The engine itself (AutoSegCore) always runs as a child process, so Slicer stays responsive and a crash in
+training cannot take the application down.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import time
+
+import qt
+import slicer
+import vtk  # noqa: F401 - imported for Slicer's scripted-module conventions
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+
+from AutoSegSearchLib.logic import AutoSegSearchLogic as LibLogic
+from AutoSegSearchLib.logic import CasePair
+from AutoSegSearchLib.process import ProcessState
+from AutoSegSearchLib.progress import RunProgress
+
+# Widget names this file uses (``self.ui.<name>``) and the class each must have in Resources/UI/AutoSegSearch.ui.
+# Testing/slicer_module/test_widget_static.py checks both directions against the .ui XML.
+UI_WIDGETS = {
+    "sceneSourceRadioButton": "QRadioButton",
+    "folderSourceRadioButton": "QRadioButton",
+    "imageVolumeSelector": "qMRMLNodeComboBox",
+    "labelSelector": "qMRMLNodeComboBox",
+    "addCaseButton": "QPushButton",
+    "removeCaseButton": "QPushButton",
+    "casesTable": "QTableWidget",
+    "datasetFolderPathLineEdit": "ctkPathLineEdit",
+    "modalityComboBox": "QComboBox",
+    "outputFolderPathLineEdit": "ctkPathLineEdit",
+    "labelNamesLabel": "QLabel",
+    "proxyMethodComboBox": "QComboBox",
+    "proxyRoiCheckBox": "QCheckBox",
+    "proxyBudgetSpinBox": "QDoubleSpinBox",
+    "proxyBudgetUnitComboBox": "QComboBox",
+    "proxySelectButton": "QPushButton",
+    "proxyTable": "QTableWidget",
+    "proxyPreviewButton": "QPushButton",
+    "spaceComboBox": "QComboBox",
+    "strategyComboBox": "QComboBox",
+    "proxyNetworkComboBox": "QComboBox",
+    "trialsSpinBox": "QSpinBox",
+    "timeLimitSpinBox": "QSpinBox",
+    "useProxyDataCheckBox": "QCheckBox",
+    "deviceComboBox": "QComboBox",
+    "storageLineEdit": "QLineEdit",
+    "startButton": "QPushButton",
+    "cancelButton": "QPushButton",
+    "progressBar": "QProgressBar",
+    "statusLabel": "QLabel",
+    "trialTable": "QTableWidget",
+    "logTextEdit": "QPlainTextEdit",
+    "bestDiceLabel": "QLabel",
+    "bestConfigLabel": "QLabel",
+    "reportPlotLabel": "QLabel",
+    "applyVolumeSelector": "qMRMLNodeComboBox",
+    "ttaCheckBox": "QCheckBox",
+    "applyButton": "QPushButton",
+    "openReportButton": "QPushButton",
+    "resultsCollapsibleButton": "ctkCollapsibleButton",
+}
+
+
+class AutoSegSearch(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "AutoSegSearch"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["AutoSegSearch developers"]
+        self.parent.helpText = (
+            "Search a segmentation network and training recipe for your labelled CT/MR images (proxy data, "
+            "proxy networks, BOHB/random/RL/CRS/MOEA-D strategies), then apply the best model to new volumes. "
+            "See <a href='https://github.com/autosegsearch/AutoSegSearch/blob/main/docs/slicer.md'>the manual</a>.")
+        self.parent.acknowledgementText = (
+            "Implements methods of Wong et al. (proxy data/networks), the BOHB U-Net thesis, SegNAS3D and "
+            "EMONAS-Net. Built on MONAI, Optuna and pymoo.")
+
+
+@parameterNodeWrapper
+class AutoSegSearchParameterNode:
+    """Panel settings saved with the scene (the Logic never sees this class: it gets plain values)."""
+
+    datasetFolder: pathlib.Path
+    outputFolder: pathlib.Path
+    modality: str = "CT"
+    proxyMethod: str = "mi"
+    proxyRoi: bool = True
+    proxyBudget: float = 25.0
+    proxyBudgetUnit: str = "% of cases"
+    space: str = "unet-pipeline"
+    strategy: str = "random"
+    proxyNetwork: str = "full"
+    trials: int = 20
+    timeLimitMinutes: int = 0
+    useProxyData: bool = False
+    device: str = "auto"
+    storage: str = ""
+    tta: bool = False
+
+
+class AutoSegSearchLogic(ScriptedLoadableModuleLogic, LibLogic):
+    """The Lib logic bound to the application's scene and logics."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        app_logic = slicer.app.applicationLogic() if hasattr(slicer, "app") else None
+        LibLogic.__init__(self, slicer.mrmlScene, app_logic=app_logic)
+
+    def getParameterNode(self):
+        return AutoSegSearchParameterNode(super().getParameterNode())
+
+
+class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    POLL_MS = 500
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._cases: list[CasePair] = []
+        self._process = None
+        self._progress = RunProgress()
+        self._timer = None
+        self._onProcessDone = None
+        self._datasetDir = None
+        self._searchDir = None
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AutoSegSearch.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = AutoSegSearchLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.addCaseButton.connect("clicked(bool)", self.onAddCase)
+        self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCase)
+        self.ui.sceneSourceRadioButton.connect("toggled(bool)", self.updateGuiState)
+        self.ui.proxySelectButton.connect("clicked(bool)", self.onProxySelect)
+        self.ui.proxyPreviewButton.connect("clicked(bool)", self.onProxyPreview)
+        self.ui.proxyTable.connect("cellDoubleClicked(int,int)", lambda row, col: self.onProxyPreview())
+        # the engine's own lists, when it is installed, replace the .ui defaults
+        from AutoSegSearchLib.logic import available_spaces, available_strategies
+
+        for combo, values in ((self.ui.spaceComboBox, available_spaces()),
+                              (self.ui.strategyComboBox, available_strategies())):
+            combo.clear()
+            combo.addItems(values)
+        self.ui.startButton.connect("clicked(bool)", self.onStartSearch)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
+
+        self._timer = qt.QTimer()
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.connect("timeout()", self.onPoll)
+        self.initializeParameterNode()
+        self.updateGuiState()
+
+    def cleanup(self):
+        self.removeObservers()
+        if self._process is not None and self._process.running:
+            self._process.cancel()
+        if self._timer is not None:
+            self._timer.stop()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+        self._cases = []
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+        if str(self._parameterNode.outputFolder) in ("", "."):
+            self._parameterNode.outputFolder = pathlib.Path(tempfile.gettempdir()) / "AutoSegSearch"
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+
+    # ------------------------------------------------------------------------------------------------ Data
+    def onAddCase(self):
+        volume, label = self.ui.imageVolumeSelector.currentNode(), self.ui.labelSelector.currentNode()
+        with slicer.util.tryWithErrorDisplay("Cannot add this case.", waitCursor=True):
+            self.logic.validate_cases([CasePair(volume, label)])
+            self._cases.append(CasePair(volume, label))
+            self.refreshCases()
+
+    def onRemoveCase(self):
+        row = self.ui.casesTable.currentRow()
+        if 0 <= row < len(self._cases):
+            del self._cases[row]
+            self.refreshCases()
+
+    def refreshCases(self):
+        table = self.ui.casesTable
+        table.setRowCount(len(self._cases))
+        for row, pair in enumerate(self._cases):
+            table.setItem(row, 0, qt.QTableWidgetItem(pair.volume.GetName()))
+            table.setItem(row, 1, qt.QTableWidgetItem(pair.label.GetName()))
+        names = self.logic.label_names_of(self._cases) if self._cases else {}
+        self.ui.labelNamesLabel.text = ", ".join(f"{v}: {n}" for v, n in names.items()) or "(none yet)"
+        self.updateGuiState()
+
+    def datasetForEngine(self) -> pathlib.Path:
+        """The dataset folder: the chosen one, or the scene cases exported into the output folder."""
+        p = self._parameterNode
+        if self.ui.folderSourceRadioButton.checked:
+            folder = pathlib.Path(p.datasetFolder)
+            self.ui.labelNamesLabel.text = ", ".join(
+                f"{v}: {n}" for v, n in self.logic.dataset_label_names(folder).items())
+            return folder
+        out = pathlib.Path(p.outputFolder) / time.strftime("dataset-%Y%m%d-%H%M%S")
+        exported = self.logic.export_dataset(self._cases, out, modality=p.modality)
+        self._log(f"exported {len(exported.cases)} cases to {exported.path}")
+        return exported.path
+
+    # ------------------------------------------------------------------------------------------------ engine
+    def ensureEngine(self) -> bool:
+        from AutoSegSearchLib import install
+
+        if install.engine_installed():
+            return True
+        try:
+            with slicer.util.WaitCursor():
+                return install.install_engine(
+                    confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, "Install AutoSegSearch engine"),
+                    pip_install=slicer.util.pip_install)
+        except install.InstallError as exc:
+            slicer.util.errorDisplay(str(exc))
+            return False
+
+    def startEngine(self, args, workDir, onDone):
+        self._progress = RunProgress()
+        self.ui.trialTable.setRowCount(0)
+        self.ui.progressBar.setValue(0)
+        env = {"CUDA_VISIBLE_DEVICES": "-1"} if self._parameterNode.device == "cpu" else None
+        self._onProcessDone = onDone
+        self._process = self.logic.start_engine(args, workDir, on_event=self.onEngineEvent, on_log=self._log,
+                                                on_finished=self.onEngineFinished, env=env)
+        self._log("$ " + " ".join(self._process.command))
+        self._timer.start()
+        self.updateGuiState()
+
+    def onPoll(self):
+        if self._process is not None:
+            self._process.poll()
+
+    def onEngineEvent(self, event):
+        trial = self._progress.update(event)
+        if trial is not None:
+            rows = self._progress.rows()
+            self.ui.trialTable.setRowCount(len(rows))
+            for r, cells in enumerate(rows):
+                for c, text in enumerate(cells):
+                    self.ui.trialTable.setItem(r, c, qt.QTableWidgetItem(text))
+        self.ui.progressBar.setValue(int(100 * self._progress.fraction))
+        self.ui.statusLabel.text = self._progress.status
+
+    def onEngineFinished(self, process):
+        self._timer.stop()
+        self.updateGuiState()
+        if process.state == ProcessState.SUCCEEDED and self._onProcessDone:
+            with slicer.util.tryWithErrorDisplay("Could not load the engine's results.", waitCursor=True):
+                self._onProcessDone()
+        elif process.state == ProcessState.FAILED:
+            slicer.util.errorDisplay(process.failure_message(), windowTitle="AutoSegSearch engine failed")
+        elif process.state == ProcessState.CANCELLED:
+            self.ui.statusLabel.text = "cancelled"
+
+    def onCancel(self):
+        if self._process is not None and self._process.running:
+            pids = self._process.cancel()
+            self._log(f"cancelled; stopped processes {pids}")
+
+    def _log(self, text):
+        self.ui.logTextEdit.appendPlainText(text.rstrip("\n"))
+
+    # ------------------------------------------------------------------------------------------------ Proxy data
+    def onProxySelect(self):
+        if not self.ensureEngine():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Cannot start the proxy selection.", waitCursor=True):
+            self._datasetDir = self.datasetForEngine()
+            budget = self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit)
+            out = pathlib.Path(p.outputFolder) / time.strftime("proxy-%Y%m%d-%H%M%S")
+            args = self.logic.proxy_args(self._datasetDir, out, p.proxyMethod, p.proxyRoi, budget, preview=True)
+            self.startEngine(args, out, onDone=lambda: self.showProxyResult(out))
+
+    def showProxyResult(self, out):
+        result = self.logic.read_proxy_result(out)
+        table = self.ui.proxyTable
+        table.setRowCount(len(result.cases))
+        for row, case in enumerate(result.cases):
+            score = "" if case.score is None else f"{case.score:.4g}"
+            for col, text in enumerate((case.name, score, str(case.rank), "yes" if case.selected else "")):
+                table.setItem(row, col, qt.QTableWidgetItem(text))
+        self.ui.statusLabel.text = f"proxy data: {len(result.selected)} of {len(result.cases)} cases selected"
+
+    def onProxyPreview(self):
+        row = self.ui.proxyTable.currentRow()
+        if row < 0 or self._datasetDir is None:
+            return
+        case = self.ui.proxyTable.item(row, 0).text()
+        with slicer.util.tryWithErrorDisplay(f"Cannot load case {case}.", waitCursor=True):
+            volume, segmentation = self.logic.load_case(self._datasetDir, case)
+            self.logic.show_in_views(volume, segmentation)
+            slicer.util.resetSliceViews()
+
+    # ------------------------------------------------------------------------------------------------ Search
+    def onStartSearch(self):
+        if not self.ensureEngine():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Cannot start the search.", waitCursor=True):
+            self._datasetDir = self._datasetDir or self.datasetForEngine()
+            self._searchDir = pathlib.Path(p.outputFolder) / time.strftime("search-%Y%m%d-%H%M%S")
+            proxy_data = None
+            if p.useProxyData:
+                proxy_data = self.logic.proxy_data_spec(p.proxyMethod, p.proxyRoi,
+                                                        self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit))
+            args = self.logic.search_args(
+                self._datasetDir, self._searchDir, space=p.space, strategy=p.strategy, trials=p.trials,
+                proxy_data=proxy_data, proxy_net=p.proxyNetwork, storage=p.storage or None,
+                time_minutes=p.timeLimitMinutes or None, device=p.device)
+            self.startEngine(args, self._searchDir, onDone=self.showSearchResult)
+
+    def showSearchResult(self):
+        summary = self.logic.read_search_summary(self._searchDir) or (self._progress.done or {})
+        value, params = self.logic.best_of(summary)
+        self.ui.bestDiceLabel.text = "-" if value is None else f"{value:.4f}"
+        self.ui.bestConfigLabel.text = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+        plots = sorted(self._searchDir.glob("**/*.png"))
+        if plots:
+            self.ui.reportPlotLabel.setPixmap(qt.QPixmap(str(plots[0])).scaledToWidth(380))
+        self.ui.resultsCollapsibleButton.collapsed = False
+        self.updateGuiState()
+
+    # ------------------------------------------------------------------------------------------------ Results
+    def onApply(self):
+        if not self.ensureEngine():
+            return
+        volume = self.ui.applyVolumeSelector.currentNode()
+        with slicer.util.tryWithErrorDisplay("Cannot apply the model.", waitCursor=True):
+            work = self._searchDir / "apply" / time.strftime("%Y%m%d-%H%M%S")
+            image = self.logic.write_volume_for_engine(volume, work / "input")
+            args = self.logic.predict_args(self._searchDir, [image], work / "predictions",
+                                           tta=self._parameterNode.tta, device=self._parameterNode.device)
+
+            def load():
+                names = self.logic.dataset_label_names(self._datasetDir) if self._datasetDir else None
+                segmentation = self.logic.import_prediction(work / "predictions", volume, label_names=names)
+                self.logic.show_in_views(volume, segmentation)
+
+            self.startEngine(args, work, onDone=load)
+
+    def onOpenReport(self):
+        report = self._searchDir / "report.html" if self._searchDir else None
+        if report is None or not report.exists():
+            slicer.util.errorDisplay("No report yet: run a search first.")
+            return
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(report)))
+
+    def updateGuiState(self, *unused):
+        running = self._process is not None and self._process.running
+        fromScene = self.ui.sceneSourceRadioButton.checked
+        haveData = bool(self._cases) if fromScene else True
+        self.ui.imageVolumeSelector.enabled = fromScene
+        self.ui.labelSelector.enabled = fromScene
+        self.ui.addCaseButton.enabled = fromScene
+        self.ui.removeCaseButton.enabled = fromScene and bool(self._cases)
+        self.ui.datasetFolderPathLineEdit.enabled = not fromScene
+        self.ui.proxySelectButton.enabled = haveData and not running
+        self.ui.proxyPreviewButton.enabled = self._datasetDir is not None
+        self.ui.startButton.enabled = haveData and not running
+        self.ui.cancelButton.enabled = running
+        haveModel = self._searchDir is not None and (self._searchDir / "best").exists()
+        self.ui.applyButton.enabled = haveModel and not running
+        self.ui.openReportButton.enabled = self._searchDir is not None and (self._searchDir / "report.html").exists()
+
+
+class AutoSegSearchTest(ScriptedLoadableModuleTest):
+    """Runs the Logic end to end inside the real Slicer: scene cases -> dataset -> engine -> segments.
+
+    Data: $AUTOSEG_TEST_DATA (an MSD folder), default: the repository's Resources/DemoData/Hippocampus.
+    """
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_EndToEnd()
+
+    def test_EndToEnd(self):
+        demo = pathlib.Path(__file__).resolve().parents[1] / "Resources" / "DemoData" / "Hippocampus"
+        data = pathlib.Path(os.environ.get("AUTOSEG_TEST_DATA", str(demo)))
+        if not (data / "dataset.json").exists():
+            self.delayDisplay(f"Skipped: no test dataset at {data} (set AUTOSEG_TEST_DATA)")
+            return
+        self.delayDisplay("Loading cases")
+        logic = AutoSegSearchLogic()
+        volumes = slicer.modules.volumes.logic()
+        cases = sorted(p.name[:-7] for p in (data / "imagesTr").glob("*.nii.gz"))[:4]
+        pairs = []
+        for case in cases:
+            volume = volumes.AddArchetypeVolume(str(data / "imagesTr" / f"{case}.nii.gz"), case, 0)
+            label = volumes.AddArchetypeVolume(str(data / "labelsTr" / f"{case}.nii.gz"), f"{case}_label", 1)
+            pairs.append(CasePair(volume, label))
+        work = pathlib.Path(tempfile.mkdtemp(prefix="AutoSegSearchTest-"))
+        dataset = logic.export_dataset(pairs, work / "dataset", modality="MRI")
+        self.assertEqual(len(dataset.cases), len(cases))
+
+        self.delayDisplay("Training a tiny model in a child process")
+        (work / "tiny.yaml").write_text("network: {depth: 2, channels: 4}\n"
+                                        "training: {epochs: 2, steps_per_epoch: 2, batch_size: 2}\n")
+        events = []
+        proc = logic.start_engine(logic.train_args(dataset.path, work / "model", config=work / "tiny.yaml",
+                                                   device="cpu"), work, on_event=events.append)
+        while proc.running:
+            proc.poll()
+            slicer.app.processEvents()
+            time.sleep(0.1)
+        self.assertEqual(proc.state, ProcessState.SUCCEEDED, proc.failure_message())
+        self.assertIn("epoch", [e["event"] for e in events])
+
+        self.delayDisplay("Applying the model")
+        segmentation = logic.apply_model(work / "model", pairs[0].volume, work / "apply", device="cpu")
+        self.assertGreaterEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.delayDisplay("Test passed")

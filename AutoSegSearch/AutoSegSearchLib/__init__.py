@@ -1,0 +1,1 @@
+"""Qt-free library of the AutoSegSearch Slicer module (logic, engine process, install, headless helpers)."""

@@ -1,0 +1,33 @@
+"""Event stream -> Run panel state, with the event shapes the engine emits (see AutoSegCore/events.py)."""
+from __future__ import annotations
+
+from AutoSegSearchLib.progress import RunProgress
+
+
+def test_trials_rows_progress_and_errors():
+    p = RunProgress()
+    stream = [
+        {"event": "study_started", "time": 0, "kind": "search"},
+        {"event": "trial_started", "time": 1, "trial": 0, "params": {"lr": 0.001, "depth": 3}},
+        {"event": "epoch", "time": 2, "trial": 0, "epoch": 1, "loss": 0.9, "val_dice": 0.41, "seconds": 1.0},
+        {"event": "trial_finished", "time": 3, "trial": 0, "value": 0.41, "params": {"lr": 0.001, "depth": 3},
+         "state": "COMPLETE"},
+        {"event": "trial_started", "time": 4, "trial": 1, "params": {"lr": 0.01, "depth": 4}},
+        {"event": "progress", "time": 5, "fraction": 0.5, "message": "1 of 2 trials"},
+        {"event": "trial_finished", "time": 6, "trial": 1, "value": None, "state": "FAIL"},
+        {"event": "artifact", "time": 7, "kind": "report", "path": "/x/report.html"},
+    ]
+    changed = [p.update(e) for e in stream]
+    assert changed == [None, 0, None, 0, 1, None, 1, None]
+    assert p.rows() == [("0", "depth=3, lr=0.001", "0.41", "complete"), ("1", "depth=4, lr=0.01", "", "fail")]
+    assert p.fraction == 0.5 and p.artifacts == {"report": "/x/report.html"}
+    p.update({"event": "error", "time": 8, "message": "storage unreachable", "hint": "check the URL"})
+    assert p.error == "storage unreachable — check the URL" and p.status.startswith("failed")
+    p.update({"event": "done", "time": 9})
+    assert p.fraction == 1.0 and p.status == "finished"
+
+
+def test_multi_objective_values_are_shown_together():
+    p = RunProgress()
+    p.update({"event": "trial_finished", "time": 0, "trial": 3, "values": [0.2, 12.5], "params": {}, "state": "complete"})
+    assert p.rows()[0][2] == "0.2 / 12.5"
