@@ -1,0 +1,69 @@
+"""Helpers for the search tests: a small real dataset copy, running the CLI, reading events and studies."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared_data import DATA_ROOT
+
+HIPPO = DATA_ROOT / "Task04_Hippocampus"
+TINY = ["--space", "proxy-hpo", "--strategy", "random", "--epochs", "2", "--min-epochs", "1",
+        "--steps-per-epoch", "2", "--proxy-net", "levels=3"]
+
+
+def make_subset(dest: Path, n: int = 10) -> Path:
+    meta = json.loads((HIPPO / "dataset.json").read_text())
+    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
+    (dest / "imagesTr").mkdir(parents=True)
+    (dest / "labelsTr").mkdir()
+    for e in entries:
+        shutil.copy(HIPPO / e["image"], dest / e["image"])
+        shutil.copy(HIPPO / e["label"], dest / e["label"])
+    meta["training"], meta["numTraining"] = entries, len(entries)
+    (dest / "dataset.json").write_text(json.dumps(meta))
+    return dest
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.update(AUTOSEG_THREADS="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return e
+
+
+def autoseg(*args, timeout=900, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "AutoSegCore", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env(), **kw)
+
+
+def start(*args, log: Path) -> subprocess.Popen:
+    fh = open(log, "w")
+    return subprocess.Popen([sys.executable, "-m", "AutoSegCore", *map(str, args)], stdout=fh,
+                            stderr=subprocess.STDOUT, env=env())
+
+
+def events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip().endswith("}")]
+
+
+def wait_for(predicate, timeout: float = 600, every: float = 0.5):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not reached")
+
+
+def load(storage: str, name: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage)

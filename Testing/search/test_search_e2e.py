@@ -1,0 +1,60 @@
+"""A real search end to end: proxy data + proxy net trials in child processes, final training, best/, report."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from searchkit import TINY, autoseg, events, load
+
+pytestmark = pytest.mark.slow
+
+
+def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
+    out, ev = tmp_path / "run", tmp_path / "events.jsonl"
+    r = autoseg("search", dataset, *TINY, "--proxy-data", "mi+roi:6", "--trials", "2", "--final-epochs", "1",
+                "--out", out, "--events", ev)
+    assert r.returncode == 0, r.stderr[-3000:]
+    kinds = [e["event"] for e in events(ev)]
+    for k in ("study_started", "trial_started", "epoch", "trial_finished", "artifact", "done"):
+        assert k in kinds, k
+    assert kinds.count("trial_finished") == 2
+    proxy = json.loads((out / "proxy.json").read_text())
+    assert proxy["method"] == "mi" and len(proxy["selected"]) == 6
+    search = json.loads((out / "search.json").read_text())
+    assert sorted(search["train_cases"] + search["val_cases"]) == sorted(proxy["selected"])
+    study = load(search["storage"], search["study_name"])
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 2
+    for t in done:
+        assert t.user_attrs["config"]["network"]["depth"] == 3          # proxy net, 3 levels
+        assert t.user_attrs["config"]["network"]["channels"] == 4
+        assert t.user_attrs["full_config"]["network"]["channels"] > 4   # the final model uses the full net
+        assert sorted(t.intermediate_values) == [1, 2]
+    final = json.loads((out / "final" / "summary.json").read_text())
+    assert final["members"][0]["trial"] == study.best_trial.number
+    best_info = json.loads((out / "best" / "model.json").read_text())
+    assert best_info["config"]["network"]["channels"] == study.best_trial.user_attrs["full_config"]["network"]["channels"]
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "summary.json").is_file()
+    # the best model is directly usable by `autoseg predict`
+    image = sorted((dataset / "imagesTr").glob("*.nii.gz"))[0]
+    r = autoseg("predict", out / "best", image, "--out", tmp_path / "pred")
+    assert r.returncode == 0, r.stderr[-2000:]
+    pred = nib.load(str(tmp_path / "pred" / image.name))
+    assert pred.shape == nib.load(str(image)).shape
+    assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
+
+
+def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
+    out = tmp_path / "run"
+    r = autoseg("search", dataset, *TINY, "--trials", "1", "--no-final", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = autoseg("search", dataset, *TINY, "--trials", "2", "--no-final", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    search = json.loads((out / "search.json").read_text())
+    study = load(search["storage"], search["study_name"])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    r = autoseg("search", dataset, "--space", "unet-pipeline", "--strategy", "random", "--trials", "2", "--out", out)
+    assert r.returncode == 2 and "same --space" in r.stderr and "Traceback" not in r.stderr

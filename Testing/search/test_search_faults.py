@@ -1,0 +1,93 @@
+"""Crashed, killed, out-of-memory and hanging trials are recorded as failed and the study goes on;
+a SIGKILLed study resumes with every finished trial kept; storage errors are clear."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import yaml
+
+from searchkit import TINY, autoseg, events, load, start, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _study(out):
+    search = json.loads((out / "search.json").read_text())
+    return load(search["storage"], search["study_name"])
+
+
+@pytest.mark.parametrize("fault", ["raises", "memory", "hangs"])
+def test_failing_trials_are_recorded_and_study_completes(dataset, tmp_path, fault):
+    cfg = {"raises": {"network": {"depth": 6}, "training": {"patch_size": [16, 16, 16]}},      # 1×1×1 bottleneck
+           "memory": {"network": {"channels": 64}, "training": {"patch_size": [160, 160, 160], "batch_size": 8}},
+           "hangs": {"training": {"steps_per_epoch": 1_000_000}}}[fault]
+    extra = {"raises": [], "memory": ["--trial-memory-gb", "3"], "hangs": ["--trial-timeout", "20s"]}[fault]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    out, ev = tmp_path / "run", tmp_path / "ev.jsonl"
+    # full network (a proxy net would shrink the faulty configs); the hang needs its huge epoch
+    args = ["--space", "proxy-hpo", "--strategy", "random", "--epochs", "2", "--min-epochs", "1"]
+    if fault != "hangs":
+        args += ["--steps-per-epoch", "2"]
+    r = autoseg("search", dataset, *args, "--config", tmp_path / "cfg.yaml", *extra, "--trials", "2", "--no-final",
+                "--out", out, "--events", ev)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = _study(out)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    errors = [t.user_attrs["error"] for t in study.trials]
+    expect = {"raises": "exit code", "memory": "memory", "hangs": "time limit"}[fault]
+    assert all(expect in e for e in errors), errors
+    assert all(t.user_attrs["penalty"] == [0.0] for t in study.trials)
+    finished = [e for e in events(ev) if e["event"] == "trial_finished"]
+    assert [e["state"] for e in finished] == ["FAIL", "FAIL"]
+
+
+def test_sigkilled_trial_is_failed_and_next_trial_runs(dataset, tmp_path):
+    out, ev = tmp_path / "run", tmp_path / "ev.jsonl"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"training": {"steps_per_epoch": 1_000_000}}))
+    proc = start("search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "1",
+                 "--proxy-net", "levels=3", "--config", tmp_path / "cfg.yaml", "--trials", "1", "--no-final",
+                 "--out", out, "--events", ev, log=tmp_path / "log.txt")
+    started = wait_for(lambda: [e for e in events(ev) if e["event"] == "trial_started"], timeout=300)
+    os.kill(started[0]["pid"], signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0
+    t = _study(out).trials[0]
+    assert t.state.name == "FAIL" and "SIGKILL" in t.user_attrs["error"]
+
+
+def test_sigkill_of_the_study_resumes_with_finished_trials_kept(dataset, tmp_path):
+    out, ev = tmp_path / "run", tmp_path / "ev.jsonl"
+    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "4", "--min-epochs", "1",
+            "--steps-per-epoch", "3", "--proxy-net", "levels=3", "--trials", "2", "--no-final", "--out", out]
+    proc = start(*args, "--events", ev, log=tmp_path / "log1.txt")
+    # kill the whole study (parent) once the second trial has finished an epoch: trial 0 is done by then
+    wait_for(lambda: any(e["event"] == "epoch" and e["trial"] == 1 for e in events(ev)), timeout=600)
+    proc.kill()
+    proc.wait()
+    first = _study(out)
+    assert first.trials[0].state.name == "COMPLETE" and first.trials[1].state.name == "RUNNING"
+    killed_params = first.trials[1].params
+    r = autoseg(*args, "--events", tmp_path / "ev2.jsonl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = _study(out)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"], states           # finished kept; interrupted re-run
+    assert study.trials[0].value == first.trials[0].value
+    assert study.trials[2].params == killed_params
+    resumed = [json.loads(l) for l in (out / "trials" / "0002" / "metrics.jsonl").read_text().splitlines()]
+    assert resumed[0]["epoch"] >= 2                                  # continued from the checkpoint, not epoch 1
+
+
+def test_storage_errors_are_clear(dataset, tmp_path):
+    r = autoseg("search", dataset, *TINY, "--trials", "1", "--out", tmp_path / "a",
+                "--storage", "postgresql+psycopg://nobody@127.0.0.1:9/none")
+    assert r.returncode == 2 and "cannot open study storage" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "b"
+    bad.mkdir()
+    (bad / "study.db").write_bytes(b"this is not a database" * 100)
+    r = autoseg("search", dataset, *TINY, "--trials", "1", "--out", bad)
+    assert r.returncode == 2 and "not an SQLite study database" in r.stderr and "Traceback" not in r.stderr
+    r = autoseg("worker", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "--study", "nope")
+    assert r.returncode == 2 and "no study named" in r.stderr
