@@ -5,21 +5,24 @@ from AutoSegCore.cli import add_events_option
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train, predict and evaluate on the bundled demo cases (a few minutes on CPU)")
+    p = sub.add_parser("demo", help="proxy search + final training + report on the bundled cases (≈ 5–10 min on CPU)")
     p.add_argument("--out", default="demo-output", help="output folder")
     p.add_argument("--device", default="auto")
-    p.add_argument("--epochs", type=int, help="override the demo's epochs (for a quicker look)")
+    p.add_argument("--trials", type=int, help="override the number of search trials (default 6)")
+    p.add_argument("--final-epochs", type=int, help="override the final training's epochs (default 12)")
     add_events_option(p)
     p.set_defaults(func=run)
 
 
 def run(args, events) -> int:
-    from AutoSegCore.demo import DEMO_CONFIG, run_demo
-    from AutoSegCore.utils.progress import console, epoch_progress
+    from AutoSegCore.demo import DEMO_SEARCH, run_demo
+    from AutoSegCore.utils.progress import console, search_progress
 
-    with epoch_progress(events, args.epochs or DEMO_CONFIG["training"]["epochs"], "demo training"):
-        summary = run_demo(args.out, events=events, device=args.device, epochs=args.epochs)
-    console.print(f"demo: held-out mean Dice {summary['mean_dice']:.4f} per class {summary['dice_per_class']} "
-                  f"— predictions in {args.out}/predictions (.nii.gz and .seg.nrrd)")
-    events.emit("done", mean_dice=summary["mean_dice"])
+    with search_progress(events, args.trials or DEMO_SEARCH["trials"]):
+        metrics = run_demo(args.out, events=events, device=args.device, trials=args.trials,
+                           final_epochs=args.final_epochs)
+    console.print(f"demo: held-out mean Dice {metrics['mean_dice']:.4f} per class {metrics['dice_per_class']}\n"
+                  f"  predictions: {args.out}/predictions (.nii.gz and .seg.nrrd)\n"
+                  f"  report:      {args.out}/search/report.html")
+    events.emit("done", mean_dice=metrics["mean_dice"])
     return 0

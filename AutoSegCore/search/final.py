@@ -94,8 +94,9 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
         cfg = copy.deepcopy(t.user_attrs["full_config"])
         cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
         cfg["training"]["seed"] = settings.seed
-        if settings.steps_per_epoch:
-            cfg["training"]["steps_per_epoch"] = settings.steps_per_epoch
+        steps = settings.final_steps_per_epoch or settings.steps_per_epoch
+        if steps:
+            cfg["training"]["steps_per_epoch"] = steps
         out = work / "final" / tag
         events.emit("progress", fraction=i / len(jobs), message=f"final training {tag} ({i + 1}/{len(jobs)})")
         res = train_model(ds, cfg, out, train_cases=tr, val_cases=va, device=settings.device, events=events,

@@ -109,6 +109,11 @@ class SearchRunner:
         self.storage_url = s.storage_url()
         self.storage = open_storage(self.storage_url)
         directions = list(self.space.directions)
+        from AutoSegCore.strategies import MULTI_OBJECTIVE
+
+        if len(directions) > 1 and s.strategy not in MULTI_OBJECTIVE:
+            raise ConfigError(f"space '{s.space}' has {len(directions)} objectives but strategy '{s.strategy}' "
+                              "optimises one", f"use one of {', '.join(MULTI_OBJECTIVE)}")
         sampler = make_sampler(s.strategy, seed=s.seed)
         pruner = make_pruner(s.strategy, min_resource=s.min_epochs, max_resource=s.epochs) if len(directions) == 1 else None
         if self.join:

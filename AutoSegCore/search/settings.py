@@ -47,6 +47,7 @@ class SearchSettings:
     base_config: dict = field(default_factory=dict)
     final_top_k: int = 1
     final_epochs: int | None = None
+    final_steps_per_epoch: int | None = None
     final_folds: int = 0
     final: bool = True
     holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see

@@ -6,9 +6,16 @@ study at once on an empty PostgreSQL database race (``UniqueViolation … studyd
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import optuna
+
+# Heartbeats and fail_stale_trials are what we want with ask/tell (we record heartbeats ourselves while a child
+# runs); Optuna marks them experimental and warns that heartbeats are meant for Study.optimize.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 from AutoSegCore.errors import StorageError
 

@@ -1,0 +1,32 @@
+"""Gather the latest output of every bench script (bench/results/*.txt) into docs/benchmarks.md."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ["train_throughput", "proxy_selection", "strategies", "search_speedup", "budget_accuracy"]
+TITLES = {
+    "train_throughput": "Trainer throughput vs a lean MONAI loop (issue 3) — `bench/train_throughput.py`",
+    "proxy_selection": "All-pairs MI and local NCC on 182 Hippocampus cases (issue 4) — `bench/proxy_selection.py`",
+    "strategies": "Search strategies against their references (issue 5) — `bench/strategies.py`",
+    "search_speedup": "Proxy search vs full search (issue 6) — `bench/search_speedup.py`",
+    "budget_accuracy": "Search within a wall-clock budget vs a strong fixed recipe (issue 6) — `bench/budget_accuracy.py`",
+}
+
+
+def main() -> None:
+    results = ROOT / "bench" / "results"
+    names = [n for n in ORDER if (results / f"{n}.txt").exists()]
+    names += sorted(p.stem for p in results.glob("*.txt") if p.stem not in ORDER)
+    parts = ["# Benchmarks\n",
+             "Each section is the latest output of the named script, run on this project's 2-core CPU machine "
+             "(no GPU). Every script measures its reference in the same run and prints the ratio; absolute "
+             "numbers depend on the machine's load, which each script prints. Regenerate this page with "
+             "`python bench/collect_results.py` after running a bench.\n"]
+    for n in names:
+        parts.append(f"## {TITLES.get(n, n)}\n\n```text\n{(results / f'{n}.txt').read_text().rstrip()}\n```\n")
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
