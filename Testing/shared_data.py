@@ -18,3 +18,10 @@ def _find() -> Path:
 
 DATA_ROOT = _find()
 REPO = _REPO
+HIPPO = DATA_ROOT / "Task04_Hippocampus"
+SPLEEN = DATA_ROOT / "Task09_Spleen_crop"
+BRATS = DATA_ROOT / "BRATS2015_DeepMedicExamples"
+SPINE = DATA_ROOT / "SpinalCord_spinegeneric_unf01"
+TS_CT = DATA_ROOT / "TotalSegmentatorExampleCT"
+TS_MR = DATA_ROOT / "TotalSegmentatorExampleMR"
+ALL_DATASETS = [HIPPO, SPLEEN, BRATS, SPINE, TS_CT, TS_MR]

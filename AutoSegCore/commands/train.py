@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, checkpoint.pt)")
     p.add_argument("--epochs", type=int, help="override training.epochs")
     p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation (0: train on all, no validation)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", help="disk cache for preprocessed arrays")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")

@@ -13,8 +13,11 @@ from AutoSegCore.training.trainer import Trainer, TrainResult
 
 
 def split_cases(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``val_fraction`` 0 trains on every case with no validation (e.g. a final model after a search)."""
     from AutoSegCore.data.splits import holdout_split
 
+    if float(val_fraction) == 0.0:
+        return sorted(names), []
     return holdout_split(sorted(names), val_fraction, seed)
 
 

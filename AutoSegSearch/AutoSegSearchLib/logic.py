@@ -645,6 +645,10 @@ class AutoSegSearchLogic:
     def _read_seg_nrrd(self, path: Path, volume) -> tuple[np.ndarray, dict[int, tuple]]:
         """A .seg.nrrd read without the scene -> (label array on the volume's grid, {value: (name, colour)})."""
         seg_node = slicer.vtkMRMLSegmentationNode()
+        # The storage node creates display nodes while reading; a node outside any scene makes MRML log
+        # "CreateDefaultDisplayNodes failed: Scene is invalid", so read inside a throw-away scene of our own.
+        scratch = slicer.vtkMRMLScene()
+        scratch.AddNode(seg_node)
         storage = slicer.vtkMRMLSegmentationStorageNode()
         storage.SetFileName(str(path))
         if not storage.ReadData(seg_node) or seg_node.GetSegmentation().GetNumberOfSegments() == 0:

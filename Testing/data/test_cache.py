@@ -79,7 +79,8 @@ def test_content_hash_key_ignores_mtime(tmp_path, hippo):
 
 
 def test_unlabelled_case_round_trips_through_disk(tmp_path):
-    from conftest import SPLEEN
+    from shared_data import SPLEEN
+
     case = load_dataset(SPLEEN).cases[0]
     unlabelled = Case(case.name, case.images, None)
     PreprocessCache(Preprocessor({}), tmp_path).get(unlabelled)

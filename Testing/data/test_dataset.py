@@ -7,7 +7,8 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ALL_DATASETS, BRATS, HIPPO, SPINE, SPLEEN, TS_CT, TS_MR, make_msd_copy
+from datakit import make_msd_copy
+from shared_data import ALL_DATASETS, BRATS, HIPPO, SPINE, SPLEEN, TS_CT, TS_MR
 
 from AutoSegCore.data.dataset import (IO_STATS, dataset_warnings, load_dataset, read_case, read_image,
                                       validate_dataset)

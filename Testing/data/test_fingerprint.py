@@ -6,7 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import ALL_DATASETS, HIPPO, SPLEEN
+from shared_data import ALL_DATASETS, HIPPO, SPLEEN
 
 from AutoSegCore.data.dataset import load_dataset
 from AutoSegCore.data.fingerprint import compute_fingerprint, load_fingerprint, save_fingerprint

@@ -13,7 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import SPINE, make_msd_copy
+from datakit import make_msd_copy
+from shared_data import SPINE
 
 from AutoSegCore.data.dataset import load_dataset
 from AutoSegCore.errors import DatasetError

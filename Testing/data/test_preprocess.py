@@ -6,7 +6,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import BRATS, SPLEEN, TS_CT
+from shared_data import BRATS, SPLEEN, TS_CT
 
 from AutoSegCore.data.dataset import CaseArrays, load_dataset, read_case
 from AutoSegCore.data.preprocess import Preprocessor

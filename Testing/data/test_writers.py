@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import slicerio
-from conftest import TS_CT
+from shared_data import TS_CT
 
 from AutoSegCore.data.dataset import load_dataset, read_case
 from AutoSegCore.data.writers import label_colors, save_prediction

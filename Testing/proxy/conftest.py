@@ -1,8 +1,6 @@
 """Shared fixtures for the proxy-data tests: real Hippocampus cases from /work/shared/data."""
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -10,22 +8,7 @@ import torch
 
 torch.set_num_threads(1)
 
-DATA_ROOT = Path(os.environ.get("AUTOSEG_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-if not DATA_ROOT.is_dir():
-    DATA_ROOT = Path("/work/shared/data")
-HIPPO = DATA_ROOT / "Task04_Hippocampus"
-
-
-def make_subset(root: Path, n: int, source: Path = HIPPO) -> Path:
-    """An MSD dataset folder whose dataset.json lists the first ``n`` cases of ``source`` by absolute path."""
-    meta = json.loads((source / "dataset.json").read_text())
-    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
-    meta["training"] = [{"image": str((source / e["image"]).resolve()), "label": str((source / e["label"]).resolve())}
-                        for e in entries]
-    meta["numTraining"] = n
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+from proxykit import HIPPO, make_subset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

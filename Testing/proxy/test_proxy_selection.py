@@ -14,7 +14,7 @@ from AutoSegCore.proxy import (load_proxy, pairwise_matrix, resolve_budget, save
                                split_train_val)
 from AutoSegCore.proxy.selection import case_scores
 
-from conftest import make_subset
+from proxykit import make_subset
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_proxy_json_roundtrip_and_progress_events(hippo20, tmp_path):
 
 def test_multichannel_real_dataset_uses_mean_over_channels(tmp_path):
     """BRATS (FLAIR + T1c): the case score comes from the mean of the per-channel measures."""
-    from conftest import DATA_ROOT
+    from shared_data import DATA_ROOT
     from AutoSegCore.proxy import load_volumes, pairwise_ncc
     from AutoSegCore.data.dataset import load_dataset
     root = DATA_ROOT / "BRATS2015_DeepMedicExamples"

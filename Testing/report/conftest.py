@@ -1,7 +1,6 @@
 """Fixtures for the analysis/report tests: real sqlite Optuna studies built in tmp folders."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,9 +9,6 @@ import torch
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-DATA_ROOT = Path(os.environ.get("AUTOSEG_SHARED_DATA", "/work/shared/data"))
-HIPPO = DATA_ROOT / "Task04_Hippocampus"
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import sys
 import optuna
 import pytest
 
-from conftest import HIPPO
+from shared_data import HIPPO
 
 
 @pytest.mark.slow

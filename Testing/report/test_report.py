@@ -16,7 +16,7 @@ from scipy import ndimage
 from AutoSegCore.errors import ConfigError, StorageError
 from AutoSegCore.events import EventWriter
 from AutoSegCore.report import build_report
-from conftest import HIPPO
+from shared_data import HIPPO
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

@@ -5,7 +5,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from conftest import HIPPO
+from shared_data import HIPPO
 from AutoSegCore.training.augment import augment_batch, safe_flip_axes
 from AutoSegCore.training.metrics import dice_per_class, hd95_per_class
 from AutoSegCore.training.postprocess import decide_largest_component, keep_largest_component
@@ -30,12 +30,13 @@ def test_spatial_augmentation_keeps_alignment():
     lab = torch.zeros((4, 1) + shape, dtype=torch.uint8)
     for i, l in enumerate(labs):
         lab[i, 0, : l.shape[0], : l.shape[1], : l.shape[2]] = torch.from_numpy(l)
-    img = lab.float().clone()
+    img = (lab > 0).float()        # binary: bilinear then rounding equals nearest except at exact ties
     aug = {"rotate_prob": 1.0, "scale_prob": 1.0, "translate": 3, "intensity_shift_prob": 0, "gamma_prob": 0}
     gen = torch.Generator().manual_seed(1)
     img2, lab2 = augment_batch(img, lab.clone(), aug, [0, 1, 2], gen)
-    agree = (img2.round() == lab2.float()).float().mean().item()
-    assert agree > 0.995
+    warped, nearest = img2.round().bool(), lab2 > 0
+    dice = 2 * (warped & nearest).sum().item() / (warped.sum() + nearest.sum()).item()
+    assert dice > 0.95             # measured 0.965; shifting either by one voxel gives 0.84–0.88
     assert not torch.equal(lab2, lab)          # something did move
 
 

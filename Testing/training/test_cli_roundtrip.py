@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import SPLEEN
+from shared_data import SPLEEN
 
 pytestmark = pytest.mark.slow
 

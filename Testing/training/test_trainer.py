@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BRATS, HIPPO, SPINE, tiny_config
+from shared_data import BRATS, HIPPO, SPINE
+from trainkit import tiny_config
 from AutoSegCore.config import make_config
 from AutoSegCore.training.api import train_model
 from AutoSegCore.training.trainer import StopTraining

@@ -1,0 +1,40 @@
+"""`autoseg gui`: serve the browser front end (AutoSegWeb, trame + trame-slicer) for a data and a work folder.
+
+AutoSegWeb is imported inside run() only, so importing the engine never pulls trame, VTK or slicer.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from AutoSegCore.errors import ConfigError
+
+# the source tree holds AutoSegWeb beside AutoSegCore (and the Slicer module it reuses)
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "gui", help="serve the AutoSegSearch page in the browser (needs the 'web' extra)",
+        description="Serve the AutoSegSearch page (data, proxy data, search, run, results + slice/3D views). "
+                    "Paths typed into the page are confined to --data and --work.")
+    p.add_argument("--data", default=".", help="folder holding dataset folders (read only; default: .)")
+    p.add_argument("--work", default="autoseg-work", help="folder for runs and results (default: ./autoseg-work)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; anything else exposes the page: a warning is printed)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, events) -> int:
+    if (SOURCE_TREE / "AutoSegWeb" / "__init__.py").is_file() and str(SOURCE_TREE) not in sys.path:
+        sys.path.append(str(SOURCE_TREE))
+    try:
+        from AutoSegWeb import serve  # noqa: PLC0415 - optional front end, heavy imports
+    except ImportError as exc:
+        raise ConfigError(f"the browser front end cannot start: {exc}",
+                          "install the web extra: pip install 'AutoSegCore[web]' (trame-slicer, slicer-core)") from None
+    serve(args.data, args.work, host=args.host, port=args.port, open_browser=args.open)
+    return 0

@@ -1,0 +1,215 @@
+"""The served page, driven in Debian Chromium: choose a real dataset, proxy selection, preview a case, a tiny
+search to the end, apply the best model — asserting on the page's texts/tables AND on screenshot pixels
+(the predicted segment's colour over the slice view). Also: bad paths are refused visibly and nothing outside
+the --data/--work folders is read. Screenshots go to docs/screenshots/web-*.png.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+import urllib.request
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from webkit import MISSING, SCREENSHOTS
+
+pytestmark = [pytest.mark.web, pytest.mark.slow, pytest.mark.timeout(600),
+              pytest.mark.skipif(bool(MISSING), reason=MISSING or "ok")]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def shot(page, name: str | None = None) -> np.ndarray:
+    """Screenshot of the page as RGB array; saved to docs/screenshots/<name> when named."""
+    png = page.screenshot()
+    if name:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / name).write_bytes(png)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def view_box(page, index: int = 0) -> dict:
+    """Bounding box of the index-th view (0 = the large axial view of the 'Axial Primary' layout)."""
+    return page.locator(".remote-controlled-area").nth(index).bounding_box()
+
+
+def crop(rgb: np.ndarray, box: dict) -> np.ndarray:
+    x, y, w, h = (int(round(box[k])) for k in ("x", "y", "width", "height"))
+    return rgb[y + 2:y + h - 2, x + 2:x + w - 2]
+
+
+def count_colour(rgb: np.ndarray, colour: tuple[int, int, int], tol: int = 10) -> int:
+    return int(np.all(np.abs(rgb.astype(int) - np.array(colour)) <= tol, axis=2).sum())
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def open_panel(page, name: str, inner: str) -> None:
+    if not page.locator(inner).is_visible():
+        page.click(f"#panel-{name}")
+        page.wait_for_selector(inner, state="visible")
+
+
+def fill(page, selector: str, text: str) -> None:
+    page.fill(selector, text)
+    page.locator(selector).blur()
+
+
+def error_text(page) -> str:
+    page.wait_for_selector("#error", state="visible", timeout=30_000)
+    return page.inner_text("#error")
+
+
+def server_log_problems(log_path) -> list[str]:
+    return [line for line in log_path.read_text(errors="replace").splitlines()
+            if "ERR|" in line or "Traceback" in line]
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_bad_paths_give_visible_errors_and_nothing_outside_is_read(page, server, roots):
+    url, proc, log_path = server
+    outside = roots["outside"]
+    watched = [outside / "secret.txt", outside / "Secret" / "dataset.json"]
+    # atime proof: with relatime, reading a file whose atime is older than its mtime updates the atime
+    control = roots["work"].parent / "control.txt"
+    control.write_text("x")
+    for f in [*watched, control]:
+        st = f.stat()
+        os.utime(f, (st.st_mtime - 3600, st.st_mtime))
+    control.read_text()
+    atime_works = control.stat().st_atime > control.stat().st_mtime - 3600 + 1
+    before = {f: f.stat().st_atime for f in watched}
+
+    bad = {
+        "../outside/Secret": "'..'",
+        str(outside / "Secret"): "outside the data folder",
+        str(outside / "secret.txt"): "outside the data folder",
+        "escape/Secret": "symbolic link",
+        "Hippo10/../../outside/Secret": "'..'",
+        "no-such-dataset": "does not exist",
+    }
+    for text, expected in bad.items():
+        fill(page, "#dataset-input", text)
+        page.click("#choose-dataset")
+        message = error_text(page)
+        assert expected in message and text.split("/")[-1] in message, (text, message)
+        assert "Traceback" not in message
+        assert page.locator("#dataset-info").count() == 0       # no dataset was taken
+        page.click("#error .v-alert__close button, #error button")
+        page.wait_for_selector("#error", state="detached")
+    fill(page, "#dataset-input", str(outside / "secret.txt"))
+    page.click("#choose-dataset")
+    error_text(page)
+    shot(page, "web-6-bad-path.png")
+
+    open_panel(page, "results", "#model-input")
+    fill(page, "#model-input", str(outside / "Secret"))
+    page.click("#open-results")
+    assert "outside the work folder" in error_text(page)
+    assert page.locator("#best").count() == 0
+
+    # the symlink escape is not even offered in the dataset list
+    assert page.evaluate("window.trame.state.get('datasets')") == ["Hippo10"]
+    # nothing ran and nothing was written or read
+    assert psutil.Process(proc.pid).children(recursive=True) == []
+    assert list(roots["work"].iterdir()) == []
+    if atime_works:
+        assert {f: f.stat().st_atime for f in watched} == before, "a file outside the roots was read"
+    assert server_log_problems(log_path) == []
+
+
+def test_full_flow_proxy_search_apply(page, server, roots):
+    url, proc, log_path = server
+
+    # 1. Data (the server keeps one state for every tab: start from the listed dataset)
+    fill(page, "#dataset-input", "Hippo10")
+    page.click("#choose-dataset")
+    page.wait_for_selector("#dataset-info")
+    info = page.inner_text("#dataset-info")
+    assert "Hippocampus" in info and f"{len(roots['cases'])} cases" in info and "Anterior, Posterior" in info
+    baseline = crop(shot(page, "web-1-data.png"), view_box(page))
+
+    # 2. Proxy data: 30 % of 10 cases, mutual information on the label ROI
+    page.click("#run-proxy")
+    wait_until(lambda: page.locator(".proxy-row").count() == len(roots["cases"]), 300, "the ranked proxy table")
+    assert "proxy finished" in page.inner_text("#run-status")
+    rows = page.locator(".proxy-row")
+    names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert sorted(names) == sorted(roots["cases"])
+    ranks = [int(rows.nth(i).locator("td").nth(2).inner_text()) for i in range(rows.count())]
+    assert ranks == list(range(1, len(names) + 1))
+    selected = page.locator(".proxy-row.asg-selected")
+    assert selected.count() == 3
+    page.wait_for_selector("#proxy-preview")
+
+    # 3. Preview a selected case: image + its labels in the slice views
+    chosen = selected.first.locator("td").first.inner_text()
+    selected.first.locator(".preview-btn").click()
+    wait_until(lambda: chosen in page.inner_text("#shown"), 60, "the preview")
+    wait_until(lambda: crop(shot(page), view_box(page)).std() > 10, 60, "the axial view image")
+    page.wait_for_selector(".segment-chip")
+    preview = crop(shot(page, "web-2-proxy-preview.png"), view_box(page))
+    assert preview.std() > baseline.std()
+
+    # 4. Search: proxy-hpo, random, 1 trial, 1 epoch, 2 steps, levels=3, final 1 epoch
+    open_panel(page, "search", "#trials")
+    fill(page, "#trials", "1")
+    for sel, value in (("#epochs", "1"), ("#steps", "2"), ("#final-epochs", "1")):
+        assert page.input_value(sel) == value
+    open_panel(page, "run", "#start-search")
+    page.click("#start-search")
+    wait_until(lambda: page.locator(".trial-row").count() >= 1, 240, "a trial row")
+    shot(page, "web-3-run.png")
+    wait_until(lambda: "search finished" in page.inner_text("#run-status")
+               or "failed" in page.inner_text("#run-status"), 400, "the end of the search")
+    assert "search finished" in page.inner_text("#run-status"), page.inner_text("#run-log")
+    cells = page.locator(".trial-row").first.locator("td")
+    assert cells.nth(0).inner_text() == "0" and cells.nth(3).inner_text() == "complete"
+    assert "optimizer=" in cells.nth(1).inner_text()
+    trial_value = float(cells.nth(2).inner_text())
+
+    # 5. Results: best value/params, report link served from the work folder
+    page.wait_for_selector("#best-value")
+    best = float(page.inner_text("#best-value"))
+    assert 0 <= best <= 1 and best == pytest.approx(trial_value, abs=1e-3)
+    assert "lr = " in page.inner_text("#best")
+    href = page.get_attribute("#report-link", "href")
+    report = urllib.request.urlopen(url.rstrip("/") + href, timeout=30).read().decode("utf-8", "replace")
+    assert "<html" in report.lower()
+    shot(page, "web-4-results.png")
+
+    # 6. Apply the best model to a case: the predicted mask over the image in the views
+    page.click("#apply")
+    wait_until(lambda: "predicted mask" in page.inner_text("#shown")
+               or page.locator("#error").count(), 240, "the prediction")
+    assert page.locator("#error").count() == 0, page.inner_text("#error")
+    chips = page.locator(".segment-chip")
+    assert chips.count() >= 1
+    assert set(chips.all_inner_texts()) <= {"Anterior", "Posterior"}
+    colours = [tuple(int(c) for c in re.findall(r"\d+", chips.nth(i).evaluate(
+        "el => getComputedStyle(el).backgroundColor"))[:3]) for i in range(chips.count())]
+
+    def mask_pixels():
+        axial = crop(shot(page), view_box(page))
+        return sum(count_colour(axial, c) for c in colours)
+
+    wait_until(lambda: mask_pixels() > 50, 60, "the mask colour in the axial view")
+    final = shot(page, "web-5-apply.png")
+    axial = crop(final, view_box(page))
+    assert sum(count_colour(axial, c) for c in colours) > 50
+    assert sum(count_colour(baseline, c) for c in colours) == 0      # not there before the model was applied
+    assert (roots["work"] / page.evaluate("window.trame.state.get('run_name')") / "apply" / "predictions").is_dir()
+    assert server_log_problems(log_path) == []

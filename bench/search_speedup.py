@@ -1,0 +1,287 @@
+"""Benchmark: proxy search (proxy data + proxy net) vs full search, same space, strategy and trial count.
+
+Issue 6, "What it must show": on Hippocampus (the 182 shared cases) run the same space × strategy twice —
+(i) full data + full network, (ii) proxy data (``mi+roi:0.25``) + proxy network (``levels=3``) — with the same
+number of trials; time each search phase; then retrain each arm's best config with IDENTICAL final training
+(full network, same epochs / steps / seed / training cases) and score it on held-out cases that neither the
+search nor the final training saw.  Reference = arm (i), measured in the same run.
+Target: search ≥ 10× faster at ≤ 0.01 held-out Dice loss.
+
+    .venv/bin/python bench/search_speedup.py            # defaults: ≈ 20–25 min on 2 idle cores
+    .venv/bin/python bench/search_speedup.py --quick    # a small end-to-end check (≈ 10 min)
+
+Output is printed and saved to bench/results/search_speedup.txt (atomic write).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from AutoSegCore.data.dataset import load_dataset, read_case
+from AutoSegCore.data.splits import holdout_split
+from AutoSegCore.events import EventWriter
+from AutoSegCore.search.runner import SearchRunner
+from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.training.api import train_model
+from AutoSegCore.training.inference import Predictor
+from AutoSegCore.training.metrics import evaluate_pair
+from AutoSegCore.utils.io import read_json, write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = os.environ.get("AUTOSEG_HIPPO", "/work/shared/data/Task04_Hippocampus")
+SPEEDUP_TARGET, DICE_LOSS_TARGET = 10.0, 0.01
+
+
+class Tee(io.TextIOBase):
+    """Print to the terminal and keep a copy for the results file."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.buf = stream, io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.stream.write(s)
+        self.stream.flush()
+        return self.buf.write(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def machine_line() -> str:
+    la = os.getloadavg()
+    return (f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, load average "
+            f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f} (1/5/15 min; the machine is shared with other jobs)")
+
+
+def split_holdout(ds, n_holdout: int, seed: int) -> tuple[list[str], list[str]]:
+    """(pool, holdout): the holdout cases are never seen by any search or final training of the benchmark."""
+    names = sorted(c.name for c in ds.cases)
+    pool, holdout = holdout_split(names, n_holdout / len(names), seed)
+    return pool, holdout
+
+
+def evaluate_holdout(model_dir: Path, ds, holdout: list[str]) -> dict:
+    """Mean foreground Dice of ``model_dir`` on ``holdout``, predicted in each case's original geometry."""
+    predictor = Predictor(model_dir, device="cpu")
+    per_case = []
+    per_class: dict[str, list[float]] = {}
+    for name in holdout:
+        arr = read_case(ds.case(name))
+        pred = predictor.predict_array(arr.image, arr.affine, name)
+        m = evaluate_pair(pred, arr.label, ds.labels, arr.spacing)
+        per_case.append(m["mean_dice"])
+        for k, v in m["dice"].items():
+            per_class.setdefault(k, []).append(v)
+    return {"dice": float(np.mean(per_case)), "per_class": {k: float(np.mean(v)) for k, v in per_class.items()}}
+
+
+class TrialClock:
+    """Event listener: wall-clock start/end of every trial as the parent saw it (includes process start-up)."""
+
+    def __init__(self) -> None:
+        self.start: dict[int, float] = {}
+        self.end: dict[int, float] = {}
+        self.state: dict[int, str] = {}
+
+    def __call__(self, rec: dict) -> None:
+        if rec["event"] == "trial_started":
+            self.start[rec["trial"]] = rec["time"]
+        elif rec["event"] == "trial_finished":
+            self.end[rec["trial"]] = rec["time"]
+            self.state[rec["trial"]] = rec.get("state", "?")
+
+
+def time_breakdown(work: Path, clock: TrialClock) -> dict:
+    """Where the search time went, summed over trials.
+
+    * start-up: parent launch → child timer start (Python + torch/MONAI import, study load);
+    * data: child timer start → first epoch (dataset index, preprocessing / cache, padding to the canvas,
+      network build) — i.e. child seconds minus the epochs' seconds;
+    * train+validate: the epochs' own seconds (the trainer times them together);
+    * bookkeeping: parent-side remainder (result read, study tell, polling granularity 0.3 s).
+    """
+    out = {"trials": 0, "wall": 0.0, "startup": 0.0, "data": 0.0, "epochs": 0.0, "n_epochs": 0}
+    for number, t0 in clock.start.items():
+        res_path = work / "trials" / f"{number:04d}" / "result.json"
+        wall = clock.end.get(number, t0) - t0
+        out["trials"] += 1
+        out["wall"] += wall
+        if not res_path.is_file():
+            continue
+        res = read_json(res_path)
+        ep = sum(float(h.get("seconds") or 0) for h in res.get("history") or [])
+        child = float(res.get("seconds") or 0)
+        out["epochs"] += ep
+        out["n_epochs"] += len(res.get("history") or [])
+        out["data"] += max(0.0, child - ep)
+        out["startup"] += max(0.0, wall - child)
+    out["other"] = max(0.0, out["wall"] - out["startup"] - out["data"] - out["epochs"])
+    return out
+
+
+def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data: str, proxy_net: str) -> dict:
+    """One search phase (no final training): case selection + trials; timed from the caller's side."""
+    shutil.rmtree(work, ignore_errors=True)           # a fresh study: the same --out would resume
+    clock = TrialClock()
+    events = EventWriter(None)
+    events.listeners.append(clock)
+    settings = SearchSettings(
+        data=args.data, out=str(work), space=args.space, strategy=args.strategy, proxy_data=proxy_data,
+        proxy_net=proxy_net, trials=args.trials, epochs=args.epochs, min_epochs=args.min_epochs,
+        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False,
+        trial_timeout=args.trial_timeout)
+    t0 = time.perf_counter()
+    runner = SearchRunner(settings, events)
+    runner.prepare()
+    t1 = time.perf_counter()
+    summary = runner.run_trials()
+    t2 = time.perf_counter()
+    best = runner.study.best_trial
+    counts = {k: v for k, v in summary["counts"].items() if v}
+    return {"label": label, "prepare": t1 - t0, "trials_s": t2 - t1, "total": t2 - t0, "counts": counts,
+            "best_number": best.number, "best_value": best.value, "best_params": best.params,
+            "full_config": best.user_attrs["full_config"], "n_train": len(runner.train_cases),
+            "n_val": len(runner.val_cases), "breakdown": time_breakdown(work, clock)}
+
+
+def final_train(full_config: dict, ds, pool: list[str], out: Path, *, epochs: int, steps: int, seed: int) -> dict:
+    """IDENTICAL final training for every arm: full network, same cases, epochs, steps and seed."""
+    shutil.rmtree(out, ignore_errors=True)
+    train, val = holdout_split(pool, 0.2, seed)
+    cfg = copy.deepcopy(full_config)
+    cfg["training"].update(epochs=epochs, steps_per_epoch=steps, seed=seed, val_every=epochs)
+    t0 = time.perf_counter()
+    res = train_model(ds, cfg, out, train_cases=train, val_cases=val, device="cpu", cache_dir=out / "cache")
+    return {"seconds": time.perf_counter() - t0, "val_dice": res.val_dice, "params": res.num_params,
+            "n_train": len(train), "n_val": len(val)}
+
+
+def fmt_params(p: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--space", default="unet-pipeline")
+    ap.add_argument("--strategy", default="bohb")
+    ap.add_argument("--proxy-data", default="mi+roi:0.25")
+    ap.add_argument("--proxy-net", default="levels=3")
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=4, help="maximum epochs per trial (the fidelity unit)")
+    ap.add_argument("--min-epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=25, help="steps per epoch in the search")
+    ap.add_argument("--final-epochs", type=int, default=12)
+    ap.add_argument("--final-steps", type=int, default=25)
+    ap.add_argument("--holdout", type=int, default=30, help="cases held out from everything, scored at the end")
+    ap.add_argument("--trial-timeout", type=float, default=None, help="seconds; slower trials count as failed")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/autoseg_bench/search_speedup", help="scratch folder (wiped)")
+    ap.add_argument("--quick", action="store_true", help="4 trials × 2 epochs × 10 steps, final 6 × 25 steps")
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/search_speedup.txt")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.trials, args.epochs, args.steps, args.final_epochs, args.final_steps = 4, 2, 10, 6, 25
+    os.environ["AUTOSEG_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    tee = Tee(sys.stdout)
+    with redirect_stdout(tee):
+        code = _run(args)
+    if not args.no_save:
+        write_text(ROOT / "bench" / "results" / "search_speedup.txt", tee.buf.getvalue())
+    return code
+
+
+def _run(args) -> int:
+    started = time.perf_counter()
+    print(f"# bench/search_speedup.py — {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"start: {machine_line()}")
+    print(f"command: python bench/search_speedup.py {' '.join(sys.argv[1:])}".rstrip())
+    ds = load_dataset(args.data)
+    pool, holdout = split_holdout(ds, args.holdout, args.seed)
+    print(f"data: {ds.name}, {len(ds.cases)} cases → {len(pool)} for search + final training, {len(holdout)} "
+          f"held out (seed {args.seed}); space {args.space}, strategy {args.strategy}, {args.trials} trials × "
+          f"≤ {args.epochs} epochs × {args.steps} steps, 1 job × {args.threads} threads, CPU")
+    work = Path(args.work)
+    arms = [run_search_arm("(i) full data + full net", work / "full", args, holdout, "full", "full")]
+    print(f"  {arms[0]['label']}: {arms[0]['total']:.0f} s, best trial {arms[0]['best_number']} "
+          f"(val {arms[0]['best_value']:.3f})")
+    arms.append(run_search_arm(f"(ii) {args.proxy_data} + {args.proxy_net}", work / "proxy", args, holdout,
+                               args.proxy_data, args.proxy_net))
+    print(f"  {arms[1]['label']}: {arms[1]['total']:.0f} s, best trial {arms[1]['best_number']} "
+          f"(val {arms[1]['best_value']:.3f})")
+    finals: list[dict] = []
+    for i, arm in enumerate(arms):
+        same = i > 0 and arm["full_config"] == arms[0]["full_config"]
+        if same:        # same best config → the identical final training would give the identical model
+            finals.append({**finals[0], "reused": True})
+            continue
+        f = final_train(arm["full_config"], ds, pool, work / f"final{i}", epochs=args.final_epochs,
+                        steps=args.final_steps, seed=args.seed)
+        f["holdout"] = evaluate_holdout(work / f"final{i}", ds, holdout)
+        finals.append(f)
+        print(f"  final training of {arm['label']}'s best: {f['seconds']:.0f} s, held-out Dice "
+              f"{f['holdout']['dice']:.4f}")
+
+    print()
+    print("| arm | cases train/val | select s | trials s | search s | trials (state) | best proxy val | "
+          "held-out Dice |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm, f in zip(arms, finals):
+        states = ", ".join(f"{v} {k.lower()}" for k, v in arm["counts"].items())
+        print(f"| {arm['label']} | {arm['n_train']}/{arm['n_val']} | {arm['prepare']:.1f} | {arm['trials_s']:.1f} | "
+              f"{arm['total']:.1f} | {states} | {arm['best_value']:.4f} | {f['holdout']['dice']:.4f} |")
+    print()
+    print("best configs (retrained identically: full net, "
+          f"{args.final_epochs} epochs × {args.final_steps} steps, {finals[0]['n_train']} training cases, seed "
+          f"{args.seed}):")
+    for arm, f in zip(arms, finals):
+        per_class = ", ".join(f"{k} {v:.3f}" for k, v in f["holdout"]["per_class"].items())
+        print(f"  {arm['label']}: trial {arm['best_number']}: {fmt_params(arm['best_params'])}; "
+              f"{f['params']:,} params; held-out {per_class}" + ("  (same config as (i): model reused)"
+                                                                    if f.get("reused") else ""))
+    print()
+    print("where the search time went (summed over trials, seconds; see time_breakdown's docstring):")
+    print("| arm | case selection | process start-up | data load + preprocessing | epochs (train + validate) "
+          "| epochs run | parent bookkeeping | s per trial |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm in arms:
+        b = arm["breakdown"]
+        print(f"| {arm['label']} | {arm['prepare']:.1f} | {b['startup']:.1f} | {b['data']:.1f} | {b['epochs']:.1f} "
+              f"| {b['n_epochs']} | {b['other']:.1f} | {b['wall'] / max(1, b['trials']):.1f} |")
+    speedup = arms[0]["total"] / max(arms[1]["total"], 1e-9)
+    loss = finals[0]["holdout"]["dice"] - finals[1]["holdout"]["dice"]
+    ok_speed, ok_dice = speedup >= SPEEDUP_TARGET, loss <= DICE_LOSS_TARGET
+    print()
+    print("| measure | proxy | reference (full) | ratio / difference | target | verdict |")
+    print("|---|---|---|---|---|---|")
+    print(f"| search wall-clock | {arms[1]['total']:.1f} s | {arms[0]['total']:.1f} s | {speedup:.2f}× faster "
+          f"| ≥ {SPEEDUP_TARGET:g}× | {'PASS' if ok_speed else 'FAIL'} |")
+    ep = [a["breakdown"]["epochs"] for a in arms]
+    print(f"|   (info) epochs only (train + validate) | {ep[1]:.1f} s | {ep[0]:.1f} s | "
+          f"{ep[0] / max(ep[1], 1e-9):.2f}× | info | – |")
+    print(f"| held-out Dice after identical final training | {finals[1]['holdout']['dice']:.4f} | "
+          f"{finals[0]['holdout']['dice']:.4f} | {-loss:+.4f} | ≥ −{DICE_LOSS_TARGET:g} | "
+          f"{'PASS' if ok_dice else 'FAIL'} |")
+    verdict = "PASS" if ok_speed and ok_dice else "FAIL"
+    print()
+    print(f"overall: {verdict} (≥ {SPEEDUP_TARGET:g}× faster at ≤ {DICE_LOSS_TARGET:g} Dice loss); "
+          f"total {time.perf_counter() - started:.0f} s")
+    print(f"end: {machine_line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
