@@ -2,6 +2,7 @@
 (how CI lays it out), else /work/shared/data."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,3 +26,15 @@ SPINE = DATA_ROOT / "SpinalCord_spinegeneric_unf01"
 TS_CT = DATA_ROOT / "TotalSegmentatorExampleCT"
 TS_MR = DATA_ROOT / "TotalSegmentatorExampleMR"
 ALL_DATASETS = [HIPPO, SPLEEN, BRATS, SPINE, TS_CT, TS_MR]
+
+
+def make_subset(root: Path, n: int, source: Path = HIPPO) -> Path:
+    """An MSD dataset folder whose dataset.json lists the first ``n`` cases of ``source`` by absolute path."""
+    meta = json.loads((source / "dataset.json").read_text())
+    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
+    meta["training"] = [{"image": str((source / e["image"]).resolve()), "label": str((source / e["label"]).resolve())}
+                        for e in entries]
+    meta["numTraining"] = n
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root

@@ -11,26 +11,13 @@ import torch
 from AutoSegCore.cli import main
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.proxy.experiment import correlation, format_table, grid_configs, run_proxy_correlation
-from shared_data import DATA_ROOT
+from shared_data import make_subset
 
 torch.set_num_threads(1)
 
-HIPPO = DATA_ROOT / "Task04_Hippocampus"
 TINY_NET = {"network": {"channels": 8, "depth": 2, "n_convs": 1}, "training": {"batch_size": 2}}
 GRID = {"optimizer": ["adam", "rmsprop"], "lr": [1e-3]}
 RUNGS = ["full", "mi@4", "mi+roi@4", "ncc@4", "ncc+roi@4", "random@4", "net5", "net4", "net3"]
-
-
-def make_subset(root: Path, n: int) -> Path:
-    """An MSD folder whose dataset.json lists the first ``n`` Hippocampus cases by absolute path."""
-    meta = json.loads((HIPPO / "dataset.json").read_text())
-    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
-    meta["training"] = [{"image": str((HIPPO / e["image"]).resolve()), "label": str((HIPPO / e["label"]).resolve())}
-                        for e in entries]
-    meta["numTraining"] = n
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
 
 
 def tiny_run(data: Path, out: Path):

@@ -8,7 +8,7 @@ import torch
 
 torch.set_num_threads(1)
 
-from proxykit import HIPPO, make_subset  # noqa: E402
+from shared_data import HIPPO, make_subset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from AutoSegCore.proxy import (load_proxy, pairwise_matrix, resolve_budget, save
                                split_train_val)
 from AutoSegCore.proxy.selection import case_scores
 
-from proxykit import make_subset
+from shared_data import make_subset
 
 
 @pytest.fixture(scope="module")
