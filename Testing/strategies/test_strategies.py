@@ -161,7 +161,7 @@ def test_bohb_samples_from_the_highest_budget_with_a_model():
         _add(study, p, dists, {1: p["x"] + 1, 3: p["x"] + 0.5})
     study.ask(dists)
     assert sampler.last_model_budget == 3
-    for _ in range(8):                                    # 8 < 2·(d+1)+… : still not enough at budget 9
+    for _ in range(8):                                    # now budget 9 has observations too
         p = {"x": float(rng.uniform()), "y": float(rng.uniform())}
         _add(study, p, dists, {1: 1.0, 3: 0.8, 9: p["x"]}, state=TrialState.COMPLETE, value=p["x"])
     study.ask(dists)
@@ -169,6 +169,27 @@ def test_bohb_samples_from_the_highest_budget_with_a_model():
     sampler.random_fraction = 1.0
     study.ask(dists)
     assert sampler.last_model_budget is None
+
+
+def test_bohb_tpe_counts_trials_stopped_below_a_budget_as_bad_there():
+    dists = {"x": FloatDistribution(0, 1), "y": FloatDistribution(0, 1)}
+    sampler = make_sampler("bohb", seed=0, min_budget=1, max_budget=9, eta=3, random_fraction=0.0)
+    study = optuna.create_study(sampler=sampler)
+    rng = np.random.RandomState(0)
+    for _ in range(10):                                   # stopped at budget 1: bad at budgets 3 and 9
+        p = {"x": float(rng.uniform(0.5, 1)), "y": float(rng.uniform())}
+        _add(study, p, dists, {1: 5.0})
+    for _ in range(2):                                    # N_min = 2 observations at budget 9
+        p = {"x": float(rng.uniform(0, 0.5)), "y": float(rng.uniform())}
+        _add(study, p, dists, {1: 1.0, 3: 0.8, 9: p["x"]}, state=TrialState.COMPLETE, value=p["x"])
+    xs = [study.ask(dists).params["x"] for _ in range(10)]
+    assert sampler.last_model_budget == 9
+    shadow = next(s for key, (s, _) in sampler._tpe_studies.items() if key[-1] == 9)
+    values = [t.value for t in shadow.trials if t.state == TrialState.COMPLETE]
+    assert values.count(math.inf) == 10 and len(values) == 12 and all(v < 0.5 for v in values if v != math.inf)
+    assert np.mean(np.array(xs) < 0.5) > 0.5               # away from where the stopped trials were
+    with pytest.raises(StrategyError):
+        make_sampler("bohb", model="gp")
 
 
 @pytest.mark.parametrize("model", ["tpe", "kde"])
