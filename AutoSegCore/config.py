@@ -59,6 +59,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "translate": 4,
         },
         "amp": "auto",               # auto (bf16 on capable CPUs / fp16 on CUDA) | on | off
+        "channels_last": "auto",     # auto (on for CPU) | on | off: NDHWC memory format (docs/performance.md)
         "seed": 0,
         "val_every": 1,
     },
@@ -79,6 +80,7 @@ CHOICES = {
     ("training", "optimizer"): ("adam", "adamw", "rmsprop", "adamax", "novograd", "sgd"),
     ("training", "scheduler"): ("cosine", "poly", "constant"),
     ("training", "amp"): ("auto", "on", "off"),
+    ("training", "channels_last"): ("auto", "on", "off"),
 }
 
 

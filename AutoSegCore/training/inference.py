@@ -18,14 +18,21 @@ from AutoSegCore.utils.io import read_json
 @torch.no_grad()
 def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int], *,
                   device: torch.device, amp: torch.dtype | None = None, overlap: float = 0.5,
-                  tta_axes: tuple[int, ...] = (), sw_batch_size: int = 2) -> torch.Tensor:
+                  tta_axes: tuple[int, ...] = (), sw_batch_size: int = 2,
+                  channels_last: bool = False) -> torch.Tensor:
     """Softmax probabilities (K, X, Y, Z) on CPU for ``image`` (C, X, Y, Z); volumes smaller than the patch are
-    padded symmetrically to it, exactly as the trainer pads its canvas."""
+    padded symmetrically to it, exactly as the trainer pads its canvas.  ``channels_last`` feeds each window
+    in the NDHWC layout of a net converted with ``to(memory_format=torch.channels_last_3d)``."""
     x = image.unsqueeze(0).to(device)
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            window = window.contiguous(memory_format=torch.channels_last_3d)
+        return net(window)
 
     def run(inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = sliding_window_inference(inp, roi_size=patch, sw_batch_size=sw_batch_size, predictor=net,
+            out = sliding_window_inference(inp, roi_size=patch, sw_batch_size=sw_batch_size, predictor=predictor,
                                            overlap=overlap, mode="gaussian")
         return torch.softmax(out.float(), dim=1)
 
