@@ -2,11 +2,14 @@
 epoch to the study (so pruners / Hyperband can stop it), checkpoint every epoch, write ``result.json``.
 
 Running trials in child processes means a crash, an out-of-memory kill or a hang takes down the trial,
-never the study: the parent reads the exit status and records the failure.
+never the study: the parent reads the exit status and records the failure.  The reverse holds too: a child
+whose parent (the study or worker) was killed stops after the epoch it is in, with that epoch's checkpoint
+written, so that re-running the study resumes from it instead of racing an orphan that trains on alone.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 from AutoSegCore.utils.io import read_json, write_json
 
 SPEC, RESULT, METRICS = "spec.json", "result.json", "metrics.jsonl"
+EXIT_PARENT_GONE = 75      # the study/worker that started this trial is gone (EX_TEMPFAIL: retry later)
 
 
 def _limit_memory(gigabytes: float | None) -> None:
@@ -50,7 +54,11 @@ def run_trial_process(trial_dir: str | Path) -> int:
     trial = optuna.trial.Trial(study, spec["trial_id"])
     reported = {s for s in trial.storage.get_trial(spec["trial_id"]).intermediate_values}
 
+    parent = os.getppid()
+
     def on_epoch(epoch: int, record: dict) -> None:
+        if os.getppid() != parent:          # re-parented: the study was killed; this epoch's checkpoint is on disk
+            raise SystemExit(EXIT_PARENT_GONE)
         with open(trial_dir / METRICS, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({k: v for k, v in record.items() if k != "val_dice_per_case"}) + "\n")
         if single and record.get("val_dice") is not None:

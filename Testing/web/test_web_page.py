@@ -114,11 +114,13 @@ def test_bad_paths_give_visible_errors_and_nothing_outside_is_read(page, server,
     page.click("#choose-dataset")
     error_text(page)
     shot(page, "web-6-bad-path.png")
+    page.click("#error .v-alert__close button, #error button")
+    page.wait_for_selector("#error", state="detached")
 
     open_panel(page, "results", "#model-input")
     fill(page, "#model-input", str(outside / "Secret"))
     page.click("#open-results")
-    assert "outside the work folder" in error_text(page)
+    wait_until(lambda: "outside the work folder" in error_text(page), 30, "the results-folder error")
     assert page.locator("#best").count() == 0
 
     # the symlink escape is not even offered in the dataset list
@@ -176,6 +178,7 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     wait_until(lambda: "search finished" in page.inner_text("#run-status")
                or "failed" in page.inner_text("#run-status"), 400, "the end of the search")
     assert "search finished" in page.inner_text("#run-status"), page.inner_text("#run-log")
+    open_panel(page, "run", ".trial-row")          # the page switches to Results when the search ends
     cells = page.locator(".trial-row").first.locator("td")
     assert cells.nth(0).inner_text() == "0" and cells.nth(3).inner_text() == "complete"
     assert "optimizer=" in cells.nth(1).inner_text()
