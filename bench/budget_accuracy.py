@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import shutil
 import sys
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_speedup import (DEFAULT_DATA, ROOT, Tee, evaluate_holdout, fmt_params, machine_line,  # noqa: E402
+from search_speedup import (DEFAULT_DATA, run_saved, evaluate_holdout, fmt_params, machine_line,  # noqa: E402
                             split_holdout, time_breakdown, TrialClock)
 
 from AutoSegCore.config import make_config  # noqa: E402
@@ -41,7 +37,6 @@ from AutoSegCore.events import EventWriter  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
 from AutoSegCore.training.trainer import StopTraining, Trainer  # noqa: E402
-from AutoSegCore.utils.io import write_text  # noqa: E402
 
 DICE_TARGET, MARGIN_TARGET = 0.89, 0.01
 
@@ -167,14 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.05 <= args.search_fraction <= 0.95:
         ap.error("--search-fraction must be within 0.05–0.95")
-    os.environ["AUTOSEG_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    tee = Tee(sys.stdout)
-    with redirect_stdout(tee):
-        code = _run(args)
-    if not args.no_save:
-        write_text(ROOT / "bench" / "results" / "budget_accuracy.txt", tee.buf.getvalue())
-    return code
+    return run_saved("budget_accuracy", args, _run)
 
 
 def _run(args) -> int:

@@ -194,13 +194,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.trials, args.epochs, args.steps, args.final_epochs, args.final_steps = 4, 2, 10, 6, 25
+    return run_saved("search_speedup", args, _run)
+
+
+def run_saved(name: str, args, body) -> int:
+    """Run ``body(args)`` on ``args.threads`` threads, printing and keeping a copy for bench/results/<name>.txt."""
     os.environ["AUTOSEG_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     tee = Tee(sys.stdout)
     with redirect_stdout(tee):
-        code = _run(args)
+        code = body(args)
     if not args.no_save:
-        write_text(ROOT / "bench" / "results" / "search_speedup.txt", tee.buf.getvalue())
+        write_text(ROOT / "bench" / "results" / f"{name}.txt", tee.buf.getvalue())
     return code
 
 
