@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -140,4 +141,16 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # print and keep a copy for bench/results/proxy_selection.txt (collected into docs/benchmarks.md)
+    from contextlib import redirect_stdout
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from search_speedup import ROOT, Tee  # noqa: E402
+
+    from AutoSegCore.utils.io import write_text  # noqa: E402
+
+    tee = Tee(sys.stdout)
+    with redirect_stdout(tee):
+        code = main()
+    write_text(ROOT / "bench" / "results" / "proxy_selection.txt", tee.buf.getvalue())
+    sys.exit(code)
