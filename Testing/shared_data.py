@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -38,3 +39,17 @@ def make_subset(root: Path, n: int, source: Path = HIPPO) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
+
+
+def copy_msd_subset(dest: Path, n: int, source: Path = HIPPO) -> Path:
+    """Copy the first ``n`` cases (by image name) of an MSD dataset — files and a trimmed dataset.json — to ``dest``."""
+    meta = json.loads((source / "dataset.json").read_text())
+    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
+    for sub in ("imagesTr", "labelsTr"):
+        (dest / sub).mkdir(parents=True)
+    for e in entries:
+        shutil.copyfile(source / e["image"], dest / e["image"])
+        shutil.copyfile(source / e["label"], dest / e["label"])
+    meta["training"], meta["numTraining"] = entries, len(entries)
+    (dest / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return dest

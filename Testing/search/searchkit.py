@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from shared_data import DATA_ROOT
+from shared_data import DATA_ROOT, copy_msd_subset
 
 HIPPO = DATA_ROOT / "Task04_Hippocampus"
 TINY = ["--space", "proxy-hpo", "--strategy", "random", "--epochs", "2", "--min-epochs", "1",
@@ -17,16 +16,7 @@ TINY = ["--space", "proxy-hpo", "--strategy", "random", "--epochs", "2", "--min-
 
 
 def make_subset(dest: Path, n: int = 10) -> Path:
-    meta = json.loads((HIPPO / "dataset.json").read_text())
-    entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
-    (dest / "imagesTr").mkdir(parents=True)
-    (dest / "labelsTr").mkdir()
-    for e in entries:
-        shutil.copy(HIPPO / e["image"], dest / e["image"])
-        shutil.copy(HIPPO / e["label"], dest / e["label"])
-    meta["training"], meta["numTraining"] = entries, len(entries)
-    (dest / "dataset.json").write_text(json.dumps(meta))
-    return dest
+    return copy_msd_subset(dest, n)
 
 
 def env() -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared_data import DATA_ROOT, REPO
-from webkit import CHROMIUM, CHROMIUM_ARGS, MISSING, N_CASES, SCREENSHOTS  # noqa: F401
+from shared_data import DATA_ROOT, copy_msd_subset
+from webkit import CHROMIUM, CHROMIUM_ARGS, N_CASES
 
 
 def pytest_collection_modifyitems(items):
@@ -25,16 +24,9 @@ def pytest_collection_modifyitems(items):
 
 
 def make_subset(src: Path, dst: Path, n: int) -> list[str]:
-    """An MSD folder with the first ``n`` training cases of ``src`` (real files, dataset.json rewritten)."""
-    meta = json.loads((src / "dataset.json").read_text())
-    meta["training"] = meta["training"][:n]
-    meta["numTraining"] = n
-    for sub in ("imagesTr", "labelsTr"):
-        (dst / sub).mkdir(parents=True)
-    for entry in meta["training"]:
-        for key in ("image", "label"):
-            shutil.copyfile(src / entry[key], dst / entry[key])
-    (dst / "dataset.json").write_text(json.dumps(meta, indent=1))
+    """An MSD folder with the first ``n`` training cases of ``src``; returns their case names."""
+    copy_msd_subset(dst, n, src)
+    meta = json.loads((dst / "dataset.json").read_text())
     return [Path(e["image"]).name.split(".")[0] for e in meta["training"]]
 
 
