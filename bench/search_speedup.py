@@ -139,7 +139,7 @@ def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data:
     settings = SearchSettings(
         data=args.data, out=str(work), space=args.space, strategy=args.strategy, proxy_data=proxy_data,
         proxy_net=proxy_net, trials=args.trials, epochs=args.epochs, min_epochs=args.min_epochs,
-        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False,
+        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False, jobs=args.jobs,
         trial_timeout=args.trial_timeout)
     t0 = time.perf_counter()
     runner = SearchRunner(settings, events)
@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trial-timeout", type=float, default=None, help="seconds; slower trials count as failed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="trials in parallel in both arms (each on threads/jobs threads, as `autoseg search --jobs`)")
     ap.add_argument("--work", default="/tmp/autoseg_bench/search_speedup", help="scratch folder (wiped)")
     ap.add_argument("--quick", action="store_true", help="4 trials × 2 epochs × 10 steps, final 6 × 25 steps")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/search_speedup.txt")
@@ -218,7 +220,8 @@ def _run(args) -> int:
     pool, holdout = split_holdout(ds, args.holdout, args.seed)
     print(f"data: {ds.name}, {len(ds.cases)} cases → {len(pool)} for search + final training, {len(holdout)} "
           f"held out (seed {args.seed}); space {args.space}, strategy {args.strategy}, {args.trials} trials × "
-          f"≤ {args.epochs} epochs × {args.steps} steps, 1 job × {args.threads} threads, CPU")
+          f"≤ {args.epochs} epochs × {args.steps} steps, {args.jobs} jobs × {max(1, args.threads // args.jobs)} "
+          f"thread(s) each, CPU")
     work = Path(args.work)
     arms = [run_search_arm("(i) full data + full net", work / "full", args, holdout, "full", "full")]
     print(f"  {arms[0]['label']}: {arms[0]['total']:.0f} s, best trial {arms[0]['best_number']} "

@@ -18,11 +18,11 @@ def test_conv_macs_by_hand():
 
 
 def test_flops_per_voxel_of_a_two_level_net_by_hand():
-    """depth 2, one conv per level: stride-2 conv 1→c, bottom conv c→2c, transposed conv 3c→c (all 3³, at half
-    resolution), then the 1×1×1 head c→out at full resolution."""
+    """depth 2, one conv per level: stride-2 conv 1→c, bottom conv c→2c (3³, at half resolution), then the top
+    transposed conv cat(c, 2c) → out classes, which paints each half-resolution input voxel's 3³ kernel."""
     c, out = 5, 2
     cfg = {**DEFAULT_CONFIG["network"], "channels": c, "depth": 2, "n_convs": 0}
-    per_voxel_macs = (c * 1 * 27) / 8 + (2 * c * c * 27) / 8 + (3 * c * c * 27) / 8 + c * out
+    per_voxel_macs = (c * 1 * 27) / 8 + (2 * c * c * 27) / 8 + (3 * c * out * 27) / 8
     assert flops_per_voxel(cfg, 1, out, patch=(16, 16, 16)) == 2 * per_voxel_macs
 
 
