@@ -12,14 +12,19 @@ measured step time so that the cosine schedule ends at the budget.  Targets: hel
 ≥ 0.89 and ≥ 0.01 above the recipe.
 
     .venv/bin/python bench/budget_accuracy.py                        # full run: 2 h per arm (≈ 4 h)
+    .venv/bin/python bench/budget_accuracy.py --arm recipe           # one 2-hour arm per sitting; the
+    .venv/bin/python bench/budget_accuracy.py --arm search           # second run compares with the saved first
     .venv/bin/python bench/budget_accuracy.py --budget-minutes 12    # reduced-budget end-to-end check
 
-Output is printed and saved to bench/results/budget_accuracy.txt (atomic write).
+Output is printed and saved to bench/results/budget_accuracy.txt (atomic write); every arm's figures are also
+kept in bench/results/budget_accuracy_<arm>.json, so the two arms can run in separate sittings on an idle
+machine (each needs the cores to itself for 2 hours) and are compared only when their settings match.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 import sys
 import time
@@ -141,6 +146,34 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     return fin
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def arm_settings(args, dataset: str, holdout: list[str]) -> dict:
+    """What must match for two separately run arms to be compared."""
+    return {"dataset": dataset, "budget_minutes": args.budget_minutes, "seed": args.seed,
+            "holdout": sorted(holdout), "final_steps": args.final_steps, "threads": args.threads}
+
+
+def save_arm(name: str, result: dict, key: dict) -> None:
+    from AutoSegCore.utils.io import write_text
+
+    write_text(RESULTS / f"budget_accuracy_{name}.json", json.dumps(
+        {"settings": key, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "result": result},
+        indent=1, default=float))
+
+
+def load_arm(name: str, key: dict) -> dict | None:
+    path = RESULTS / f"budget_accuracy_{name}.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != key:
+        return None
+    print(f"  {name}: saved result of {saved['date']} ({saved['machine']})")
+    return saved["result"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=DEFAULT_DATA)
@@ -158,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/autoseg_bench/budget_accuracy", help="scratch folder (wiped)")
+    ap.add_argument("--arm", choices=("both", "recipe", "search"), default="both",
+                    help="run one arm and compare with the other's saved result (same settings only)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/budget_accuracy.txt")
     args = ap.parse_args(argv)
     if not 0.05 <= args.search_fraction <= 0.95:
@@ -181,11 +216,26 @@ def _run(args) -> int:
     print(f"data: {ds.name}, {len(ds.cases)} cases → {len(pool)} for search + training, {len(holdout)} held out "
           f"(seed {args.seed}); budget {args.budget_minutes:g} min per arm, 2 threads, CPU")
     work = Path(args.work)
-    recipe = run_recipe_arm(ds, pool, holdout, args, work)
-    print(f"  recipe: {recipe['epochs_done']}×{recipe['steps']} steps in {recipe['seconds']:.0f} s, held-out "
-          f"{recipe['holdout']['dice']:.4f}")
-    search = run_search_arm(ds, pool, holdout, args, work)
-    print(f"  search: held-out {search['holdout']['dice']:.4f}")
+    key = arm_settings(args, ds.name, holdout)
+    arms: dict[str, dict | None] = {}
+    for name, run_arm in (("recipe", run_recipe_arm), ("search", run_search_arm)):
+        if args.arm in ("both", name):
+            arms[name] = run_arm(ds, pool, holdout, args, work)
+            print(f"  {name}: held-out {arms[name]['holdout']['dice']:.4f}")
+            if not args.no_save:
+                save_arm(name, arms[name], key)
+        else:
+            arms[name] = load_arm(name, key)
+    recipe, search = arms["recipe"], arms["search"]
+    if recipe is None or search is None:
+        missing = "recipe" if recipe is None else "search"
+        done = search if recipe is None else recipe
+        print(f"\n{args.arm} arm: held-out mean foreground Dice {done['holdout']['dice']:.4f} ("
+              + ", ".join(f"{k} {v:.4f}" for k, v in done["holdout"]["per_class"].items()) + f"); wall "
+              f"{done['wall']:.0f} s. No saved {missing} arm with the same settings "
+              f"(bench/results/budget_accuracy_{missing}.json): run --arm {missing} to compare.")
+        print(f"end: {machine_line()}")
+        return 0
 
     print()
     print("| arm | wall s | case selection s | search s | trials | final training | step ms | "

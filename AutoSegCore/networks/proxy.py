@@ -14,6 +14,14 @@ from AutoSegCore.networks.validate import with_arch_defaults
 
 PROXY_CHANNELS = 4
 PROXY_RESIDUAL_UNITS = 1
+# The config keys ``proxy_network`` overwrites, per architecture.  A search that trains proxy networks cannot
+# rank these (every trial trains the same value), so it does not search them (paper a searches training
+# hyper-parameters for a fixed architecture); the final network takes them from the base config.
+PROXY_KEYS = {
+    "unet": ("network.channels", "network.n_convs", "network.depth"),
+    "segnas": ("network.segnas.filters", "network.segnas.poolings"),
+    "emonas": ("network.emonas.n_f", "network.emonas.n_c"),
+}
 
 
 def proxy_network(net_cfg: dict, levels: int = 3) -> dict:

@@ -101,6 +101,11 @@ class SearchRunner:
         s = self.s
         self.fidelity = Fidelity.parse(s.proxy_data, s.proxy_net)
         self.space = get_space(s.space)
+        self.proxy_fixed: list[str] = []
+        if self.fidelity.net_levels is not None:
+            from AutoSegCore.networks.proxy import PROXY_KEYS
+
+            self.space, self.proxy_fixed = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
         self.ds = load_dataset(s.data)
         names = [c.name for c in self.ds.cases if c.name not in set(s.holdout)]
         if len(names) < 2:
@@ -134,6 +139,7 @@ class SearchRunner:
                     f"'{attrs.get('strategy')}'", "re-run with the same --space/--strategy, or use another --out")
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
+                               ("fixed_by_proxy_net", self.proxy_fixed),
                                ("cases", {"train": self.train_cases, "val": self.val_cases})):
                 if attrs.get(key) != value:
                     self.study.set_user_attr(key, value)
@@ -312,6 +318,10 @@ class SearchRunner:
                          space=self.s.space, strategy=self.s.strategy, fidelity=self.fidelity.to_dict(),
                          trials=self.s.trials, jobs=self.s.jobs, resumed_trials=len(self.study.trials),
                          requeued=requeued)
+        if self.proxy_fixed:
+            self.events.emit("log", message=f"proxy net {self.fidelity.net_label}: not searching "
+                             f"{', '.join(self.proxy_fixed)} (every proxy trial trains the same value); the final "
+                             "network takes them from the base config")
         running: list[RunningTrial] = []
         last_beat = 0.0
         try:

@@ -29,6 +29,16 @@ def known_key(path: str) -> bool:
     return True
 
 
+def get_key(cfg: dict, path: str) -> Any:
+    """The value at ``path`` in ``cfg`` (``KeyError`` naming the path if absent)."""
+    node: Any = cfg
+    for part in path.split("."):
+        ok, node = _step(node, part)
+        if not ok:
+            raise KeyError(path)
+    return node
+
+
 def set_key(cfg: dict, path: str, value: Any) -> None:
     """Set ``path`` in ``cfg`` in place, creating missing dict levels; list indices must exist."""
     parts = path.split(".")

@@ -124,6 +124,16 @@ class SearchSpace:
                 values[p.name] = p.suggest(trial)
         return values
 
+    def without(self, config_keys) -> tuple["SearchSpace", list[str]]:
+        """A copy without the parameters stored at ``config_keys`` (they keep the base config's value), and
+        their names. A parameter another one's condition refers to is kept: removing it would switch that one off."""
+        keys = set(config_keys)
+        referenced = {c.param for p in self.params for c in p.when}
+        drop = [p.name for p in self.params if p.config in keys and p.name not in referenced]
+        out = copy.copy(self)
+        out.params = [p for p in self.params if p.name not in drop]
+        return out, drop
+
     def to_config(self, params: dict, base: dict | None = None) -> dict:
         """Full validated experiment config for a point of the space (``ConfigError`` if illegal/out of range).
 

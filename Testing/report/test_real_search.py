@@ -54,6 +54,13 @@ def test_report_of_a_real_search(tmp_path):
     assert sorted(best.intermediate_values) == [1, 2] and summary["best"]["epochs"] == 2
     assert summary["total_epochs"] == sum(len(t.user_attrs.get("history") or []) for t in study.trials)
     assert summary["best"]["fidelity"]["net"] == "levels=3"
+    # the proxy net overwrites depth / channels / n_convs, so the search leaves them at the base config's values
+    assert study.user_attrs["fixed_by_proxy_net"] == ["depth", "channels", "n_convs"]
+    for t in study.trials:
+        assert not {"depth", "channels", "n_convs"} & set(t.params)
+        assert {k: t.user_attrs["full_config"]["network"][k] for k in ("depth", "channels", "n_convs")} == \
+            {"depth": 4, "channels": 16, "n_convs": 2}
+        assert t.user_attrs["config"]["network"]["depth"] == 3
     assert {"convergence", "curves", "slices", "per_class"} <= set(summary["plots"])
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 4
     assert any("final training" in m for m in summary["missing"])

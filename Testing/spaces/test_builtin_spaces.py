@@ -153,3 +153,33 @@ def test_base_config_is_kept_under_the_point():
 def test_bad_points_are_config_errors(params, word):
     with pytest.raises(ConfigError, match=word):
         get_space("unet-pipeline").to_config(params)
+
+
+@pytest.mark.parametrize("name,dropped", [("unet-pipeline", ["depth", "channels", "n_convs"]),
+                                          ("segnas", ["n", "p"]), ("emonas", ["n_c", "n_f"]), ("proxy-hpo", [])])
+def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
+    """Under a proxy net every trial trains the proxy's depth/width, so those parameters cannot be ranked: the
+    space without them samples the rest, and its configs keep the base config's values (paper a: a fixed
+    architecture, searched training)."""
+    from AutoSegCore.networks import proxy_network
+    from AutoSegCore.networks.proxy import PROXY_KEYS
+    from AutoSegCore.spaces.paths import get_key
+
+    space = get_space(name)
+    reduced, removed = space.without(k for keys in PROXY_KEYS.values() for k in keys)
+    assert sorted(removed) == sorted(dropped)
+    assert set(reduced.distributions()) == set(space.distributions()) - set(dropped)
+    base = space._base_config(None)
+    study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=1))
+    legal = 0
+    for _ in range(10):
+        params = reduced.suggest(study.ask())
+        if not reduced.is_legal(params):
+            continue
+        legal += 1
+        cfg = reduced.to_config(params)
+        for key in PROXY_KEYS[cfg["network"]["arch"]]:
+            assert get_key(cfg, key) == get_key(base, key)
+        proxy = proxy_network(cfg["network"], levels=3)
+        assert count_parameters(proxy, 1, 3) < count_parameters(cfg["network"], 1, 3)
+    assert legal >= 3
