@@ -62,7 +62,23 @@ NETS = {
     "proxy": ((4, 8, 16), (2, 2), 1, {"depth": 3, "channels": 4, "multiplier": 2.0, "n_convs": 1}),
 }
 LABELS = {0: "background", 1: "anterior", 2: "posterior"}
-LOAD_AT_START = 0.0
+BUSY_AT_START = 0.0
+
+
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores' worth of CPU time other processes used over ``seconds`` (from /proc/stat; the load average is a
+    15-minute-ish moving average and still shows a job that just ended)."""
+    def sample():
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+        return sum(vals), vals[3] + vals[4]          # total, idle + iowait
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except OSError:
+        return os.getloadavg()[0]
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
 def load_line() -> str:
@@ -330,9 +346,10 @@ def run(args, work: Path) -> int:
     print(f"# bench/train_throughput.py — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 native: "
           f"{torch.cpu._is_avx512_bf16_supported()}")
-    global LOAD_AT_START
-    LOAD_AT_START = os.getloadavg()[0]
-    print(f"start: {load_line()} (the machine is shared with other jobs)")
+    global BUSY_AT_START
+    BUSY_AT_START = busy_cores()
+    print(f"start: {load_line()}; other processes used {BUSY_AT_START:.2f} cores over the last 2 s "
+          "(the machine is shared with other jobs)")
     print(f"command: python bench/train_throughput.py {' '.join(sys.argv[1:])}".rstrip())
     t0 = time.perf_counter()
     train, val = load_cases(args.data)
@@ -405,7 +422,7 @@ def run(args, work: Path) -> int:
     print()
     print(f"end: {load_line()}; total {time.perf_counter() - started:.0f} s")
     # the bench's own 2 threads make the 1-minute load ≈ 2 while it runs: only load beyond that is other jobs
-    if LOAD_AT_START > 0.75 * (os.cpu_count() or 1) or os.getloadavg()[0] > (os.cpu_count() or 1) + 0.75:
+    if BUSY_AT_START > 0.5 or os.getloadavg()[0] > (os.cpu_count() or 1) + 0.75:
         print("WARNING: other jobs loaded the machine. An OpenMP op on 2 threads waits for the slower thread's time "
               "slice, so the 2-thread reference loses more to the load than a 1-thread trial does: the ratios above "
               "overstate what an idle machine would show. Re-run on idle cores before trusting a PASS.")
