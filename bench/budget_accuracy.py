@@ -42,6 +42,7 @@ from AutoSegCore.events import EventWriter  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
 from AutoSegCore.training.trainer import StopTraining, Trainer  # noqa: E402
+from AutoSegCore.utils.io import write_text  # noqa: E402
 
 DICE_TARGET, MARGIN_TARGET = 0.89, 0.01
 
@@ -156,8 +157,6 @@ def arm_settings(args, dataset: str, holdout: list[str]) -> dict:
 
 
 def save_arm(name: str, result: dict, key: dict) -> None:
-    from AutoSegCore.utils.io import write_text
-
     write_text(RESULTS / f"budget_accuracy_{name}.json", json.dumps(
         {"settings": key, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "result": result},
         indent=1, default=float))

@@ -36,6 +36,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 import torch.nn.functional as F
 
@@ -66,19 +67,9 @@ BUSY_AT_START = 0.0
 
 
 def busy_cores(seconds: float = 2.0) -> float:
-    """Cores' worth of CPU time other processes used over ``seconds`` (from /proc/stat; the load average is a
-    15-minute-ish moving average and still shows a job that just ended)."""
-    def sample():
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-        return sum(vals), vals[3] + vals[4]          # total, idle + iowait
-    try:
-        t0, i0 = sample()
-        time.sleep(seconds)
-        t1, i1 = sample()
-    except OSError:
-        return os.getloadavg()[0]
-    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
+    """Cores' worth of CPU the machine used over ``seconds`` before the bench starts (the load average is a
+    moving average and still shows a job that just ended)."""
+    return psutil.cpu_percent(interval=seconds) / 100 * (os.cpu_count() or 1)
 
 
 def load_line() -> str:

@@ -21,11 +21,10 @@ def _step(node: Any, part: str) -> tuple[bool, Any]:
 
 
 def known_key(path: str) -> bool:
-    node: Any = KNOWN_CONFIG
-    for part in path.split("."):
-        ok, node = _step(node, part)
-        if not ok:
-            return False
+    try:
+        get_key(KNOWN_CONFIG, path)
+    except KeyError:
+        return False
     return True
 
 
