@@ -178,7 +178,10 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     wait_until(lambda: "search finished" in page.inner_text("#run-status")
                or "failed" in page.inner_text("#run-status"), 400, "the end of the search")
     assert "search finished" in page.inner_text("#run-status"), page.inner_text("#run-log")
-    open_panel(page, "run", ".trial-row")          # the page switches to Results when the search ends
+    # the page switches to Results once the finished search's results are loaded, which may come after the
+    # status line: wait for that switch before re-opening Run, or it collapses Run under the test
+    page.wait_for_selector("#best-value", state="visible", timeout=120_000)
+    open_panel(page, "run", ".trial-row")
     cells = page.locator(".trial-row").first.locator("td")
     assert cells.nth(0).inner_text() == "0" and cells.nth(3).inner_text() == "complete"
     assert "optimizer=" in cells.nth(1).inner_text()
