@@ -7,11 +7,33 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Norm
 from torch import nn
 
 SPATIAL_DIMS = 3
-NORMS = {"instance": "INSTANCE", "batch": "BATCH"}
+
+
+class InstanceNormKeepLayout(nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` whose output keeps a channels-last input's memory format.
+
+    torch's ``instance_norm`` returns NCDHW whatever the input; in a channels-last net (the CPU default,
+    docs/performance.md) the next convolution then copies it back, and a residual add or a gradient that mixes
+    the two layouts runs ≈ 10× slower than one in a single layout (3.8 vs 0.3 ms at 4 × 3 × 48 × 64 × 48, bf16).
+    Same function and (empty) state dict as ``nn.InstanceNorm3d``."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+            out = out.contiguous(memory_format=torch.channels_last_3d)
+        return out
+
+
+if "INSTANCE_KEEP_LAYOUT" not in Norm.names:
+    Norm.add_factory_callable("INSTANCE_KEEP_LAYOUT", lambda dim: InstanceNormKeepLayout if dim == 3 else
+                              Norm["INSTANCE", dim])
+NORMS = {"instance": "INSTANCE_KEEP_LAYOUT", "batch": "BATCH"}
 LEAKY_RELU = ("LEAKYRELU", {"negative_slope": 0.01, "inplace": True})
 RELU = ("RELU", {"inplace": True})
 # The U-Net's activation: a LeakyReLU with slope 0.2 (MONAI's PReLU starts at 0.25).  Its top decoder level has as

@@ -14,16 +14,13 @@ which gives the same values to within float32 rounding (the tests check both aga
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from AutoSegCore.utils import native
 
 SOURCE = r"""
 #include <stdint.h>
@@ -244,59 +241,17 @@ _tried = False
 build_error: str | None = None
 
 
-def _cpu_key() -> str:
-    """Compiled with -march=native, so the binary is only valid for this CPU's instruction set."""
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    except OSError:
-        pass
-    return flags or platform.processor() or platform.machine()
-
-
-def _library_path(cache_dir: Path) -> Path:
-    key = hashlib.sha256((SOURCE + _cpu_key() + platform.platform()).encode()).hexdigest()[:16]
-    return cache_dir / f"proxy_kernels_{key}.so"
-
-
-def _compile(target: Path) -> None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise RuntimeError("no C compiler found")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "proxy_kernels.c"
-        src.write_text(SOURCE)
-        out = Path(tmp) / target.name
-        cmd = [cc, "-O3", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp-simd", str(src), "-o", str(out), "-lm"]
-        res = subprocess.run(cmd[:2] + ["-march=native"] + cmd[2:], capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:           # a compiler without -march=native still gets a portable build
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[:300]}")
-        os.replace(out, target)
-
-
 def load(cache_dir: str | Path | None = None) -> ctypes.CDLL | None:
     """The compiled kernels, building them on first use; ``None`` when disabled or no compiler works."""
     global _lib, _tried, build_error
-    if os.environ.get("AUTOSEG_NATIVE", "1").lower() in ("0", "false", "no", "off"):
+    if not native.enabled():
         return None
     with _lock:
         if _tried:
             return _lib
         _tried = True
-        if cache_dir is None:
-            root = os.environ.get("AUTOSEG_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-            cache_dir = Path(root) / ("native" if os.environ.get("AUTOSEG_CACHE") else "autoseg/native")
-        path = _library_path(Path(cache_dir))
         try:
-            if not path.exists():
-                _compile(path)
-            lib = ctypes.CDLL(str(path))
+            lib = native.build_and_load("proxy_kernels", SOURCE, cache_dir)
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             build_error = str(exc)
             return None

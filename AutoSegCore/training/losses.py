@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, HausdorffDTLoss
+from monai.losses import DiceFocalLoss, DiceLoss, GeneralizedDiceLoss, HausdorffDTLoss
 
 from AutoSegCore.errors import ConfigError
+from AutoSegCore.training.fused_loss import FusedDiceCELoss
 
 
 class TopKCrossEntropy(torch.nn.Module):
@@ -40,7 +41,7 @@ def make_loss(name: str) -> torch.nn.Module:
     if name == "generalized_dice":
         return GeneralizedDiceLoss(**common)
     if name == "dice_ce":
-        return DiceCELoss(**common)
+        return FusedDiceCELoss()          # MONAI's DiceCELoss(**common), fused on CPU (fused_loss.py)
     if name == "dice_focal":
         return DiceFocalLoss(**common)
     if name == "dice_topk":
