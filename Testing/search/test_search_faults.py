@@ -59,7 +59,8 @@ def test_sigkilled_trial_is_failed_and_next_trial_runs(dataset, tmp_path):
 
 def test_sigkill_of_the_study_resumes_with_finished_trials_kept(dataset, tmp_path):
     out, ev = tmp_path / "run", tmp_path / "ev.jsonl"
-    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "4", "--min-epochs", "1",
+    # 12 short epochs: trial 1 must still be running when the kill lands (≈ 0.3 s per epoch on an idle machine)
+    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "12", "--min-epochs", "1",
             "--steps-per-epoch", "3", "--proxy-net", "levels=3", "--trials", "2", "--no-final", "--out", out]
     proc = start(*args, "--events", ev, log=tmp_path / "log1.txt")
     # kill the whole study (parent) once the second trial has finished an epoch: trial 0 is done by then
