@@ -14,8 +14,6 @@ which gives the same values to within float32 rounding (the tests check both aga
 from __future__ import annotations
 
 import ctypes
-import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -235,39 +233,27 @@ int local_stats(const float *x, int X, int Y, int Z, int w, double flat, float *
 }
 """
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-build_error: str | None = None
+def _declare(lib: ctypes.CDLL) -> None:
+    c_long, c_int = ctypes.c_int64, ctypes.c_int
+    ptr = ctypes.c_void_p
+    lib.ncc_tile.restype = c_int
+    lib.ncc_tile.argtypes = [ptr, ptr, ptr, c_long, c_long, ptr, c_int, ptr, c_int, ptr,
+                             c_int, c_int, c_int, c_int, ptr]
+    lib.quantize_u8.restype = c_int
+    lib.quantize_u8.argtypes = [ptr, c_long, c_int, ptr]
+    lib.local_stats.restype = c_int
+    lib.local_stats.argtypes = [ptr, c_int, c_int, c_int, c_int, ctypes.c_double, ptr, ptr]
+    lib.mi_tile.restype = c_int
+    lib.mi_tile.argtypes = [ptr, c_long, ptr, c_int, ptr, c_int, ptr, c_long, c_int, ptr]
+
+
+LIBRARY = native.NativeLibrary("proxy_kernels", SOURCE, _declare)
 
 
 def load(cache_dir: str | Path | None = None) -> ctypes.CDLL | None:
-    """The compiled kernels, building them on first use; ``None`` when disabled or no compiler works."""
-    global _lib, _tried, build_error
-    if not native.enabled():
-        return None
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        try:
-            lib = native.build_and_load("proxy_kernels", SOURCE, cache_dir)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            build_error = str(exc)
-            return None
-        c_long, c_int = ctypes.c_int64, ctypes.c_int
-        ptr = ctypes.c_void_p
-        lib.ncc_tile.restype = c_int
-        lib.ncc_tile.argtypes = [ptr, ptr, ptr, c_long, c_long, ptr, c_int, ptr, c_int, ptr,
-                                 c_int, c_int, c_int, c_int, ptr]
-        lib.quantize_u8.restype = c_int
-        lib.quantize_u8.argtypes = [ptr, c_long, c_int, ptr]
-        lib.local_stats.restype = c_int
-        lib.local_stats.argtypes = [ptr, c_int, c_int, c_int, c_int, ctypes.c_double, ptr, ptr]
-        lib.mi_tile.restype = c_int
-        lib.mi_tile.argtypes = [ptr, c_long, ptr, c_int, ptr, c_int, ptr, c_long, c_int, ptr]
-        _lib = lib
-        return _lib
+    """The compiled kernels, building them on first use; ``None`` when disabled or no compiler works
+    (``LIBRARY.build_error`` says why)."""
+    return LIBRARY.load(cache_dir)
 
 
 def _ptr(array: np.ndarray, offset: int = 0) -> int:

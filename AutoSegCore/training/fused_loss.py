@@ -16,8 +16,6 @@ makes the sums independent of the thread count.
 from __future__ import annotations
 
 import ctypes
-import subprocess
-import threading
 
 import torch
 from monai.losses import DiceCELoss
@@ -154,35 +152,18 @@ void confusion_counts(const float *restrict z, const uint8_t *restrict y, int C,
 }
 """
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-build_error: str | None = None
+def _declare(lib: ctypes.CDLL) -> None:
+    ptr, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+    lib.dicece_forward.restype = i32
+    lib.dicece_forward.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, i64, ptr, ptr]
+    lib.dicece_backward.restype = None
+    lib.dicece_backward.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, i64, ptr, ptr, f32, f32, ptr]
+    lib.confusion_counts.restype = None
+    lib.confusion_counts.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, ptr]
 
 
-def load() -> ctypes.CDLL | None:
-    """The compiled kernels, building them on first use; ``None`` when disabled or no compiler works."""
-    global _lib, _tried, build_error
-    if not native.enabled():
-        return None
-    with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        try:
-            lib = native.build_and_load("loss_kernels", SOURCE)
-        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-            build_error = str(exc)
-            return None
-        ptr, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-        lib.dicece_forward.restype = i32
-        lib.dicece_forward.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, i64, ptr, ptr]
-        lib.dicece_backward.restype = None
-        lib.dicece_backward.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, i64, ptr, ptr, f32, f32, ptr]
-        lib.confusion_counts.restype = None
-        lib.confusion_counts.argtypes = [ptr, ptr, i32, i64, i64, i64, i64, ptr]
-        _lib = lib
-        return _lib
+LIBRARY = native.NativeLibrary("loss_kernels", SOURCE, _declare)
+load = LIBRARY.load
 
 
 def available(device: torch.device) -> bool:

@@ -15,7 +15,9 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
+from typing import Callable
 
 FLAGS = ("-O3", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp-simd")
 
@@ -72,3 +74,33 @@ def build_and_load(stem: str, source: str, cache_dir: str | Path | None = None) 
     if not path.exists():
         compile_library(stem, source, path)
     return ctypes.CDLL(str(path))
+
+
+class NativeLibrary:
+    """One C source, built on first use and loaded once per process (thread-safe).
+
+    ``declare(lib)`` sets the functions' ctypes signatures.  ``load()`` returns ``None`` when
+    ``AUTOSEG_NATIVE=0`` or the build failed; ``build_error`` then says why."""
+
+    def __init__(self, stem: str, source: str, declare: Callable[[ctypes.CDLL], None]) -> None:
+        self.stem, self.source, self.declare = stem, source, declare
+        self.lib: ctypes.CDLL | None = None
+        self.tried = False
+        self.build_error: str | None = None
+        self._lock = threading.Lock()
+
+    def load(self, cache_dir: str | Path | None = None) -> ctypes.CDLL | None:
+        if not enabled():
+            return None
+        with self._lock:
+            if self.tried:
+                return self.lib
+            self.tried = True
+            try:
+                lib = build_and_load(self.stem, self.source, cache_dir)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                self.build_error = str(exc)
+                return None
+            self.declare(lib)
+            self.lib = lib
+            return lib

@@ -207,18 +207,18 @@ def test_roi_without_foreground_is_a_clear_error(hippo_cases):
 
 
 def test_without_compiled_kernels_auto_falls_back_to_torch(monkeypatch, tmp_path, real_cubes):
-    monkeypatch.setattr(_native, "_tried", False)
-    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native.LIBRARY, "tried", False)
+    monkeypatch.setattr(_native.LIBRARY, "lib", None)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     assert _native.load(tmp_path / "native") is None
-    assert "no-such-compiler" in (_native.build_error or "")
+    assert "no-such-compiler" in (_native.LIBRARY.build_error or "")
     assert not list((tmp_path / "native").glob("*.so"))           # nothing half-built left behind
     m = pairwise_ncc(real_cubes[:3], backend="auto")
     assert np.allclose(np.diag(m), 1.0, atol=1e-5)
     with pytest.raises(ConfigError, match="compiled proxy kernels"):
         pairwise_ncc(real_cubes[:3], backend="native")
     monkeypatch.setenv("AUTOSEG_NATIVE", "0")
-    monkeypatch.setattr(_native, "_tried", False)
+    monkeypatch.setattr(_native.LIBRARY, "tried", False)
     assert _native.load(tmp_path / "native") is None
 
 
