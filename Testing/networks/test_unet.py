@@ -88,6 +88,32 @@ def test_same_function_as_monai_unet(channels, res_units):
         torch.testing.assert_close(ours(x), monai_net(x), atol=1e-5, rtol=1e-4)
 
 
+def test_channels_last_stays_channels_last_through_the_net():
+    """The instance norm keeps a channels-last input's layout (torch's returns NCDHW), so no layer of a
+    channels-last net changes layout; same values as in NCDHW, and the plain InstanceNorm3d state dict."""
+    from AutoSegCore.networks.layers import InstanceNormKeepLayout
+
+    torch.manual_seed(0)
+    model = build_network(net(channels=4, depth=3, n_convs=1), 1, 3).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.InstanceNorm3d)]
+    assert norms and all(isinstance(m, InstanceNormKeepLayout) for m in norms)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.is_contiguous(memory_format=torch.channels_last_3d)))
+             for m in norms]
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        seen.clear()
+        cl_model = model.to(memory_format=torch.channels_last_3d)
+        out = cl_model(x.contiguous(memory_format=torch.channels_last_3d))
+    for h in hooks:
+        h.remove()
+    assert seen and all(seen)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-4)
+    assert all(not m.state_dict() for m in norms)
+
+
 def test_paper_a_proxy_sizes_match_baselines():
     """baselines.md: MONAI UNet 4–64, 5 levels, 1 residual unit ≈ 154 k; 4/8/16, 3 levels ≈ 9.5 k (PReLU: one
     weight per activation more than our LeakyReLU)."""
