@@ -13,7 +13,8 @@ from AutoSegCore.training import fused_loss
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, confusion
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
 
-pytestmark = pytest.mark.skipif(fused_loss.load() is None, reason=f"no compiled kernels: {fused_loss.LIBRARY.build_error}")
+pytestmark = pytest.mark.skipif(fused_loss.load() is None,
+                                reason=f"no compiled kernels: {fused_loss.LIBRARY.build_error}")
 
 
 @pytest.fixture(scope="module")
