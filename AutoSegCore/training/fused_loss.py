@@ -176,6 +176,10 @@ def applies(logits: torch.Tensor) -> bool:
             and available(logits.device))
 
 
+def _label_error(classes: int) -> ValueError:
+    return ValueError(f"a label value is outside 0..{classes - 1} for a network with {classes} output classes")
+
+
 def _flat(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """(B, C, V) logits without a copy when NCDHW- or channels-last-contiguous, (B, V) uint8 labels, and the
     class / voxel strides the kernels index with (keeping the layout keeps the gradient in the net's layout)."""
@@ -191,7 +195,7 @@ def _flat(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, tor
         if y.is_floating_point():
             y = y.round()
         if bool((y < 0).any()):
-            raise ValueError(f"a label value is outside 0..{c - 1} for a network with {c} output classes")
+            raise _label_error(c)
         y = y.clamp(max=255).to(torch.uint8)
     return z, y.contiguous(), z.stride(1), z.stride(2)
 
@@ -207,7 +211,7 @@ class _DiceCE(torch.autograd.Function):
         for i in range(b):
             if lib.dicece_forward(z[i].data_ptr(), y[i].data_ptr(), c, v, cs, vs, 0, v, p[i].data_ptr(),
                                   per_sample[i].data_ptr()):
-                raise ValueError(f"a label value is outside 0..{c - 1} for a network with {c} output classes")
+                raise _label_error(c)
         inter, psum, count = per_sample[:, :c], per_sample[:, c:2 * c], per_sample[:, 2 * c:3 * c]
         den = psum + count + SMOOTH
         num = 2 * inter + SMOOTH

@@ -92,6 +92,8 @@ class NativeLibrary:
     def load(self, cache_dir: str | Path | None = None) -> ctypes.CDLL | None:
         if not enabled():
             return None
+        if self.tried:                    # the hot path (the fused loss asks every step): no lock once settled
+            return self.lib
         with self._lock:
             if self.tried:
                 return self.lib
