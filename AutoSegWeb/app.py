@@ -29,7 +29,7 @@ from AutoSegWeb.ui import build_ui
 
 log = logging.getLogger("AutoSegWeb")
 POLL_SECONDS = 0.4
-PROXY_NETS = ["full", "levels=5", "levels=4", "levels=3"]
+PROXY_NETS = ["full", "levels=5", "levels=4", "levels=3", "width=0.25", "levels=3,width=0.25"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 

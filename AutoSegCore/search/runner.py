@@ -102,7 +102,9 @@ class SearchRunner:
         self.fidelity = Fidelity.parse(s.proxy_data, s.proxy_net)
         self.space = get_space(s.space)
         self.proxy_fixed: list[str] = []
-        if self.fidelity.net_levels is not None:
+        # Only paper a's fixed proxy (levels=N without width) trains one size for every trial, so only then are
+        # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
+        if self.fidelity.fixes_network_size:
             from AutoSegCore.networks.proxy import PROXY_KEYS
 
             self.space, self.proxy_fixed = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
