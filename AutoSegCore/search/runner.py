@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import psutil
 
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
+from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
 from AutoSegCore.utils.io import read_json, write_json
@@ -32,12 +31,11 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, op
 @dataclass
 class RunningTrial:
     trial: optuna.trial.Trial
-    process: subprocess.Popen
+    process: object          # subprocess.Popen or launcher.ForkedTrial: pid, poll(), wait()
     trial_dir: Path
     params: dict
     started: float
     metrics_offset: int = 0
-    log: object = None
     reported_epochs: set = field(default_factory=set)
 
 
@@ -88,10 +86,20 @@ class SearchRunner:
         self.work = Path(settings.out).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname()
+        self.launcher = TrialLauncher()
         self.stop_requested = False
 
     # ------------------------------------------------------------------------------------------ set-up
     def prepare(self) -> None:
+        """Open or create the study and select the cases; the fork server starts meanwhile (stopped on error)."""
+        self.launcher.warm()          # the fork server imports torch & co. while the cases are selected
+        try:
+            self._prepare()
+        except BaseException:
+            self.launcher.close()
+            raise
+
+    def _prepare(self) -> None:
         from AutoSegCore.data.dataset import load_dataset
         from AutoSegCore.proxy.fidelity import Fidelity
         from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
@@ -247,17 +255,14 @@ class SearchRunner:
         trial.set_user_attr("config", config)
         trial.set_user_attr("full_config", full_config)
         trial.set_user_attr("fidelity", self.fidelity.to_dict())
-        env = dict(os.environ)
-        env.update(OMP_NUM_THREADS=str(spec["threads"]), AUTOSEG_THREADS=str(spec["threads"]))
-        env.update(self._gpu_env(trial.number))
-        log = open(trial_dir / "log.txt", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "AutoSegCore", "trial", str(trial_dir)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        env = {"OMP_NUM_THREADS": str(spec["threads"]), "AUTOSEG_THREADS": str(spec["threads"]),
+               **self._gpu_env(trial.number)}
+        proc = self.launcher.start(trial_dir, env, trial_dir / "log.txt")
         self.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
             "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
         self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
                          fidelity=self.fidelity.to_dict())
-        return RunningTrial(trial, proc, trial_dir, params, time.time(), log=log)
+        return RunningTrial(trial, proc, trial_dir, params, time.time())
 
     def _gpu_env(self, number: int) -> dict:
         import torch
@@ -275,8 +280,6 @@ class SearchRunner:
                              loss=rec.get("loss"), val_dice=rec.get("val_dice"), seconds=rec.get("seconds"))
 
     def _finish(self, rt: RunningTrial, code: int | None, reason: str | None = None) -> None:
-
-        rt.log.close()
         self._poll_metrics(rt)
         trial, result_path = rt.trial, rt.trial_dir / RESULT
         result = read_json(result_path) if (code == 0 and result_path.is_file()) else None
@@ -355,7 +358,7 @@ class SearchRunner:
             self.stop_requested = True
             for rt in running:
                 kill_tree(rt.process.pid)
-                rt.log.close()
+                rt.process.wait()
                 rt.trial.set_user_attr("error", "interrupted by the user; re-queued")
                 self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
                 self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
@@ -363,6 +366,8 @@ class SearchRunner:
             self.events.emit("log", message="interrupted: running trials were stopped and re-queued; "
                                             "re-run the same command to resume")
             raise
+        finally:
+            self.launcher.close()
         return self.study_summary(time.time() - started)
 
     def _progress(self, started: float) -> None:
