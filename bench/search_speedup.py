@@ -1,7 +1,8 @@
 """Benchmark: proxy search (proxy data + proxy net) vs full search, same space, strategy and trial count.
 
 Issue 6, "What it must show": on Hippocampus (the 182 shared cases) run the same space × strategy twice —
-(i) full data + full network, (ii) proxy data (``mi+roi:0.25``) + proxy network (``levels=3``) — with the same
+(i) full data + full network, (ii) proxy data (``mi+roi:0.25``) + proxy network (``width=0.25``: each sampled
+network at a quarter of its width, so the proxy arm searches the same space, sizes included) — with the same
 number of trials; time each search phase; then retrain each arm's best config with IDENTICAL final training
 (full network, same epochs / steps / seed / training cases) and score it on held-out cases that neither the
 search nor the final training saw.  Reference = arm (i), measured in the same run.
@@ -178,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="unet-pipeline")
     ap.add_argument("--strategy", default="bohb")
     ap.add_argument("--proxy-data", default="mi+roi:0.25")
-    ap.add_argument("--proxy-net", default="levels=3")
+    ap.add_argument("--proxy-net", default="width=0.25",
+                    help="proxy network rule (width=0.25 keeps the space's size parameters searchable; levels=3 is "
+                         "paper a's fixed proxy, which leaves the size to the base config)")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=4, help="maximum epochs per trial (the fidelity unit)")
     ap.add_argument("--min-epochs", type=int, default=1)
