@@ -41,6 +41,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "momentum": 0.99,
         "scheduler": "cosine",       # cosine | poly | constant
         "warmup_steps": 200,
+        "grad_clip": 12.0,           # max gradient norm (nnU-Net's 12); steps with a non-finite norm are skipped
         "epochs": 50,
         "steps_per_epoch": 25,
         "batch_size": 4,
@@ -119,6 +120,10 @@ def validate_config(cfg: dict, source: str = "config") -> None:
                               f"set training.{key} to e.g. {DEFAULT_CONFIG['training'][key]}")
     if not (isinstance(t["lr"], (int, float)) and t["lr"] > 0):
         raise ConfigError(f"{source}: training.lr = {t['lr']!r} must be a positive number", "e.g. lr: 0.001")
+    clip = t.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+        raise ConfigError(f"{source}: training.grad_clip = {clip!r} must be a positive number or null (no clipping)",
+                          "e.g. grad_clip: 12")
     n = cfg["network"]
     if n["arch"] == "unet":
         if not (isinstance(n["depth"], int) and 2 <= n["depth"] <= 6):

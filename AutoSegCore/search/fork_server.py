@@ -37,6 +37,17 @@ def preload() -> None:
     import AutoSegCore.training.inference  # noqa: F401
 
 
+def _limit_native_threads(threads: str | None) -> None:
+    """OpenMP/BLAS pools read OMP_NUM_THREADS when loaded, i.e. in the server; apply the trial's value now."""
+    if not threads:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=max(1, int(threads)))
+
+
 def _run_child(request: dict, keep: tuple[int, ...]) -> None:
     """In the forked child: own session, own output, the request's environment, then ``autoseg trial``."""
     code = 1
@@ -48,6 +59,7 @@ def _run_child(request: dict, keep: tuple[int, ...]) -> None:
             if fd > 2:
                 os.close(fd)
         os.environ.update(request.get("env") or {})
+        _limit_native_threads(os.environ.get("OMP_NUM_THREADS"))
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

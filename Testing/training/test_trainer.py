@@ -106,3 +106,57 @@ def test_learns_hippocampus(hippo, tmp_path):
 
 
 LEARN_THRESHOLD = 0.7
+
+
+def _poison_unet_output(steps):
+    """A global forward hook (real torch machinery) that makes the U-Net's training output NaN on ``steps``."""
+    from AutoSegCore.networks.unet import UNet
+
+    calls = {"n": 0}
+
+    def hook(module, args, output):
+        if isinstance(module, UNet) and module.training:
+            calls["n"] += 1
+            if steps == "all" or calls["n"] in steps:
+                return output * float("nan")
+        return None
+
+    return torch.nn.modules.module.register_module_forward_hook(hook)
+
+
+def test_a_non_finite_step_is_skipped_and_training_goes_on(hippo, tmp_path):
+    names = _names(hippo)
+    handle = _poison_unet_output({2})
+    try:
+        res = train_model(hippo, tiny_config(epochs=2, steps_per_epoch=3), tmp_path, train_cases=names[:4],
+                          val_cases=names[4:6])
+    finally:
+        handle.remove()
+    assert [h.get("skipped_steps") for h in res.history] == [1, 1]          # cumulative count per run
+    assert all(np.isfinite(h["loss"]) for h in res.history)                  # the NaN step is left out of the mean
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.dtype.is_floating_point)
+    assert 0.0 <= res.val_dice <= 1.0
+
+
+def test_gradients_that_stay_non_finite_stop_the_run_with_a_clear_error(hippo, tmp_path):
+    from AutoSegCore.training.trainer import MAX_BAD_STEPS, TrainingDiverged
+
+    names = _names(hippo)
+    handle = _poison_unet_output("all")
+    try:
+        with pytest.raises(TrainingDiverged, match=f"not finite for {MAX_BAD_STEPS} steps") as err:
+            train_model(hippo, tiny_config(epochs=1, steps_per_epoch=MAX_BAD_STEPS + 5), tmp_path,
+                        train_cases=names[:4], val_cases=[])
+    finally:
+        handle.remove()
+    assert "training.lr" in err.value.hint
+
+
+def test_grad_clip_is_validated(hippo, tmp_path):
+    from AutoSegCore.errors import ConfigError
+
+    for bad in (-1, 0, "12", True):
+        with pytest.raises(ConfigError, match="grad_clip"):
+            make_config({"training": {"grad_clip": bad}})
+    assert make_config({"training": {"grad_clip": None}})["training"]["grad_clip"] is None
