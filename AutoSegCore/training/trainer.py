@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -260,7 +261,12 @@ class Trainer:
             loss.backward()
             if self._clip_gradients():
                 self.optimizer.step()
-        self.scheduler.step()
+        if self._bad_steps:       # torch warns when a scheduler step precedes every optimiser step; this skip is ours
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
+                self.scheduler.step()
+        else:
+            self.scheduler.step()
         return loss.detach()
 
     def _clip_gradients(self) -> bool:
