@@ -230,6 +230,7 @@ class Trainer:
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.history, self.best = int(state["epoch"]), list(state["history"]), float(state["best"])
+        self.skipped_steps = int(self.history[-1].get("skipped_steps", 0)) if self.history else 0   # run total
         return True
 
     # ------------------------------------------------------------------------------------------ loop

@@ -144,6 +144,25 @@ def test_a_non_finite_step_is_skipped_and_training_goes_on(hippo, tmp_path):
     assert 0.0 <= res.val_dice <= 1.0
 
 
+def test_the_skipped_step_count_survives_a_resume(hippo, tmp_path):
+    names = _names(hippo)
+    kwargs = dict(train_cases=names[:4], val_cases=[])
+    cfg = tiny_config(epochs=2, steps_per_epoch=3)
+
+    def interrupt(epoch, record):
+        if epoch == 1:
+            raise StopTraining
+
+    handle = _poison_unet_output({2})
+    try:
+        part = train_model(hippo, cfg, tmp_path, callback=interrupt, **kwargs)
+    finally:
+        handle.remove()
+    assert part.epochs_done == 1 and part.history[0]["skipped_steps"] == 1
+    resumed = train_model(hippo, cfg, tmp_path, **kwargs)
+    assert resumed.epochs_done == 2 and resumed.history[1]["skipped_steps"] == 1       # a run total, not reset
+
+
 def test_gradients_that_stay_non_finite_stop_the_run_with_a_clear_error(hippo, tmp_path):
     from AutoSegCore.training.trainer import MAX_BAD_STEPS, TrainingDiverged
 
