@@ -3,9 +3,9 @@
 Issue 6, "What it must show": on Hippocampus (the 182 shared cases) run the same space × strategy twice —
 (i) full data + full network, (ii) proxy data (``mi+roi:0.25``) + proxy network (``levels=3,width=0.25``: each
 sampled network at a quarter of its width and at most 3 levels, so the proxy arm searches the same space, sizes
-included) — with the same number of trials; time each search phase; then retrain each arm's best config with IDENTICAL final training
-(full network, same epochs / steps / seed / training cases) and score it on held-out cases that neither the
-search nor the final training saw.  Reference = arm (i), measured in the same run.
+included) — with the same number of trials; time each search phase; then retrain each arm's best config with
+IDENTICAL final training (full network, same epochs / steps / seed / training cases) and score it on held-out
+cases that neither the search nor the final training saw.  Reference = arm (i), measured in the same run.
 Target: search ≥ 10× faster at ≤ 0.01 held-out Dice loss.
 
     .venv/bin/python bench/search_speedup.py            # defaults: ≈ 16 min on 2 idle cores

@@ -99,8 +99,6 @@ def _serve(inp=None, out=None) -> int:
     out = out if out is not None else sys.stdout.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the study's to handle
     preload()
-    out.write(b'{"ready": true}\n')
-    out.flush()
     fd_in, fd_out = inp.fileno(), out.fileno()
     children: set[int] = set()
     pending = b""

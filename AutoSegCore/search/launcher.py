@@ -19,7 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-
 SERVER_GONE = 70          # the trial ended after its fork server died, so its own exit code is unknown
 
 
@@ -36,7 +35,7 @@ def fork_server_wanted() -> bool:
     """True unless the platform cannot fork or the user turned it off (``AUTOSEG_FORKSERVER=0``)."""
     if os.environ.get("AUTOSEG_FORKSERVER", "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    return hasattr(os, "fork") and sys.platform != "win32"
+    return hasattr(os, "fork")
 
 
 class ForkedTrial:
@@ -73,7 +72,6 @@ class _ForkServer:
                                      start_new_session=True)
         self.exit_codes: dict[int, int] = {}
         self.started: list[int] = []
-        self.ready = False
         self.changed = threading.Condition()
         threading.Thread(target=self._read, name="autoseg-fork-server", daemon=True).start()
 
@@ -91,8 +89,6 @@ class _ForkServer:
                     self.exit_codes[int(msg["exit"])] = int(msg["code"])
                 elif "pid" in msg:
                     self.started.append(int(msg["pid"]))
-                elif msg.get("ready"):
-                    self.ready = True
                 self.changed.notify_all()
         with self.changed:
             self.changed.notify_all()
@@ -128,10 +124,6 @@ class TrialLauncher:
     def __init__(self, use_fork_server: bool | None = None) -> None:
         self.use_fork_server = fork_server_wanted() if use_fork_server is None else use_fork_server
         self._server: _ForkServer | None = None
-
-    @property
-    def forked(self) -> bool:
-        return self._server is not None
 
     def warm(self) -> None:
         """Start the fork server now, so its imports overlap the caller's own work (e.g. case selection)."""

@@ -262,11 +262,9 @@ class Trainer:
             loss.backward()
             if self._clip_gradients():
                 self.optimizer.step()
-        if self._bad_steps:       # torch warns when a scheduler step precedes every optimiser step; this skip is ours
-            with warnings.catch_warnings():
+        with warnings.catch_warnings():
+            if self._bad_steps:   # torch warns when a scheduler step precedes every optimiser step; this skip is ours
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
-                self.scheduler.step()
-        else:
             self.scheduler.step()
         return loss.detach()
 
