@@ -1,8 +1,10 @@
 """Benchmark: search + final training within a wall-clock budget vs a strong fixed recipe given the same budget.
 
 Issue 6, "What it must show": on Hippocampus (the 182 shared cases), hold out cases that neither arm ever sees;
-  * arm "search": proxy search (``mi+roi:0.25`` + ``levels=3`` by default) for ``--search-fraction`` of the
-    budget, then the best config retrained with the full network on all training cases for the rest;
+  * arm "search": BOHB over ``unet-recipe`` (capacity, lr, weight decay, loss and augmentation around the
+    recipe) on proxy data (``mi+roi:0.25``, full network) for ``--search-fraction`` of the budget; then the
+    top ``--final-top-k`` configs share the rest, each trained on all training cases, and their averaged
+    probabilities are the model (``best/``'s ensemble format, as ``autoseg search --final-top-k`` builds);
   * arm "recipe" (the reference, measured in the same run): the strong fixed recipe of
     ``../shared/docs/baselines.md`` through our trainer — UNet 16/32/64/128 with 2 residual units, AdamW 3e-3,
     weight decay 1e-5, 200-step warm-up + cosine, axis-0 flips, intensity scale ±0.1 / shift ±0.1, translation
@@ -39,6 +41,7 @@ from AutoSegCore.data.dataset import load_dataset  # noqa: E402
 from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor  # noqa: E402
 from AutoSegCore.data.splits import holdout_split  # noqa: E402
 from AutoSegCore.events import EventWriter  # noqa: E402
+from AutoSegCore.search.final import install_best, rank_trials  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
 from AutoSegCore.training.trainer import StopTraining, Trainer  # noqa: E402
@@ -120,13 +123,14 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     deadline = start + args.budget_minutes * 60
     search_dir = work / "search"
     shutil.rmtree(search_dir, ignore_errors=True)
+    shutil.rmtree(work / "final", ignore_errors=True)
     clock = TrialClock()
     events = EventWriter(None)
     events.listeners.append(clock)
     settings = SearchSettings(
         data=args.data, out=str(search_dir), space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
         proxy_net=args.proxy_net, trials=None, time_limit=1.0, epochs=args.epochs, min_epochs=args.min_epochs,
-        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False,
+        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False, jobs=args.jobs,
         base_config=RECIPE, trial_timeout=args.search_fraction * args.budget_minutes * 60)
     runner = SearchRunner(settings, events)
     runner.prepare()
@@ -136,13 +140,31 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     summary = runner.run_trials()
     searched = time.time()
     best = runner.study.best_trial
+    top = rank_trials(runner.study, args.final_top_k)
     train, val = holdout_split(pool, 0.2, args.seed)
-    fin = train_until(ds, best.user_attrs["full_config"], work / "final", train, val, deadline,
-                      steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_final")
-    fin["holdout"] = evaluate_holdout(work / "final", ds, holdout)
+    # the top-K configs share the rest of the budget equally, one after another on all threads; their averaged
+    # probabilities are the model (an ensemble of different good configs: the recipe plateaus within ≈ 15 min,
+    # so K shorter trainings buy more than one long one).  Time is kept back for the ensemble's validation.
+    ens_reserve = 2.0 * len(val) * len(top) if len(top) > 1 else 0.0
+    members, member_dirs = [], []
+    for i, t in enumerate(top):
+        member_deadline = searched + (deadline - ens_reserve - searched) * (i + 1) / len(top)
+        out = work / "final" / f"rank{i}_trial{t.number}"
+        m = train_until(ds, t.user_attrs["full_config"], out, train, val, member_deadline,
+                        steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_final")
+        m.update(trial=t.number, proxy_value=t.value)
+        members.append(m)
+        member_dirs.append(out)
+    model = member_dirs[0] if len(member_dirs) == 1 else install_best(work / "final", member_dirs, ds.labels, [])
+    fin = {"members": members, "model": str(model), "seconds": sum(m["seconds"] for m in members),
+           "params": sum(m["params"] for m in members),
+           "val_dice": members[0]["val_dice"] if len(members) == 1 else evaluate_holdout(model, ds, val)["dice"]}
+    trained = time.time()
+    fin["holdout"] = evaluate_holdout(model, ds, holdout)
     fin.update(wall=time.time() - start, select_s=selected - start, search_s=searched - selected,
-               counts={k: v for k, v in summary["counts"].items() if v}, best_number=best.number,
-               best_value=best.value, best_params=best.params, breakdown=time_breakdown(search_dir, clock),
+               final_s=trained - searched, counts={k: v for k, v in summary["counts"].items() if v},
+               best_number=best.number, best_value=best.value, best_params=best.params,
+               breakdown=time_breakdown(search_dir, clock),
                n_proxy=(len(runner.train_cases), len(runner.val_cases)))
     return fin
 
@@ -178,13 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--budget-minutes", type=float, default=120.0, help="wall-clock budget of EACH arm")
     ap.add_argument("--search-fraction", type=float, default=0.5, help="share of the budget for the search phase")
-    ap.add_argument("--space", default="unet-pipeline")
+    ap.add_argument("--space", default="unet-recipe", help="searched around the recipe (the base config)")
     ap.add_argument("--strategy", default="bohb")
     ap.add_argument("--proxy-data", default="mi+roi:0.25")
-    ap.add_argument("--proxy-net", default="levels=3")
-    ap.add_argument("--epochs", type=int, default=6, help="maximum epochs per trial")
-    ap.add_argument("--min-epochs", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=25, help="steps per epoch in the search")
+    ap.add_argument("--proxy-net", default="full",
+                    help="full: the recipe's 1.2 M-param net is cheap enough; a proxy net would hide capacity")
+    ap.add_argument("--epochs", type=int, default=8, help="maximum epochs per trial")
+    ap.add_argument("--min-epochs", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=50, help="steps per epoch in the search")
+    ap.add_argument("--jobs", type=int, default=2, help="trials in parallel in the search (threads split)")
+    ap.add_argument("--final-top-k", type=int, default=3,
+                    help="the best K configs share the final budget; their probabilities are averaged")
     ap.add_argument("--final-steps", type=int, default=50, help="steps per epoch of the budgeted trainings")
     ap.add_argument("--holdout", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
@@ -196,7 +222,26 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0.05 <= args.search_fraction <= 0.95:
         ap.error("--search-fraction must be within 0.05–0.95")
+    if args.final_top_k < 1 or args.jobs < 1:
+        ap.error("--final-top-k and --jobs must be ≥ 1")
     return run_saved("budget_accuracy", args, _run)
+
+
+def describe_search(search: dict) -> None:
+    """What the search found and where its time went (printed with or without the recipe arm)."""
+    states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
+    print(f"search: case selection {search['select_s']:.0f} s, trials {search['search_s']:.0f} s ({states}), "
+          f"final training {search['final_s']:.0f} s")
+    print(f"search's best: trial {search['best_number']} (proxy val {search['best_value']:.4f} on "
+          f"{search['n_proxy'][0]}/{search['n_proxy'][1]} proxy cases): {fmt_params(search['best_params'])}")
+    for m in search["members"]:
+        print(f"  ensemble member: trial {m['trial']} (proxy val {m['proxy_value']:.4f}) → internal val "
+              f"{m['val_dice']:.4f} after {m['epochs_done']}/{m['epochs_planned']} epochs, {m['seconds']:.0f} s, "
+              f"{m['params']:,} params")
+    b = search["breakdown"]
+    print(f"where the search phase went (s, summed over {b['trials']} trials): process start-up {b['startup']:.0f}, "
+          f"data load + preprocessing {b['data']:.0f}, epochs (train + validate) {b['epochs']:.0f} over "
+          f"{b['n_epochs']} epochs, parent bookkeeping {b['other']:.0f}")
 
 
 def _run(args) -> int:
@@ -233,6 +278,8 @@ def _run(args) -> int:
               + ", ".join(f"{k} {v:.4f}" for k, v in done["holdout"]["per_class"].items()) + f"); wall "
               f"{done['wall']:.0f} s. No saved {missing} arm with the same settings "
               f"(bench/results/budget_accuracy_{missing}.json): run --arm {missing} to compare.")
+        if search is not None:
+            describe_search(search)
         print(f"end: {machine_line()}")
         return 0
 
@@ -244,20 +291,17 @@ def _run(args) -> int:
           f"{recipe['epochs_planned']} ep × {recipe['steps']} steps, {recipe['seconds']:.0f} s | "
           f"{recipe['step_s'] * 1000:.0f} | {recipe['val_dice']:.4f} | {recipe['holdout']['dice']:.4f} |")
     states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
-    print(f"| search ({args.strategy}, {args.proxy_data} + {args.proxy_net}) | {search['wall']:.0f} | "
-          f"{search['select_s']:.0f} | {search['search_s']:.0f} | {states} | {search['epochs_done']}/"
-          f"{search['epochs_planned']} ep × {search['steps']} steps, {search['seconds']:.0f} s | "
-          f"{search['step_s'] * 1000:.0f} | {search['val_dice']:.4f} | {search['holdout']['dice']:.4f} |")
+    members = " + ".join(f"{m['epochs_done']}/{m['epochs_planned']}" for m in search["members"])
+    step_ms = " / ".join(f"{m['step_s'] * 1000:.0f}" for m in search["members"])
+    print(f"| search ({args.strategy}, {args.space}, {args.proxy_data} + {args.proxy_net}; top-"
+          f"{len(search['members'])} ensemble) | {search['wall']:.0f} | {search['select_s']:.0f} | "
+          f"{search['search_s']:.0f} | {states} | {members} ep × {search['members'][0]['steps']} steps, "
+          f"{search['seconds']:.0f} s | {step_ms} | {search['val_dice']:.4f} | {search['holdout']['dice']:.4f} |")
     print()
-    print(f"search's best: trial {search['best_number']} (proxy val {search['best_value']:.4f} on "
-          f"{search['n_proxy'][0]}/{search['n_proxy'][1]} proxy cases): {fmt_params(search['best_params'])}; "
-          f"{search['params']:,} params (recipe {recipe['params']:,})")
+    print(f"recipe: {recipe['params']:,} params")
+    describe_search(search)
     for name, arm in (("recipe", recipe), ("search", search)):
         print(f"  {name} held-out per class: " + ", ".join(f"{k} {v:.4f}" for k, v in arm["holdout"]["per_class"].items()))
-    b = search["breakdown"]
-    print(f"where the search phase went (s, summed over {b['trials']} trials): process start-up {b['startup']:.0f}, "
-          f"data load + preprocessing {b['data']:.0f}, epochs (train + validate) {b['epochs']:.0f} over "
-          f"{b['n_epochs']} epochs, parent bookkeeping {b['other']:.0f}")
     d_s, d_r = search["holdout"]["dice"], recipe["holdout"]["dice"]
     print()
     print("| measure | search | reference (recipe) | difference | target | verdict |")

@@ -32,7 +32,7 @@ def rank_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     return sorted(done, key=lambda t: (t.number not in front, -(t.user_attrs.get("val_dice") or 0)))[:k]
 
 
-def _install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int]) -> Path:
+def install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int]) -> Path:
     """best/ as a model folder (one member) or an ensemble folder (members/ + ensemble.json), atomically swapped."""
     best, tmp = work / "best", work / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -106,7 +106,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
                            "proxy_val_dice": t.user_attrs.get("val_dice"), "val_dice_per_class": res.val_dice_per_class,
                            "val_cases": va, "seconds": res.seconds})
     # validation predictions (original geometry) of the ensemble — or out-of-fold for k-fold members
-    best = _install_best(work, members, ds.labels, [])
+    best = install_best(work, members, ds.labels, [])
     classes = [c for c in sorted(ds.labels) if c > 0]
     preds, truths, spacings, names_val = [], [], [], []
     if settings.final_folds and settings.final_folds > 1:
@@ -122,7 +122,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
             spacings.append(arr.spacing)
             names_val.append(n)
     lcc = decide_largest_component(preds, truths, classes)
-    best = _install_best(work, members, ds.labels, lcc)
+    best = install_best(work, members, ds.labels, lcc)
     final_preds = [keep_largest_component(p, lcc) for p in preds]
     metrics = [evaluate_pair(p, t, ds.labels, sp) for p, t, sp in zip(final_preds, truths, spacings)]
     ens = {"val_dice": float(np.mean([m["mean_dice"] for m in metrics])),

@@ -47,7 +47,7 @@ PALETTE = [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89
            (0.84, 0.15, 0.16), (0.58, 0.40, 0.74)]
 
 # what the panels offer; the engine's own lists win when it is installed (see available_spaces/strategies)
-SPACES = ("unet-pipeline", "proxy-hpo", "segnas", "segnas4", "segnas7", "emonas")
+SPACES = ("unet-pipeline", "unet-recipe", "proxy-hpo", "segnas", "segnas4", "segnas7", "emonas")
 STRATEGIES = ("random", "tpe", "nsga2", "bohb", "rl", "crs", "moead")
 PROXY_METHODS = ("mi", "ncc", "random")
 

@@ -11,7 +11,7 @@ from AutoSegCore.networks import build_network, count_parameters, size_divisor
 from AutoSegCore.spaces import get_space, list_spaces
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-BUILTINS = ["emonas", "proxy-hpo", "segnas", "segnas4", "segnas7", "unet-pipeline"]
+BUILTINS = ["emonas", "proxy-hpo", "segnas", "segnas4", "segnas7", "unet-pipeline", "unet-recipe"]
 
 
 def test_builtins_are_listed():
@@ -69,6 +69,24 @@ def test_unet_pipeline_matches_paper_b_table_3_1():
     assert (d["multiplier"].low, d["multiplier"].high) == (0.5, 3.0)
     assert set(d["conv"].choices) == {"2d", "3d"} and (d["n_convs"].low, d["n_convs"].high) == (0, 3)
     assert len(d["loss"].choices) == 6 and set(d["resampling"].choices) == {"none", "median", "mean"}
+
+
+def test_unet_recipe_tunes_around_the_base_recipe():
+    """Capacity, lr, weight decay, loss and augmentation are searched; everything else is the base config's."""
+    space = get_space("unet-recipe")
+    d = space.distributions()
+    assert (d["channels"].low, d["channels"].high, d["channels"].step) == (16, 32, 8)
+    assert "n_convs" not in d and "optimizer" not in d
+    base = {"network": {"n_convs": 2, "norm": "instance"},
+            "training": {"optimizer": "adamw", "warmup_steps": 200, "augmentation": {"flip_axes": [0], "translate": 4}}}
+    params = {"depth": 5, "channels": 24, "deep_supervision": 1, "lr": 5e-3, "weight_decay": 1e-4, "loss": "dice_focal",
+              "rotate_prob": 0.2, "scale_prob": 0.1, "gamma_prob": 0.0, "intensity_shift_prob": 0.7}
+    cfg = space.to_config(params, base)
+    assert (cfg["network"]["depth"], cfg["network"]["channels"], cfg["network"]["deep_supervision"]) == (5, 24, True)
+    assert cfg["network"]["n_convs"] == 2 and cfg["network"]["conv"] == "3d"
+    assert cfg["training"]["optimizer"] == "adamw" and cfg["training"]["warmup_steps"] == 200
+    aug = cfg["training"]["augmentation"]
+    assert (aug["rotate_prob"], aug["scale_prob"], aug["flip_axes"], aug["translate"]) == (0.2, 0.1, [0], 4)
 
 
 def test_proxy_hpo_covers_paper_a_grid():
@@ -156,7 +174,8 @@ def test_bad_points_are_config_errors(params, word):
 
 
 @pytest.mark.parametrize("name,dropped", [("unet-pipeline", ["depth", "channels", "n_convs"]),
-                                          ("segnas", ["n", "p"]), ("emonas", ["n_c", "n_f"]), ("proxy-hpo", [])])
+                                          ("segnas", ["n", "p"]), ("emonas", ["n_c", "n_f"]), ("proxy-hpo", []),
+                                          ("unet-recipe", ["depth", "channels"])])
 def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
     """Under a proxy net every trial trains the proxy's depth/width, so those parameters cannot be ranked: the
     space without them samples the rest, and its configs keep the base config's values (paper a: a fixed
