@@ -57,14 +57,22 @@ class Rung:
     fidelity: Fidelity
 
     @property
+    def net_tag(self) -> str | None:
+        """'net3' for paper a's levels rule, 'net3w0.25' / 'netw0.25' with a width rule, None for the full net."""
+        f = self.fidelity
+        if f.net_levels is None and f.net_width is None:
+            return None
+        return f"net{f.net_levels or ''}" + ("" if f.net_width is None else f"w{f.net_width:g}")
+
+    @property
     def key(self) -> str:
         f = self.fidelity
         if f.is_full:
             return "full"
-        if f.net_levels is not None and f.data_method is None:
-            return f"net{f.net_levels}"
+        if f.data_method is None:
+            return self.net_tag
         name = f"{f.data_method}{'+roi' if f.roi else ''}@{f.budget:g}"
-        return name if f.net_levels is None else f"{name}/net{f.net_levels}"
+        return name if self.net_tag is None else f"{name}/{self.net_tag}"
 
     @property
     def method(self) -> str:
@@ -73,7 +81,7 @@ class Rung:
         if f.is_full:
             return "full"
         if f.data_method is None:
-            return f"net{f.net_levels}"
+            return self.net_tag
         return f"{f.data_method}{'+roi' if f.roi else ''}"
 
     @property

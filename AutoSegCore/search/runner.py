@@ -140,13 +140,22 @@ class SearchRunner:
                 raise ConfigError(f"this machine's copy of {s.data} lacks case(s) of the study: {missing[:3]}",
                                   "give every worker the same dataset (e.g. a shared folder)")
         else:
-            self.train_cases, self.val_cases = self._select_cases(names)
+            # the study's own settings are checked before the proxy selection writes proxy.json
             self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
             attrs = self.study.user_attrs
             if attrs.get("space") not in (None, s.space) or attrs.get("strategy") not in (None, s.strategy):
                 raise ConfigError(
                     f"the study in {self.storage_url} was started with space '{attrs.get('space')}' and strategy "
                     f"'{attrs.get('strategy')}'", "re-run with the same --space/--strategy, or use another --out")
+            # a trial's value means "Dice on this proxy rung": values from two rungs must not be ranked together
+            if (attrs.get("proxy_data") not in (None, self.fidelity.data_label)
+                    or attrs.get("proxy_net") not in (None, self.fidelity.net_label)):
+                raise ConfigError(
+                    f"the study in {self.storage_url} was started with --proxy-data {attrs.get('proxy_data')} "
+                    f"--proxy-net {attrs.get('proxy_net')}; its trial values are not comparable with "
+                    f"--proxy-data {self.fidelity.data_label} --proxy-net {self.fidelity.net_label}",
+                    "re-run with the study's --proxy-data/--proxy-net, or use another --out (or --study-name)")
+            self.train_cases, self.val_cases = self._select_cases(names)
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
                                ("fixed_by_proxy_net", self.proxy_fixed),

@@ -350,8 +350,10 @@ class Trainer:
                 if self.skipped_steps:
                     record["skipped_steps"] = self.skipped_steps      # so far in this run (non-finite gradients)
                 if self.val_cases and (self.epoch % self.tcfg.get("val_every", 1) == 0 or self.epoch == epochs):
+                    t_val = time.perf_counter()
                     last_val = self.validate()
                     record.update(last_val)
+                    record["val_seconds"] = time.perf_counter() - t_val     # of "seconds": where an epoch goes
                     self.best = max(self.best, last_val["val_dice"])
                 record["seconds"] = time.perf_counter() - t0
                 self.history.append(record)

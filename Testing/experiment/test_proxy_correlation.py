@@ -124,3 +124,20 @@ def test_cli_missing_dataset_is_a_clear_error(tmp_path, capsys):
     code = main(["experiment", "proxy-correlation", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "nope" in err and "Traceback" not in err
+
+
+def test_rung_keys_name_the_width_rule_and_stay_unique():
+    """Width rungs are labelled by their rule (not 'netNone'); paper a's levels keys are unchanged."""
+    from AutoSegCore.proxy.experiment import Rung
+    from AutoSegCore.proxy.fidelity import Fidelity
+
+    rungs = {spec: Rung(Fidelity.parse(*spec)) for spec in [
+        ("full", "full"), ("full", "levels=3"), ("full", "width=0.25"), ("full", "levels=3,width=0.25"),
+        ("mi+roi:0.25", "full"), ("mi+roi:0.25", "levels=3"), ("mi+roi:0.25", "levels=3,width=0.25")]}
+    keys = {spec: r.key for spec, r in rungs.items()}
+    assert keys == {("full", "full"): "full", ("full", "levels=3"): "net3", ("full", "width=0.25"): "netw0.25",
+                    ("full", "levels=3,width=0.25"): "net3w0.25", ("mi+roi:0.25", "full"): "mi+roi@0.25",
+                    ("mi+roi:0.25", "levels=3"): "mi+roi@0.25/net3",
+                    ("mi+roi:0.25", "levels=3,width=0.25"): "mi+roi@0.25/net3w0.25"}
+    assert rungs[("full", "width=0.25")].method == "netw0.25"
+    assert not any("None" in r.slug for r in rungs.values())

@@ -58,3 +58,11 @@ def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     r = autoseg("search", dataset, "--space", "unet-pipeline", "--strategy", "random", "--trials", "2", "--out", out)
     assert r.returncode == 2 and "same --space" in r.stderr and "Traceback" not in r.stderr
+    # another proxy rung would rank its values with the study's: refused, and nothing of the study changes
+    before = (out / "search.json").read_bytes()
+    r = autoseg("search", dataset, *TINY, "--proxy-net", "levels=4", "--proxy-data", "mi:6", "--trials", "3",
+                "--no-final", "--out", out)
+    assert r.returncode == 2 and "--proxy-net levels=3" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (out / "search.json").read_bytes() == before and not (out / "proxy.json").exists()
+    study = load(search["storage"], search["study_name"])
+    assert len(study.trials) == 2 and study.user_attrs["proxy_net"] == "levels=3"
