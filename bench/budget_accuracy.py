@@ -240,7 +240,8 @@ def describe_search(search: dict) -> None:
               f"{m['params']:,} params")
     b = search["breakdown"]
     print(f"where the search phase went (s, summed over {b['trials']} trials): process start-up {b['startup']:.0f}, "
-          f"data load + preprocessing {b['data']:.0f}, epochs (train + validate) {b['epochs']:.0f} over "
+          f"data load + preprocessing {b['data']:.0f}, epochs {b['epochs']:.0f} (of which validation "
+          f"{b['validate']:.0f}) over "
           f"{b['n_epochs']} epochs, parent bookkeeping {b['other']:.0f}")
 
 

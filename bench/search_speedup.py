@@ -109,10 +109,10 @@ def time_breakdown(work: Path, clock: TrialClock) -> dict:
     * start-up: parent launch → child timer start (Python + torch/MONAI import, study load);
     * data: child timer start → first epoch (dataset index, preprocessing / cache, padding to the canvas,
       network build) — i.e. child seconds minus the epochs' seconds;
-    * train+validate: the epochs' own seconds (the trainer times them together);
+    * train+validate: the epochs' own seconds, of which validation (``val_seconds`` of each epoch record);
     * bookkeeping: parent-side remainder (result read, study tell, polling granularity 0.3 s).
     """
-    out = {"trials": 0, "wall": 0.0, "startup": 0.0, "data": 0.0, "epochs": 0.0, "n_epochs": 0}
+    out = {"trials": 0, "wall": 0.0, "startup": 0.0, "data": 0.0, "epochs": 0.0, "validate": 0.0, "n_epochs": 0}
     for number, t0 in clock.start.items():
         res_path = work / "trials" / f"{number:04d}" / "result.json"
         wall = clock.end.get(number, t0) - t0
@@ -124,6 +124,7 @@ def time_breakdown(work: Path, clock: TrialClock) -> dict:
         ep = sum(float(h.get("seconds") or 0) for h in res.get("history") or [])
         child = float(res.get("seconds") or 0)
         out["epochs"] += ep
+        out["validate"] += sum(float(h.get("val_seconds") or 0) for h in res.get("history") or [])
         out["n_epochs"] += len(res.get("history") or [])
         out["data"] += max(0.0, child - ep)
         out["startup"] += max(0.0, wall - child)
@@ -278,12 +279,12 @@ def _run(args) -> int:
     print()
     print("where the search time went (summed over trials, seconds; see time_breakdown's docstring):")
     print("| arm | case selection | process start-up | data load + preprocessing | epochs (train + validate) "
-          "| epochs run | parent bookkeeping | s per trial |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| of which validate | epochs run | parent bookkeeping | s per trial |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for arm in arms:
         b = arm["breakdown"]
         print(f"| {arm['label']} | {arm['prepare']:.1f} | {b['startup']:.1f} | {b['data']:.1f} | {b['epochs']:.1f} "
-              f"| {b['n_epochs']} | {b['other']:.1f} | {b['wall'] / max(1, b['trials']):.1f} |")
+              f"| {b['validate']:.1f} | {b['n_epochs']} | {b['other']:.1f} | {b['wall'] / max(1, b['trials']):.1f} |")
     speedup = arms[0]["total"] / max(arms[1]["total"], 1e-9)
     loss = finals[0]["holdout"]["dice"] - finals[1]["holdout"]["dice"]
     ok_speed, ok_dice = speedup >= SPEEDUP_TARGET, loss <= DICE_LOSS_TARGET
