@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,10 +163,23 @@ class SearchRunner:
                                ("cases", {"train": self.train_cases, "val": self.val_cases})):
                 if attrs.get(key) != value:
                     self.study.set_user_attr(key, value)
+        self._reseed_sampler(make_sampler)
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
             **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url, "directions": self.directions,
             "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
+
+    def _reseed_sampler(self, make_sampler) -> None:
+        """A sampler's random stream restarts from its seed in every process, so a resumed study or a joining
+        worker with the study's seed would draw the configurations already drawn (random search; the start-up
+        trials of TPE, BOHB, …).  A fresh study keeps ``--seed`` (reproducible); a resumed one offsets it by the
+        trials it holds (still reproducible); a worker also mixes in its host and process id, since workers
+        that join at the same moment see the same trial count."""
+        n = len(self.study.get_trials(deepcopy=False))
+        if not n and not self.join:
+            return
+        salt = n if not self.join else n + zlib.crc32(f"{self.host}:{os.getpid()}".encode())
+        self.study.sampler = make_sampler(self.s.strategy, seed=(self.s.seed + salt) % 2**32)
 
     def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
         """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""

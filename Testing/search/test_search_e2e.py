@@ -56,6 +56,8 @@ def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
     search = json.loads((out / "search.json").read_text())
     study = load(search["storage"], search["study_name"])
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # the resumed run's sampler does not restart its random stream: no configuration is drawn twice
+    assert study.trials[0].params != study.trials[1].params
     r = autoseg("search", dataset, "--space", "unet-pipeline", "--strategy", "random", "--trials", "2", "--out", out)
     assert r.returncode == 2 and "same --space" in r.stderr and "Traceback" not in r.stderr
     # another proxy rung would rank its values with the study's: refused, and nothing of the study changes

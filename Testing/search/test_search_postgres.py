@@ -36,3 +36,6 @@ def test_three_workers_share_one_postgres_study(dataset, tmp_path, postgres_url)
     owners = {t.number: json.dumps(t.system_attrs["autoseg_worker"]["trial_dir"]) for t in study.trials}
     assert len(set(owners.values())) == len(owners)
     assert sum(1 for f in ("w0", "w1") if any(e["event"] == "trial_started" for e in events(tmp_path / f"{f}.jsonl"))) >= 1
+    # each process samples its own random stream: no configuration was drawn twice
+    drawn = [json.dumps(t.params, sort_keys=True) for t in study.trials]
+    assert len(set(drawn)) == len(drawn), drawn
