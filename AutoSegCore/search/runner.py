@@ -323,7 +323,8 @@ class SearchRunner:
             net = self.fidelity.apply_network(cfg["network"])
             t = cfg["training"]
             steps = self.s.steps_per_epoch or t["steps_per_epoch"]
-            return flops_per_voxel(net, self.ds.num_channels, len(self.ds.labels)) * t["batch_size"] * steps * self.s.epochs
+            per_voxel = flops_per_voxel(net, self.ds.num_channels, len(self.ds.labels))
+            return per_voxel * t["batch_size"] * steps * self.s.epochs
         except Exception:          # an illegal point fails at once in its trial; it costs nothing to run
             return 0.0
 
