@@ -77,8 +77,11 @@ def test_unet_recipe_tunes_around_the_base_recipe():
     d = space.distributions()
     assert (d["channels"].low, d["channels"].high, d["channels"].step) == (16, 32, 8)
     assert "n_convs" not in d and "optimizer" not in d
-    base = {"network": {"n_convs": 2, "norm": "instance"},
-            "training": {"optimizer": "adamw", "warmup_steps": 200, "augmentation": {"flip_axes": [0], "translate": 4}}}
+    import yaml
+
+    from shared_data import REPO
+
+    base = yaml.safe_load((REPO / "Resources" / "Configs" / "recipe.yaml").read_text())   # the shipped recipe
     params = {"depth": 5, "channels": 24, "deep_supervision": 1, "lr": 5e-3, "weight_decay": 1e-4, "loss": "dice_focal",
               "rotate_prob": 0.2, "scale_prob": 0.1, "gamma_prob": 0.0, "intensity_shift_prob": 0.7}
     cfg = space.to_config(params, base)
@@ -86,7 +89,8 @@ def test_unet_recipe_tunes_around_the_base_recipe():
     assert cfg["network"]["n_convs"] == 2 and cfg["network"]["conv"] == "3d"
     assert cfg["training"]["optimizer"] == "adamw" and cfg["training"]["warmup_steps"] == 200
     aug = cfg["training"]["augmentation"]
-    assert (aug["rotate_prob"], aug["scale_prob"], aug["flip_axes"], aug["translate"]) == (0.2, 0.1, [0], 4)
+    assert (aug["rotate_prob"], aug["scale_prob"], aug["flip_axes"], aug["translate"]) == (0.2, 0.1, "auto", 4)
+    assert cfg["training"]["loss"] == "dice_focal" and cfg["preprocessing"]["crop_foreground"] is False
 
 
 def test_proxy_hpo_covers_paper_a_grid():
