@@ -295,10 +295,11 @@ class SearchRunner:
         every remaining point now: they are queued (Optuna ``enqueue_trial``, durable across a resume) from
         the most to the least estimated compute — network FLOPs per voxel × batch × steps × epochs — which is
         the classic LPT schedule.  The points are exactly the sampler's stream, only their order changes.
-        Adaptive strategies (TPE, BOHB, …) must see results first, so they keep one point per free job.
+        Adaptive strategies (TPE, BOHB, …) must see results first, so they keep one point per free job; a
+        time-limited study keeps the sampling order too.
         """
-        if self.s.strategy != "random" or self.s.jobs < 2 or self.s.trials is None:
-            return
+        if self.s.strategy != "random" or self.s.jobs < 2 or self.s.trials is None or self.s.time_limit is not None:
+            return             # under a time budget, long trials first would finish fewer trials
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return                 # already packed by an earlier run of this study, or re-queued work first
