@@ -281,6 +281,10 @@ def _run(args) -> int:
               f"(bench/results/budget_accuracy_{missing}.json): run --arm {missing} to compare.")
         if search is not None:
             describe_search(search)
+        else:
+            print(f"recipe: {recipe['epochs_done']}/{recipe['epochs_planned']} epochs × {recipe['steps']} steps in "
+                  f"{recipe['seconds']:.0f} s ({recipe['step_s'] * 1000:.0f} ms/step calibrated), internal val "
+                  f"{recipe['val_dice']:.4f}, {recipe['params']:,} params")
         print(f"end: {machine_line()}")
         return 0
 
