@@ -77,6 +77,10 @@ def describe_exit(code: int, log_tail: str) -> str:
     return f"exit code {code}: {lines[-1][:300] if lines else 'no output'}"
 
 
+# what a trial's value depends on besides its point and rung: a resumed study must keep them
+FIDELITY_SETTINGS = ("epochs", "min_epochs", "steps_per_epoch")
+
+
 class SearchRunner:
     """Runs (or resumes, or joins) one study. ``run_trials`` is the loop; ``run`` adds data selection + final."""
 
@@ -156,6 +160,13 @@ class SearchRunner:
                     f"--proxy-net {attrs.get('proxy_net')}; its trial values are not comparable with "
                     f"--proxy-data {self.fidelity.data_label} --proxy-net {self.fidelity.net_label}",
                     "re-run with the study's --proxy-data/--proxy-net, or use another --out (or --study-name)")
+            before = attrs.get("settings") or {}
+            changed = [f"--{k.replace('_', '-')} {before[k]} → {getattr(s, k)}" for k in FIDELITY_SETTINGS
+                       if k in before and before[k] != getattr(s, k)]
+            if changed:
+                raise ConfigError(
+                    f"the study in {self.storage_url} trained its trials with other budgets ({'; '.join(changed)}); "
+                    "their values would not be comparable", "re-run with the study's values, or use another --out")
             self.train_cases, self.val_cases = self._select_cases(names)
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),

@@ -68,3 +68,8 @@ def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
     assert (out / "search.json").read_bytes() == before and not (out / "proxy.json").exists()
     study = load(search["storage"], search["study_name"])
     assert len(study.trials) == 2 and study.user_attrs["proxy_net"] == "levels=3"
+    # so would another trial budget
+    r = autoseg("search", dataset, *TINY, "--epochs", "3", "--trials", "3", "--no-final", "--out", out)
+    assert r.returncode == 2 and "--epochs 2 → 3" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (out / "search.json").read_bytes() == before
+    assert len(load(search["storage"], search["study_name"]).trials) == 2
