@@ -148,25 +148,20 @@ class SearchRunner:
             # the study's own settings are checked before the proxy selection writes proxy.json
             self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
             attrs = self.study.user_attrs
-            if attrs.get("space") not in (None, s.space) or attrs.get("strategy") not in (None, s.strategy):
-                raise ConfigError(
-                    f"the study in {self.storage_url} was started with space '{attrs.get('space')}' and strategy "
-                    f"'{attrs.get('strategy')}'", "re-run with the same --space/--strategy, or use another --out")
-            # a trial's value means "Dice on this proxy rung": values from two rungs must not be ranked together
-            if (attrs.get("proxy_data") not in (None, self.fidelity.data_label)
-                    or attrs.get("proxy_net") not in (None, self.fidelity.net_label)):
-                raise ConfigError(
-                    f"the study in {self.storage_url} was started with --proxy-data {attrs.get('proxy_data')} "
-                    f"--proxy-net {attrs.get('proxy_net')}; its trial values are not comparable with "
-                    f"--proxy-data {self.fidelity.data_label} --proxy-net {self.fidelity.net_label}",
-                    "re-run with the study's --proxy-data/--proxy-net, or use another --out (or --study-name)")
-            before = attrs.get("settings") or {}
-            changed = [f"--{k.replace('_', '-')} {before[k]} → {getattr(s, k)}" for k in FIDELITY_SETTINGS
-                       if k in before and before[k] != getattr(s, k)]
+            # a trial's value is "Dice of this point on this rung at this budget": a resumed run that changes any
+            # of these would rank incomparable values together
+            study_settings = attrs.get("settings") or {}
+            saved = {**{k: attrs[k] for k in ("space", "strategy", "proxy_data", "proxy_net")
+                        if attrs.get(k) is not None},
+                     **{k: study_settings[k] for k in FIDELITY_SETTINGS if k in study_settings}}
+            asked = {"space": s.space, "strategy": s.strategy, "proxy_data": self.fidelity.data_label,
+                     "proxy_net": self.fidelity.net_label, **{k: getattr(s, k) for k in FIDELITY_SETTINGS}}
+            changed = [f"--{k.replace('_', '-')} {v} → {asked[k]}" for k, v in saved.items() if v != asked[k]]
             if changed:
-                raise ConfigError(
-                    f"the study in {self.storage_url} trained its trials with other budgets ({'; '.join(changed)}); "
-                    "their values would not be comparable", "re-run with the study's values, or use another --out")
+                raise ConfigError(f"the study in {self.storage_url} was started with other settings "
+                                  f"({'; '.join(changed)}); their trial values would not be comparable",
+                                  "re-run with the same --space/--strategy/--proxy-data/--proxy-net/--epochs/"
+                                  "--min-epochs/--steps-per-epoch, or use another --out (or --study-name)")
             self.train_cases, self.val_cases = self._select_cases(names)
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
@@ -174,18 +169,20 @@ class SearchRunner:
                                ("cases", {"train": self.train_cases, "val": self.val_cases})):
                 if attrs.get(key) != value:
                     self.study.set_user_attr(key, value)
-        self._reseed_sampler(make_sampler)
+        self._reseed_sampler()
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
             **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url, "directions": self.directions,
             "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
 
-    def _reseed_sampler(self, make_sampler) -> None:
+    def _reseed_sampler(self) -> None:
         """A sampler's random stream restarts from its seed in every process, so a resumed study or a joining
         worker with the study's seed would draw the configurations already drawn (random search; the start-up
         trials of TPE, BOHB, …).  A fresh study keeps ``--seed`` (reproducible); a resumed one offsets it by the
         trials it holds (still reproducible); a worker also mixes in its host and process id, since workers
         that join at the same moment see the same trial count."""
+        from AutoSegCore.strategies import make_sampler
+
         n = len(self.study.get_trials(deepcopy=False))
         if not n and not self.join:
             return
@@ -251,11 +248,14 @@ class SearchRunner:
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return True        # re-queued trials always run
-        # a trial failed as "re-queued" is replaced by its re-run, so it does not count
-        done = sum(t.state in FINISHED and not str(t.user_attrs.get("error", "")).endswith("re-queued")
+        return self._counted(trials) < self.s.trials
+
+    @staticmethod
+    def _counted(trials) -> int:
+        """Trials that use up ``--trials``: finished or running; one failed as "re-queued" is replaced by its re-run."""
+        return sum(t.state == optuna.trial.TrialState.RUNNING
+                   or (t.state in FINISHED and not str(t.user_attrs.get("error", "")).endswith("re-queued"))
                    for t in trials)
-        running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-        return done + running < self.s.trials
 
     def _start_trial(self) -> RunningTrial | None:
 
@@ -314,7 +314,7 @@ class SearchRunner:
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return                 # already packed by an earlier run of this study, or re-queued work first
-        remaining = self.s.trials - sum(not str(t.user_attrs.get("error", "")).endswith("re-queued") for t in trials)
+        remaining = self.s.trials - self._counted(trials)
         if remaining < 2:
             return
         scratch = optuna.create_study(directions=self.study.directions, sampler=self.study.sampler)
