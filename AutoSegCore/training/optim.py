@@ -32,6 +32,11 @@ def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, total_steps: int):
     """Linear warm-up, then cosine (to 1 % of lr), poly (0.9) or constant — stepped once per optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(cfg, total_steps))
+
+
+def schedule_factor(cfg: dict, total_steps: int):
+    """The lr multiplier per step; separate so a time-budgeted run can shorten its horizon mid-training."""
     kind = cfg.get("scheduler", "cosine")
     warmup = min(int(cfg.get("warmup_steps", 0)), max(0, total_steps // 4))
     total = max(1, total_steps)
@@ -46,4 +51,4 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict, total_steps: int
             return max(0.0, 1 - progress) ** 0.9
         return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
