@@ -151,7 +151,8 @@ def _search_panel(app):
 
 def _run_panel(app):
     with _panel("run", "Run", "mdi-play-circle-outline"):
-        with v.VExpansionPanelText():
+        # eager: the live trial table stays in the page when Run collapses (Vuetify unmounts lazy panel content)
+        with v.VExpansionPanelText(eager=True):
             with v.VRow(dense=True):
                 with v.VCol(cols=6):
                     v.VBtn("Start search", click=app.start_search, color="primary", size="small", block=True,

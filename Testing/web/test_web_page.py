@@ -182,10 +182,13 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     # status line: wait for that switch before re-opening Run, or it collapses Run under the test
     page.wait_for_selector("#best-value", state="visible", timeout=120_000)
     open_panel(page, "run", ".trial-row")
-    cells = page.locator(".trial-row").first.locator("td")
-    assert cells.nth(0).inner_text() == "0" and cells.nth(3).inner_text() == "complete"
-    assert "optimizer=" in cells.nth(1).inner_text()
-    trial_value = float(cells.nth(2).inner_text())
+    # one snapshot of the table's cells, so a re-render between reads cannot split a row
+    rows = wait_until(lambda: page.eval_on_selector_all(
+        ".trial-row", "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))"), 60, "the trial table")
+    trial, params, value, state = rows[0]
+    assert trial == "0" and state == "complete", rows
+    assert "optimizer=" in params
+    trial_value = float(value)
 
     # 5. Results: best value/params, report link served from the work folder
     page.wait_for_selector("#best-value")
