@@ -179,7 +179,10 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
                final_s=trained - searched, counts={k: v for k, v in summary["counts"].items() if v},
                best_number=best.number, best_value=best.value, best_params=best.params,
                breakdown=time_breakdown(search_dir, clock),
-               n_proxy=(len(runner.train_cases), len(runner.val_cases)))
+               n_proxy=(len(runner.train_cases), len(runner.val_cases)),
+               # how this sitting was run: the comparison key leaves these out, so a saved arm must say them itself
+               options={k: getattr(args, k) for k in ("search_fraction", "final_top_k", "space", "strategy",
+                                                        "proxy_data", "proxy_net", "epochs", "steps", "jobs")})
     return fin
 
 
@@ -251,6 +254,8 @@ def replanned(run: dict) -> str:
 def describe_search(search: dict) -> None:
     """What the search found and where its time went (printed with or without the recipe arm)."""
     states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
+    if search.get("options"):                      # arms saved before options were recorded have none
+        print("search sitting: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in search["options"].items()))
     print(f"search: case selection {search['select_s']:.0f} s, trials {search['search_s']:.0f} s ({states}), "
           f"final training {search['final_s']:.0f} s")
     print(f"search's best: trial {search['best_number']} (proxy val {search['best_value']:.4f} on "
@@ -321,7 +326,8 @@ def _run(args) -> int:
     states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
     members = " + ".join(f"{m['epochs_done']}/{m['epochs_planned']}" for m in search["members"])
     step_ms = " / ".join(f"{m['step_s'] * 1000:.0f}" for m in search["members"])
-    print(f"| search ({args.strategy}, {args.space}, {args.proxy_data} + {args.proxy_net}; top-"
+    opt = {**vars(args), **search.get("options", {})}         # the saved sitting's own settings when recorded
+    print(f"| search ({opt['strategy']}, {opt['space']}, {opt['proxy_data']} + {opt['proxy_net']}; top-"
           f"{len(search['members'])} ensemble) | {search['wall']:.0f} | {search['select_s']:.0f} | "
           f"{search['search_s']:.0f} | {states} | {members} ep × {search['members'][0]['steps']} steps, "
           f"{search['seconds']:.0f} s | {step_ms} | {search['val_dice']:.4f} | {search['holdout']['dice']:.4f} |")
