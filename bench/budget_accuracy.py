@@ -46,7 +46,7 @@ from AutoSegCore.events import EventWriter  # noqa: E402
 from AutoSegCore.search.final import install_best, rank_trials  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
-from AutoSegCore.training.optim import schedule_factor  # noqa: E402
+from AutoSegCore.training.optim import replan_horizon, schedule_factor  # noqa: E402
 from AutoSegCore.training.trainer import StopTraining, Trainer  # noqa: E402
 from AutoSegCore.utils.io import write_text  # noqa: E402
 
@@ -91,29 +91,32 @@ def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], d
     val_s = step_s * len(val) * 0.5          # whole-volume inference ≈ half a training step per case
     left = deadline - time.time() - val_s - 5.0
     epochs = max(1, int(left * 0.97 / (steps * step_s)))
-    cfg["training"].update(epochs=epochs, val_every=epochs)
+    # the loop may run up to twice the calibrated plan (the calibration has read 297 ms for a 144 ms step); the
+    # schedule's horizon starts at the plan and is re-fitted to the measured epoch time after every epoch
+    cap = 2 * epochs
+    cfg["training"].update(epochs=cap, val_every=cap)
 
     plan = {"epochs": epochs, "replans": 0}
 
     def replan(epoch: int, record: dict) -> None:
-        """Re-fit the cosine horizon to the measured epoch time: the calibration has read 278 ms/step for a net
-        that then ran at 360, which left its schedule 19 % short of the end at the deadline.  Only shortens
-        (the trainer's epoch count is fixed when fit starts); the lr jump is small because it happens early
-        and is repeated as the estimate settles."""
+        """Re-fit the cosine horizon to the measured epoch time (``replan_horizon``) and stop at its end."""
         recent = [r["seconds"] - r.get("val_seconds", 0.0) for r in trainer.history[-5:]]
-        epoch_s = sum(recent) / len(recent)
-        fits = epoch + max(0, int((deadline - time.time() - val_s - 5.0) / epoch_s))
-        if fits < plan["epochs"]:
-            plan.update(epochs=max(epoch, fits), replans=plan["replans"] + 1)
-            trainer.scheduler.lr_lambdas[0] = schedule_factor(trainer.tcfg, plan["epochs"] * steps)
-        if epoch >= plan["epochs"] < epochs or time.time() > deadline and epoch < epochs:
+        new = replan_horizon(epoch, plan["epochs"], cap, sum(recent) / len(recent),
+                             deadline - time.time() - val_s - 5.0)
+        if new != plan["epochs"]:
+            plan.update(epochs=new, replans=plan["replans"] + 1)
+            trainer.scheduler.lr_lambdas[0] = schedule_factor(trainer.tcfg, new * steps)
+        if epoch >= plan["epochs"] or time.time() > deadline:
             raise StopTraining()
 
     trainer = Trainer(cfg, train_pp, val_pp, labels=ds.labels, out_dir=out, in_channels=ds.num_channels,
                       device="cpu", callback=replan, extra_info=extra)
+    first = trainer.scheduler.lr_lambdas[0] = schedule_factor(trainer.tcfg, epochs * steps)
+    for group, base in zip(trainer.optimizer.param_groups, trainer.scheduler.base_lrs):
+        group["lr"] = base * first(0)        # step 0's lr was set from the loop-length horizon's warm-up
     t1 = time.perf_counter()
     result = trainer.fit(resume=False)
-    if result.epochs_done < epochs:          # stopped at the deadline: keep the model, validate it once
+    if result.epochs_done < cap:             # stopped at the horizon or the deadline: validate the model once
         result.val_dice = trainer.validate()["val_dice"]
         trainer.save_final(result)
     shutil.rmtree(out / "calibration", ignore_errors=True)

@@ -52,3 +52,21 @@ def schedule_factor(cfg: dict, total_steps: int):
         return 1.0
 
     return factor
+
+
+def replan_horizon(epoch: int, planned: int, cap: int, epoch_seconds: float, seconds_left: float) -> int:
+    """The epoch at which a wall-clock-budgeted run should end its schedule, re-fitted after ``epoch`` epochs.
+
+    Why: a step-time calibration can be off by 2-3x either way (one-off start-up costs, a shared machine), so a
+    horizon fixed at the start either leaves the schedule unfinished at the deadline or ends it early and wastes
+    the budget.  Shortening is applied at once (the deadline is hard); lengthening only in the first half of
+    the plan and beyond 2 % noise, so the lr does not wobble late in the cosine.  ``cap`` is the training loop's
+    own epoch count, which cannot grow once it runs.
+    """
+    fits = epoch + max(0, int(seconds_left / max(epoch_seconds, 1e-9)))
+    if fits < planned:
+        return max(epoch, fits)
+    if fits > planned * 1.02 and epoch < planned / 2:
+        return min(cap, fits)
+    return planned
+

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from AutoSegCore.training.optim import make_scheduler, schedule_factor
+from AutoSegCore.training.optim import make_scheduler, replan_horizon, schedule_factor
 
 
 def _lrs(cfg: dict, total: int, swap_at: int | None = None, new_total: int | None = None) -> list[float]:
@@ -54,3 +54,14 @@ def test_shortened_horizon_ends_the_cosine_at_the_new_total():
     assert short[21] < full[21]                                 # the rest is compressed ...
     assert short[59] == pytest.approx(1e-3 * schedule_factor(cfg, 60)(59))
     assert short[60:] == pytest.approx([1e-3 * 0.01] * 40)      # ... and held at the floor after the new end
+
+
+def test_replan_horizon_shortens_at_once_and_lengthens_only_early():
+    # 10 s epochs, 1000 s left after epoch 20: 100 more fit
+    assert replan_horizon(20, planned=200, cap=400, epoch_seconds=10, seconds_left=1000) == 120   # slower: shorten
+    assert replan_horizon(20, planned=100, cap=400, epoch_seconds=10, seconds_left=1000) == 120   # faster: lengthen
+    assert replan_horizon(20, planned=100, cap=110, epoch_seconds=10, seconds_left=1000) == 110   # ... to the cap
+    assert replan_horizon(20, planned=119, cap=400, epoch_seconds=10, seconds_left=1000) == 119   # within 2 %: keep
+    assert replan_horizon(60, planned=100, cap=400, epoch_seconds=10, seconds_left=1000) == 100   # late: keep
+    assert replan_horizon(60, planned=200, cap=400, epoch_seconds=10, seconds_left=-5) == 60      # past the deadline
+
