@@ -122,10 +122,14 @@ class AutoSegWebApp(TrameApp):
 
     # ------------------------------------------------------------------------------------------------ Data
     @user_action
-    def choose_dataset(self) -> None:
-        path = self.data_root.resolve(self.state.dataset_text, kind="dataset folder")
+    def choose_dataset(self, text: str | None = None) -> None:
+        """``text`` is the field's value sent with the click: the synced state can lag one edit behind it."""
+        if text is not None:
+            self.state.dataset_text = text
+        text = self.state.dataset_text
+        path = self.data_root.resolve(text, kind="dataset folder")
         if not path.is_dir():
-            raise DatasetError(f"dataset folder '{self.state.dataset_text}' is a file, not a folder",
+            raise DatasetError(f"dataset folder '{text}' is a file, not a folder",
                                "choose a folder holding dataset.json, imagesTr/ and labelsTr/")
         meta = self.logic.read_dataset_json(path)
         names = self.logic.dataset_label_names(path)
@@ -250,8 +254,11 @@ class AutoSegWebApp(TrameApp):
         self.state.panels = ["results"]
 
     @user_action
-    def open_results(self) -> None:
-        """Results of an earlier search: a folder inside --work holding summary.json and best/."""
+    def open_results(self, text: str | None = None) -> None:
+        """Results of an earlier search: a folder inside --work holding summary.json and best/. ``text`` is the
+        field's value sent with the click (the synced state can lag one edit behind it)."""
+        if text is not None:
+            self.state.model_text = text
         self._load_results(self.work_root.resolve(self.state.model_text, kind="results folder"))
 
     def _load_results(self, out: Path) -> None:

@@ -73,7 +73,7 @@ def _data_panel(app):
             v.VCombobox(label="Dataset folder (inside the data folder)", v_model=("dataset_text",),
                         items=("datasets",), density="compact", id="dataset-input", hide_details=True,
                         classes="mb-2", hint="MSD / nnU-Net raw layout with dataset.json")
-            v.VBtn("Choose dataset", click=app.choose_dataset, color="primary", id="choose-dataset",
+            v.VBtn("Choose dataset", click=(app.choose_dataset, "[dataset_text]"), color="primary", id="choose-dataset",
                    size="small", block=True, disabled=("busy",))
             with html.Div(v_if=("dataset",), classes="asg-kv mt-2", id="dataset-info"):
                 html.Div("<b>{{ dataset.name }}</b> ({{ dataset.folder }})")
@@ -185,7 +185,7 @@ def _results_panel(app):
                     v.VTextField(label="Results folder (inside the work folder)", v_model=("model_text",),
                                  density="compact", hide_details=True, id="model-input")
                 with v.VCol(cols=4):
-                    v.VBtn("Open", click=app.open_results, size="small", block=True, variant="tonal",
+                    v.VBtn("Open", click=(app.open_results, "[model_text]"), size="small", block=True, variant="tonal",
                            id="open-results", disabled=("busy",))
             with html.Div(v_if=("best_value !== null",), classes="asg-kv mt-2", id="best"):
                 html.Div("Best Dice: <b id='best-value'>{{ best_value }}</b> · {{ results_name }}")
