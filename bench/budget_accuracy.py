@@ -100,7 +100,7 @@ def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], d
 
     def replan(epoch: int, record: dict) -> None:
         """Re-fit the cosine horizon to the measured epoch time (``replan_horizon``) and stop at its end."""
-        recent = [r["seconds"] - r.get("val_seconds", 0.0) for r in trainer.history[-5:]]
+        recent = [r["seconds"] - r.get("val_seconds", 0.0) for r in trainer.history[-20:]]
         new = replan_horizon(epoch, plan["epochs"], cap, sum(recent) / len(recent),
                              deadline - time.time() - val_s - 5.0)
         if new != plan["epochs"]:
