@@ -70,4 +70,3 @@ def replan_horizon(epoch: int, planned: int, cap: int, epoch_seconds: float, sec
     if fits > planned * 1.02:
         return min(cap, fits)
     return planned
-

@@ -1,4 +1,4 @@
-"""The lr schedule: warm-up then cosine / poly / constant, and a horizon that can be shortened mid-run."""
+"""The lr schedule: warm-up then cosine / poly / constant, and a horizon re-fitted mid-run to a wall-clock budget."""
 import math
 import random
 
