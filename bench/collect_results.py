@@ -4,13 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["train_throughput", "proxy_selection", "strategies", "search_speedup", "budget_accuracy"]
+ORDER = ["train_throughput", "proxy_selection", "strategies", "search_speedup", "budget_accuracy", "budget_accuracy_all"]
 TITLES = {
     "train_throughput": "Trainer throughput vs a lean MONAI loop (issue 3) — `bench/train_throughput.py`",
     "proxy_selection": "All-pairs MI and local NCC on 182 Hippocampus cases (issue 4) — `bench/proxy_selection.py`",
     "strategies": "Search strategies against their references (issue 5) — `bench/strategies.py`",
     "search_speedup": "Proxy search vs full search (issue 6) — `bench/search_speedup.py`",
     "budget_accuracy": "Search within a wall-clock budget vs a strong fixed recipe (issue 6) — `bench/budget_accuracy.py`",
+    "budget_accuracy_all": "The same, final trainings on all 152 pool cases (`--final-data all`) — "
+                           "`bench/budget_accuracy.py`",
 }
 
 

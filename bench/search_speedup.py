@@ -72,9 +72,12 @@ def split_holdout(ds, n_holdout: int, seed: int) -> tuple[list[str], list[str]]:
     return pool, holdout
 
 
-def evaluate_holdout(model_dir: Path, ds, holdout: list[str]) -> dict:
-    """Mean foreground Dice of ``model_dir`` on ``holdout``, predicted in each case's original geometry."""
-    predictor = Predictor(model_dir, device="cpu")
+def evaluate_holdout(model_dir: Path, ds, holdout: list[str], tta: bool = False) -> dict:
+    """Mean foreground Dice of ``model_dir`` on ``holdout``, predicted in each case's original geometry.
+
+    ``tta``: also average the flips along the axes the model was trained to mirror (``autoseg predict --tta``).
+    """
+    predictor = Predictor(model_dir, device="cpu", tta=tta)
     per_case = []
     per_class: dict[str, list[float]] = {}
     for name in holdout:
