@@ -204,7 +204,7 @@ class AutoSegWebApp(TrameApp):
 
     def _load_case(self, dataset: Path, case: str):
         for node in self._shown_nodes:          # one case at a time: keeps names (= prediction files) unique
-            self.logic._remove_node(node)
+            self.logic.remove_node(node)
         self._shown_nodes = []
         volume, segmentation = self.logic.load_case(dataset, case)
         self._shown_nodes = [volume, segmentation]
@@ -398,7 +398,7 @@ def _mask_centre(logic: AutoSegSearchLogic, segmentation, volume):
                 for i in range(seg.GetNumberOfSegments())}
     if not value_of:
         return None
-    labels, _ = logic._segmentation_to_array(segmentation, volume, value_of)
+    labels, _ = logic.segmentation_to_array(segmentation, volume, value_of)
     where = np.argwhere(labels > 0)
     if where.size == 0:
         return None

@@ -50,7 +50,7 @@ def labels_on_volume_grid(logic, seg_node, volume):
     seg = seg_node.GetSegmentation()
     value_of = {seg.GetNthSegment(i).GetName(): seg.GetNthSegment(i).GetLabelValue()
                 for i in range(seg.GetNumberOfSegments())}
-    array, _ = logic._segmentation_to_array(seg_node, volume, value_of)
+    array, _ = logic.segmentation_to_array(seg_node, volume, value_of)
     return array
 
 
