@@ -1,0 +1,162 @@
+"""Checking a dataset before any training: every case's headers first (cheap, catches most mistakes), then voxels.
+
+Each problem raises a DatasetError naming the file and the fix; problems that do not stop training come back
+as warnings, one line each.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from AutoSegCore.data.volumes import read_header, read_voxels
+from AutoSegCore.errors import DatasetError
+
+if TYPE_CHECKING:
+    from AutoSegCore.data.dataset import Case, Dataset
+
+AFFINE_RTOL = 1e-3
+
+
+def validate_dataset(ds: Dataset, *, deep: bool = True, min_cases: int = 1, require_labels: bool = True) -> None:
+    """Raise ``DatasetError`` for the first problem found (one line naming the file, plus a hint)."""
+    check_dataset(ds, deep=deep, min_cases=min_cases, require_labels=require_labels)
+
+
+def dataset_warnings(ds: Dataset, *, deep: bool = True) -> list[str]:
+    """Problems that do not stop training (e.g. a label volume with no foreground), one line each."""
+    return check_dataset(ds, deep=deep, min_cases=0, require_labels=False)
+
+
+def check_dataset(ds: Dataset, *, deep: bool = True, min_cases: int = 1, require_labels: bool = True) -> list[str]:
+    """Validate ``ds`` (headers of all cases first, then voxels when ``deep``); return the warnings."""
+    where = ds.root / "dataset.json" if ds.root is not None else f"dataset '{ds.name}'"
+    if len(ds.cases) < min_cases:
+        raise DatasetError(f"{where}: {len(ds.cases)} case(s), at least {min_cases} needed",
+                           "add labelled cases (training needs 2: one to train on, one to validate); "
+                           "`autoseg validate --min-cases 1` checks a smaller set")
+    seen: set[str] = set()
+    for c in ds.cases:
+        if c.name in seen:
+            raise DatasetError(f"{where}: case name '{c.name}' appears twice", "give every case a unique file name")
+        seen.add(c.name)
+    headers = [_check_case_header(ds, c, where, require_labels) for c in ds.cases]
+    warnings: list[str] = []
+    if deep:
+        for c, (img_hdrs, lbl_hdr) in zip(ds.cases, headers):
+            warnings.extend(_check_case_data(ds, c, img_hdrs, lbl_hdr, where))
+    return warnings
+
+
+def _spatial(shape: tuple) -> tuple:
+    return tuple(shape[:3])
+
+
+def _check_3d(path: Path, shape: tuple, what: str) -> None:
+    if len(shape) < 3 or any(s == 1 for s in shape[:3]):
+        raise DatasetError(f"{path}: {what} is 2D (shape {tuple(shape)})",
+                           "AutoSegSearch segments 3D volumes: give a 3D file with at least 2 voxels along x, y and z")
+
+
+def _affines_match(a: np.ndarray, b: np.ndarray) -> bool:
+    scale = max(1.0, float(np.abs(a).max()))
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max()) <= AFFINE_RTOL * scale
+
+
+def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
+    n = ds.num_channels
+    if not case.images:
+        raise DatasetError(f"{where}: case '{case.name}' has no image file", "list the image file(s) of every case")
+    for p in case.images:
+        if not Path(p).exists():
+            m = re.match(r"^(.+)_(\d{4})(\.nii(\.gz)?)$", Path(p).name)
+            if m and len(case.images) > 1:
+                raise DatasetError(f"{p}: channel file missing (dataset.json names {n} channels: {', '.join(ds.channel_names)})",
+                                   f"add {Path(p).name} or remove the channel from 'channel_names'/'modality'")
+            raise DatasetError(f"{p}: listed in {where} but the file does not exist",
+                               "fix the path in dataset.json or add the file")
+    img_hdrs = [read_header(p) for p in case.images]
+    first = img_hdrs[0]
+    shape = tuple(first.shape)
+    if len(case.images) == 1:
+        if len(shape) == 4 and shape[3] != n and not (shape[3] == 1 and n == 1):
+            raise DatasetError(f"{case.images[0]}: image has {shape[3]} channels but dataset.json names {n} ({', '.join(ds.channel_names)})",
+                               "fix 'modality'/'channel_names' in dataset.json or stack the right channels")
+        if len(shape) == 3 and n != 1:
+            _check_3d(case.images[0], shape, "image")
+            raise DatasetError(f"{case.images[0]}: image has 1 channel but dataset.json names {n} ({', '.join(ds.channel_names)})",
+                               "give a 4D image (x, y, z, channel) or one <case>_000N file per channel")
+        if len(shape) > 4 or len(shape) < 3:
+            if len(shape) < 3:
+                _check_3d(case.images[0], shape, "image")
+            raise DatasetError(f"{case.images[0]}: image has {len(shape)} dimensions {shape}",
+                               "use 3D (x, y, z) or 4D (x, y, z, channel) images")
+        _check_3d(case.images[0], shape, "image")
+    else:
+        if len(case.images) != n:
+            raise DatasetError(f"{case.images[0]}: case '{case.name}' has {len(case.images)} channel files but dataset.json names {n}",
+                               "give one <case>_000N file per channel named in dataset.json")
+        for p, h in zip(case.images, img_hdrs):
+            s = tuple(h.shape)
+            if not (len(s) == 3 or (len(s) == 4 and s[3] == 1)):
+                _check_3d(p, s, "channel")
+                raise DatasetError(f"{p}: channel file has shape {s}, expected a 3D volume", "store one 3D volume per channel file")
+            _check_3d(p, s, "channel")
+            if _spatial(s) != _spatial(shape):
+                raise DatasetError(f"{p}: channel shape {_spatial(s)} differs from {case.images[0].name} {_spatial(shape)}",
+                                   "resample all channels of a case onto one grid")
+            if not _affines_match(h.affine, first.affine):
+                raise DatasetError(f"{p}: channel affine differs from {case.images[0].name}",
+                                   "register/resample all channels of a case onto one grid")
+    if case.label is None:
+        if require_labels:
+            raise DatasetError(f"{case.images[0]}: image without label (case '{case.name}')",
+                               "add its label to labelsTr/ (and dataset.json), or remove the image")
+        return img_hdrs, None
+    if not Path(case.label).exists():
+        raise DatasetError(f"{case.label}: label file listed in {where} does not exist",
+                           "fix the 'label' path in dataset.json or add the label file")
+    lbl = read_header(case.label)
+    ls = tuple(lbl.shape)
+    if len(ls) == 4 and ls[3] != 1 or len(ls) > 4:
+        raise DatasetError(f"{case.label}: label is {len(ls)}D (shape {ls})",
+                           "store one 3D volume of integer label values (0 = background), not one channel per label")
+    if len(ls) < 3:
+        _check_3d(case.label, ls, "label")
+    if _spatial(ls) != _spatial(shape):
+        raise DatasetError(f"{case.label}: label shape {_spatial(ls)} differs from image shape {_spatial(shape)}",
+                           "resample the label onto its image's grid (e.g. export the segmentation with the image as reference)")
+    if not _affines_match(lbl.affine, first.affine):
+        raise DatasetError(f"{case.label}: label affine differs from its image's (tolerance {AFFINE_RTOL:g} relative)",
+                           "save the label with the image's geometry (same origin, spacing and direction)")
+    return img_hdrs, lbl
+
+
+def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> list[str]:
+    for p, h in zip(case.images, img_hdrs):
+        data = read_voxels(p, h)
+        if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+            raise DatasetError(f"{p}: image has {bad} NaN/Inf voxel(s)",
+                               "replace them (e.g. with the background intensity) before training")
+    if lbl_hdr is None:
+        return []
+    data = read_voxels(case.label, lbl_hdr)
+    if np.issubdtype(data.dtype, np.floating):
+        if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+            raise DatasetError(f"{case.label}: label values are not integers",
+                               "save labels as integer values (0 = background, 1, 2, ...), not probabilities")
+        data = data.astype(np.int64)
+    if data.dtype == np.uint8:
+        values = np.flatnonzero(np.bincount(data.ravel(), minlength=1))
+    else:
+        values = np.unique(data)
+    unknown = sorted(set(int(v) for v in values) - set(ds.labels))
+    if unknown:
+        raise DatasetError(f"{case.label}: label value(s) {unknown[:10]} not in {where} labels {sorted(ds.labels)[:10]}",
+                           "add them to 'labels' in dataset.json or fix the label file")
+    if not any(int(v) != 0 for v in values):
+        return [f"{case.label}: label has no foreground (all background)"]
+    return []
