@@ -42,7 +42,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "scheduler": "cosine",       # cosine | poly | constant
         "warmup_steps": 200,
         "grad_clip": 12.0,           # max gradient norm (nnU-Net's 12); steps with a non-finite norm are skipped
-        "epochs": 50,
+        "epochs": 50,                # with time_limit: the most epochs the budget may buy
+        "time_limit": None,          # seconds of training: the lr schedule is re-fitted to end at this budget
         "steps_per_epoch": 25,
         "batch_size": 4,
         "patch_size": None,          # None = the dataset's canvas (max shape, padded to the net's divisor)
@@ -85,6 +86,10 @@ CHOICES = {
 }
 
 
+# a time-budgeted run's epochs when none are given: the budget decides (training.time_limit)
+EPOCH_CAP_WITH_TIME_LIMIT = 100_000
+
+
 def deep_merge(base: dict, override: dict | None) -> dict:
     """Return a copy of ``base`` with ``override`` merged in (nested dicts merged, other values replaced)."""
     out = copy.deepcopy(base)
@@ -98,8 +103,16 @@ def deep_merge(base: dict, override: dict | None) -> dict:
 
 def make_config(override: dict | None = None) -> dict:
     """Defaults + ``override``, validated."""
-    cfg = deep_merge(DEFAULT_CONFIG, override)
+    cfg = _lift_epoch_cap(deep_merge(DEFAULT_CONFIG, override), override)
     validate_config(cfg)
+    return cfg
+
+
+def _lift_epoch_cap(cfg: dict, override: dict | None) -> dict:
+    """A config that sets training.time_limit but no epochs means "train for that long", not the default 50."""
+    given = (override or {}).get("training") or {}
+    if isinstance(given, dict) and given.get("time_limit") is not None and "epochs" not in given:
+        cfg["training"]["epochs"] = EPOCH_CAP_WITH_TIME_LIMIT
     return cfg
 
 
@@ -120,6 +133,10 @@ def validate_config(cfg: dict, source: str = "config") -> None:
                               f"set training.{key} to e.g. {DEFAULT_CONFIG['training'][key]}")
     if not (isinstance(t["lr"], (int, float)) and t["lr"] > 0):
         raise ConfigError(f"{source}: training.lr = {t['lr']!r} must be a positive number", "e.g. lr: 0.001")
+    limit = t.get("time_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+        raise ConfigError(f"{source}: training.time_limit = {limit!r} must be a positive number of seconds or null",
+                          "e.g. time_limit: 1800 (30 minutes), or leave it out to train for training.epochs")
     clip = t.get("grad_clip")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
         raise ConfigError(f"{source}: training.grad_clip = {clip!r} must be a positive number or null (no clipping)",
@@ -150,6 +167,6 @@ def load_config(path: str | Path) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of sections", "e.g. 'training: {epochs: 10}'")
-    cfg = deep_merge(DEFAULT_CONFIG, data)
+    cfg = _lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data), data)
     validate_config(cfg, source=str(p))
     return cfg

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--final-top-k", type=int, default=1, help="retrain and ensemble the best K configs")
     p.add_argument("--final-epochs", type=int, help="epochs of the final training (default: --epochs)")
     p.add_argument("--final-steps-per-epoch", type=int, help="steps per epoch of the final training")
+    p.add_argument("--final-time", help="wall-clock budget of the final training, e.g. 80m, shared equally by the "
+                                        "top-K configs or folds; each one's lr schedule ends on its share "
+                                        "(--final-epochs then caps the epochs)")
     p.add_argument("--final-folds", type=int, default=0, help="k-fold cross-validation of the best config (ensemble)")
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
     p.add_argument("--seed", type=int, default=0)
@@ -52,6 +55,7 @@ def settings_from_args(args):
         steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
         trial_timeout=parse_duration(args.trial_timeout), trial_memory_gb=args.trial_memory_gb,
         base_config=base, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
+        final_time=parse_duration(args.final_time),
         final_steps_per_epoch=args.final_steps_per_epoch,
         final_folds=args.final_folds, final=not args.no_final)
 

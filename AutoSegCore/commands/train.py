@@ -13,6 +13,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, checkpoint.pt)")
     p.add_argument("--epochs", type=int, help="override training.epochs")
     p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
+    p.add_argument("--time", help="train for this wall-clock budget, e.g. 30m or 1h30m: the lr schedule is re-fitted "
+                                  "to end on it (training.time_limit); --epochs then caps the epochs")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation (0: train on all, no validation)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", help="disk cache for preprocessed arrays")
@@ -22,8 +24,9 @@ def register(sub) -> None:
 
 
 def run(args, events) -> int:
-    from AutoSegCore.config import load_config, make_config
+    from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT, load_config, make_config, validate_config
     from AutoSegCore.errors import ConfigError
+    from AutoSegCore.search.settings import parse_duration
     from AutoSegCore.training.api import train_model
     from AutoSegCore.utils.progress import console, epoch_progress
 
@@ -32,6 +35,10 @@ def run(args, events) -> int:
         cfg["training"]["epochs"] = args.epochs
     if args.steps_per_epoch:
         cfg["training"]["steps_per_epoch"] = args.steps_per_epoch
+    if args.time:
+        cfg["training"]["time_limit"] = parse_duration(args.time)
+        cfg["training"]["epochs"] = args.epochs or EPOCH_CAP_WITH_TIME_LIMIT
+    validate_config(cfg, source="--time" if args.time else "config")
     out = Path(args.out)
     if (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a trained model", "choose another --out folder")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.utils.io import read_json, write_json
 
@@ -93,6 +94,9 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     for i, (t, tag, tr, va) in enumerate(jobs):
         cfg = copy.deepcopy(t.user_attrs["full_config"])
         cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
+        if settings.final_time:                   # equal shares, one training after another
+            cfg["training"]["time_limit"] = float(settings.final_time) / len(jobs)
+            cfg["training"]["epochs"] = int(settings.final_epochs or EPOCH_CAP_WITH_TIME_LIMIT)
         cfg["training"]["seed"] = settings.seed
         steps = settings.final_steps_per_epoch or settings.steps_per_epoch
         if steps:

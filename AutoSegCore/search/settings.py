@@ -47,6 +47,7 @@ class SearchSettings:
     base_config: dict = field(default_factory=dict)
     final_top_k: int = 1
     final_epochs: int | None = None
+    final_time: float | None = None           # seconds shared by the final trainings; each lr schedule ends on its share
     final_steps_per_epoch: int | None = None
     final_folds: int = 0
     final: bool = True
@@ -60,6 +61,8 @@ class SearchSettings:
         if self.epochs < 1 or self.min_epochs < 1 or self.min_epochs > self.epochs:
             raise ConfigError(f"epochs {self.min_epochs}..{self.epochs} are not a valid budget range",
                               "use 1 ≤ --min-epochs ≤ --epochs")
+        if self.final_time is not None and not self.final_time > 0:
+            raise ConfigError(f"--final-time {self.final_time:g} s must be positive", "e.g. --final-time 80m")
         if self.study_name is None:
             self.study_name = Path(self.out).resolve().name or "autoseg"
 

@@ -25,7 +25,7 @@ from AutoSegCore.training.fused_loss import available as fused_available
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
 from AutoSegCore.training.metrics import dice_per_class
 from AutoSegCore.training.model_io import save_model
-from AutoSegCore.training.optim import make_optimizer, make_scheduler
+from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
 from AutoSegCore.utils.device import pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
@@ -153,6 +153,9 @@ class Trainer:
         self.optimizer = make_optimizer(self.net.parameters(), self.tcfg)
         self.total_steps = self.tcfg["epochs"] * self.tcfg["steps_per_epoch"]
         self.scheduler = make_scheduler(self.optimizer, self.tcfg, self.total_steps)
+        # training.time_limit (seconds): the schedule ends at the wall-clock budget; epochs is then only a cap
+        self.time_limit = self.tcfg.get("time_limit")
+        self.horizon = self.tcfg["epochs"]         # the epoch at which the lr schedule ends
         self.amp = amp_dtype(self.tcfg.get("amp", "auto"), self.device)
         self.channels_last = use_channels_last(self.tcfg.get("channels_last", "auto"), self.device)
         if self.channels_last:
@@ -209,7 +212,7 @@ class Trainer:
             "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": self.history, "best": self.best,
+            "history": self.history, "best": self.best, "horizon": self.horizon,
         }
 
     def save_checkpoint(self) -> None:
@@ -230,8 +233,40 @@ class Trainer:
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.history, self.best = int(state["epoch"]), list(state["history"]), float(state["best"])
+        if int(state.get("horizon", self.horizon)) != self.horizon:    # LambdaLR does not save its function
+            self._set_horizon(int(state["horizon"]))
         self.skipped_steps = int(self.history[-1].get("skipped_steps", 0)) if self.history else 0   # run total
         return True
+
+    # ------------------------------------------------------------------------------------------ budget
+    def _set_horizon(self, epochs: int) -> None:
+        """End the lr schedule at ``epochs`` from now on (the next step already uses the new curve)."""
+        self.horizon = epochs
+        factor = self.scheduler.lr_lambdas[0] = schedule_factor(self.tcfg, epochs * self.tcfg["steps_per_epoch"])
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * factor(self.scheduler.last_epoch)
+
+    def _spent(self) -> float:
+        """Seconds of this run so far, over every sitting (a resumed run continues with what is left)."""
+        return float(sum(r["seconds"] for r in self.history))
+
+    def _final_val_seconds(self) -> float:
+        """What the closing validation will cost: the last one measured, else ≈ half a training step per case."""
+        measured = [r["val_seconds"] for r in self.history if "val_seconds" in r]
+        if measured:
+            return float(measured[-1])
+        train_s = [r["seconds"] for r in self.history[-5:]]
+        return 0.5 * len(self.val_cases) * (float(np.mean(train_s)) / self.tcfg["steps_per_epoch"] if train_s else 0.0)
+
+    def _replan(self, epoch_seconds_now: float, cap: int) -> bool:
+        """Re-fit the schedule's end to the time left (``replan_horizon``); True when this epoch is the last."""
+        recent = [r["seconds"] for r in self.history[-19:]] + [epoch_seconds_now]   # validations amortised
+        reserve = self._final_val_seconds()
+        left = float(self.time_limit) - self._spent() - epoch_seconds_now - reserve
+        new = replan_horizon(self.epoch, self.horizon, cap, float(np.mean(recent)), left)
+        if new != self.horizon:
+            self._set_horizon(new)
+        return self.epoch >= self.horizon or left <= 0
 
     # ------------------------------------------------------------------------------------------ loop
     def _train_step(self) -> torch.Tensor:
@@ -336,8 +371,11 @@ class Trainer:
         self.net.train()
         epochs, steps = self.tcfg["epochs"], self.tcfg["steps_per_epoch"]
         last_val = self.history[-1] if self.history else {}
+        # a time-limited run that already reached its horizon or spent its budget trains no further epoch
+        finished = bool(self.time_limit and self.history
+                        and (self.epoch >= self.horizon or self._spent() >= float(self.time_limit)))
         try:
-            while self.epoch < epochs:
+            while self.epoch < epochs and not finished:
                 t0 = time.perf_counter()
                 self._confusion = torch.zeros(self.out_classes, self.out_classes, dtype=torch.long,
                                               device=self.device)
@@ -349,7 +387,11 @@ class Trainer:
                           "train_dice": self._train_dice(), "lr": self.scheduler.get_last_lr()[0]}
                 if self.skipped_steps:
                     record["skipped_steps"] = self.skipped_steps      # so far in this run (non-finite gradients)
-                if self.val_cases and (self.epoch % self.tcfg.get("val_every", 1) == 0 or self.epoch == epochs):
+                finished = self.epoch >= epochs
+                if self.time_limit:
+                    finished = self._replan(time.perf_counter() - t0, epochs) or finished
+                    record["horizon"] = self.horizon
+                if self.val_cases and (self.epoch % self.tcfg.get("val_every", 1) == 0 or finished):
                     t_val = time.perf_counter()
                     last_val = self.validate()
                     record.update(last_val)
@@ -358,7 +400,7 @@ class Trainer:
                 record["seconds"] = time.perf_counter() - t0
                 self.history.append(record)
                 self.save_checkpoint()
-                self.events.emit("epoch", trial=self.trial, epoch=self.epoch, epochs=epochs, loss=record["loss"],
+                self.events.emit("epoch", trial=self.trial, epoch=self.epoch, epochs=self.horizon, loss=record["loss"],
                                  val_dice=record.get("val_dice"), seconds=record["seconds"])
                 if self.callback:
                     self.callback(self.epoch, record)
@@ -369,7 +411,7 @@ class Trainer:
             val_dice_per_class=last_val.get("val_dice_per_class", {}),
             val_dice_per_case=last_val.get("val_dice_per_case", []), best_val_dice=self.best,
             history=self.history, seconds=time.perf_counter() - t_start, num_params=self.num_params)
-        if self.epoch >= epochs:
+        if self.epoch >= epochs or finished:
             self.save_final(result)
         return result
 

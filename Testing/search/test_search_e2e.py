@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
     out, ev = tmp_path / "run", tmp_path / "events.jsonl"
-    r = autoseg("search", dataset, *TINY, "--proxy-data", "mi+roi:6", "--trials", "2", "--final-epochs", "1",
+    r = autoseg("search", dataset, *TINY, "--proxy-data", "mi+roi:6", "--trials", "2", "--final-time", "4s",
                 "--out", out, "--events", ev)
     assert r.returncode == 0, r.stderr[-3000:]
     kinds = [e["event"] for e in events(ev)]
@@ -36,6 +36,11 @@ def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
     final = json.loads((out / "final" / "summary.json").read_text())
     assert final["members"][0]["trial"] == study.best_trial.number
     best_info = json.loads((out / "best" / "model.json").read_text())
+    # --final-time: the final training ran for its wall-clock share with its lr schedule re-fitted to it
+    assert best_info["config"]["training"]["time_limit"] == 4.0
+    history = json.loads((out / "best" / "history.json").read_text())
+    assert all("horizon" in r for r in history) and history[-1]["epoch"] == best_info["epochs"]
+    assert sum(r["seconds"] for r in history) < 4.0 + 2 * max(r["seconds"] for r in history) + 1.0
     assert best_info["config"]["network"]["channels"] == study.best_trial.user_attrs["full_config"]["network"]["channels"]
     assert (out / "report.html").stat().st_size > 10_000 and (out / "summary.json").is_file()
     # the best model is directly usable by `autoseg predict`
