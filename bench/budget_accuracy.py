@@ -10,10 +10,10 @@ Issue 6, "What it must show": on Hippocampus (the 182 shared cases), hold out ca
     weight decay 1e-5, 200-step warm-up + cosine, axis-0 flips, intensity scale ±0.1 / shift ±0.1, translation
     ±4, batch 4 — trained for the whole budget.
 Both arms' training uses the same training/validation cases and the same seed (``--final-data split``: 80 % of
-the pool, 20 % internal validation; ``all``: the whole pool, no internal validation); epochs are chosen from a
-measured step time so that the cosine schedule ends at the budget.  Every arm's model is scored on the held-out
-cases twice, as ``autoseg predict`` gives it and with ``--tta`` (flips along the trained mirror axes), and the
-verdict compares like with like.  Targets: held-out mean foreground Dice ≥ 0.89 and ≥ 0.01 above the recipe.
+the pool, 20 % internal validation; ``all``: the whole pool, no internal validation); the trainer's
+``training.time_limit`` re-fits the cosine schedule to end at the budget.  Every arm's model is scored on the
+held-out cases twice, as ``autoseg predict`` gives it and with ``--tta`` (flips along the trained mirror axes),
+and the verdict compares like with like.  Targets: held-out mean foreground Dice ≥ 0.89 and ≥ 0.01 above the recipe.
 
     .venv/bin/python bench/budget_accuracy.py                        # full run: 2 h per arm (≈ 4 h)
     .venv/bin/python bench/budget_accuracy.py --arm recipe           # one 2-hour arm per sitting; the
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_speedup import (DEFAULT_DATA, run_saved, evaluate_holdout, fmt_params, machine_line,  # noqa: E402
                             split_holdout, time_breakdown, TrialClock)
 
-from AutoSegCore.config import make_config  # noqa: E402
+from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT, make_config  # noqa: E402
 from AutoSegCore.data.dataset import load_dataset  # noqa: E402
 from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor  # noqa: E402
 from AutoSegCore.data.splits import holdout_split  # noqa: E402
@@ -48,8 +48,7 @@ from AutoSegCore.events import EventWriter  # noqa: E402
 from AutoSegCore.search.final import install_best, rank_trials  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
-from AutoSegCore.training.optim import replan_horizon, schedule_factor  # noqa: E402
-from AutoSegCore.training.trainer import StopTraining, Trainer  # noqa: E402
+from AutoSegCore.training.trainer import Trainer  # noqa: E402
 from AutoSegCore.utils.io import write_text  # noqa: E402
 
 DICE_TARGET, MARGIN_TARGET = 0.89, 0.01
@@ -64,68 +63,29 @@ def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], d
                 steps: int, seed: int, cache_dir: Path) -> dict:
     """Train ``config`` so that its cosine schedule ends at ``deadline`` (time.time()).
 
-    Why by hand: the trainer is budgeted in epochs, not seconds.  We measure this config's steady step time on
-    two short calibration runs (same data, same threads), size the epochs to the time left (validation only at
-    the end), and stop at the deadline if the shared machine got slower; the model is saved either way.
+    The trainer's own ``training.time_limit`` (what ``autoseg train --time`` and ``autoseg search --final-time``
+    use): the schedule's end is re-fitted to the measured epoch time after every epoch, validation only at the end.
     """
     shutil.rmtree(out, ignore_errors=True)
     cfg = make_config(copy.deepcopy(config))
-    cfg["training"].update(seed=seed, steps_per_epoch=steps)
     pre = Preprocessor(cfg["preprocessing"]).fit(ds.subset(train))
     cache = PreprocessCache(pre, cache_dir)
     train_pp, val_pp = cache.get_many([ds.case(n) for n in train]), cache.get_many([ds.case(n) for n in val])
     extra = {"preprocessor": pre.state(), "channel_names": ds.channel_names, "dataset": ds.name,
              "train_cases": list(train), "val_cases": list(val)}
-
-    def calibrate(n: int) -> float:
-        calib = copy.deepcopy(cfg)
-        calib["training"].update(epochs=1, steps_per_epoch=n)
-        t0 = time.perf_counter()
-        Trainer(calib, train_pp, [], labels=ds.labels, out_dir=out / "calibration", in_channels=ds.num_channels,
-                device="cpu").fit(resume=False)
-        return time.perf_counter() - t0
-
-    # the difference of a 24- and a 4-step run: set-up and the first steps' one-off costs (oneDNN primitive
-    # creation, allocator warm-up) cancel.  Timing 8 steps including them measured 0.297 s/step for the recipe,
-    # which then ran at 0.144 s/step and finished its 120-minute budget in 56 minutes.
-    short = calibrate(4)
-    step_s = max(1e-3, (calibrate(24) - short) / 20)
-    val_s = step_s * len(val) * 0.5          # whole-volume inference ≈ half a training step per case
-    left = deadline - time.time() - val_s - 5.0
-    epochs = max(1, int(left * 0.97 / (steps * step_s)))
-    # the loop may run up to twice the calibrated plan (the calibration has read 297 ms for a 144 ms step); the
-    # schedule's horizon starts at the plan and is re-fitted to the measured epoch time after every epoch
-    cap = 2 * epochs
-    cfg["training"].update(epochs=cap, val_every=cap)
-
-    plan = {"epochs": epochs, "replans": 0}
-
-    def replan(epoch: int, record: dict) -> None:
-        """Re-fit the cosine horizon to the measured epoch time (``replan_horizon``) and stop at its end."""
-        recent = [r["seconds"] - r.get("val_seconds", 0.0) for r in trainer.history[-20:]]
-        new = replan_horizon(epoch, plan["epochs"], cap, sum(recent) / len(recent),
-                             deadline - time.time() - val_s - 5.0)
-        if new != plan["epochs"]:
-            plan.update(epochs=new, replans=plan["replans"] + 1)
-            trainer.scheduler.lr_lambdas[0] = schedule_factor(trainer.tcfg, new * steps)
-        if epoch >= plan["epochs"] or time.time() > deadline:
-            raise StopTraining()
-
+    cfg["training"].update(seed=seed, steps_per_epoch=steps, epochs=EPOCH_CAP_WITH_TIME_LIMIT,
+                           val_every=EPOCH_CAP_WITH_TIME_LIMIT, time_limit=max(1.0, deadline - time.time() - 5.0))
     trainer = Trainer(cfg, train_pp, val_pp, labels=ds.labels, out_dir=out, in_channels=ds.num_channels,
-                      device="cpu", callback=replan, extra_info=extra)
-    first = trainer.scheduler.lr_lambdas[0] = schedule_factor(trainer.tcfg, epochs * steps)
-    for group, base in zip(trainer.optimizer.param_groups, trainer.scheduler.base_lrs):
-        group["lr"] = base * first(0)        # step 0's lr was set from the loop-length horizon's warm-up
+                      device="cpu", extra_info=extra)
     t1 = time.perf_counter()
     result = trainer.fit(resume=False)
-    if result.epochs_done < cap:             # stopped at the horizon or the deadline: validate the model once
-        result.val_dice = trainer.validate()["val_dice"] if val else None
-        trainer.save_final(result)
-    shutil.rmtree(out / "calibration", ignore_errors=True)
-    return {"epochs_planned": epochs, "epochs_replanned": plan["epochs"], "replans": plan["replans"],
-            "epochs_done": result.epochs_done, "steps": steps, "step_s": step_s,
-            "seconds": time.perf_counter() - t1, "val_dice": result.val_dice if val else None,
-            "train_cases": len(train), "params": result.num_params}
+    hist = result.history
+    horizons = [r["horizon"] for r in hist]
+    train_s = sorted((r["seconds"] - r.get("val_seconds", 0.0)) / steps for r in hist)
+    return {"epochs_planned": horizons[0], "epochs_replanned": horizons[-1],
+            "replans": sum(a != b for a, b in zip(horizons, horizons[1:])), "epochs_done": result.epochs_done,
+            "steps": steps, "step_s": train_s[len(train_s) // 2], "seconds": time.perf_counter() - t1,
+            "val_dice": result.val_dice if val else None, "train_cases": len(train), "params": result.num_params}
 
 
 def final_cases(pool: list[str], args) -> tuple[list[str], list[str]]:
@@ -371,7 +331,7 @@ def _run(args) -> int:
         else:
             print(f"recipe: {recipe['epochs_done']}/{recipe['epochs_planned']} epochs{replanned(recipe)} × "
                   f"{recipe['steps']} steps in "
-                  f"{recipe['seconds']:.0f} s ({recipe['step_s'] * 1000:.0f} ms/step calibrated), internal val "
+                  f"{recipe['seconds']:.0f} s ({recipe['step_s'] * 1000:.0f} ms/step, median measured), internal val "
                   f"{val_text(recipe['val_dice'])}, {recipe['params']:,} params")
         print(f"end: {machine_line()}")
         return 0
