@@ -103,6 +103,7 @@ class AutoSegSearchParameterNode:
     proxyNetwork: str = "full"
     trials: int = 20
     timeLimitMinutes: int = 0
+    finalTimeMinutes: int = 0
     useProxyData: bool = False
     device: str = "auto"
     storage: str = ""
@@ -354,7 +355,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             args = self.logic.search_args(
                 self._datasetDir, self._searchDir, space=p.space, strategy=p.strategy, trials=p.trials,
                 proxy_data=proxy_data, proxy_net=p.proxyNetwork, storage=p.storage or None,
-                time_minutes=p.timeLimitMinutes or None, device=p.device)
+                time_minutes=p.timeLimitMinutes or None, final_time_minutes=p.finalTimeMinutes or None,
+                device=p.device)
             self.startEngine(args, self._searchDir, onDone=self.showSearchResult)
 
     def showSearchResult(self):

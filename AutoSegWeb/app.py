@@ -96,6 +96,7 @@ class AutoSegWebApp(TrameApp):
         s.strategy = "random"
         s.proxy_net = "levels=3"
         s.trials, s.epochs, s.steps_per_epoch, s.final_epochs = 2, 1, 2, 1
+        s.final_minutes = ""                     # empty: the final training runs --final-epochs
         s.search_on_proxy = False
         s.run_name = ""
         s.busy, s.run_kind, s.run_progress, s.run_status, s.run_state = False, "", 0, "idle", ""
@@ -244,7 +245,9 @@ class AutoSegWebApp(TrameApp):
                                       trials=_positive_int(s.trials, "trials"), proxy_data=proxy_data,
                                       proxy_net=s.proxy_net, epochs=_positive_int(s.epochs, "epochs"),
                                       steps_per_epoch=_positive_int(s.steps_per_epoch, "steps per epoch"),
-                                      final_epochs=_positive_int(s.final_epochs, "final epochs"), seed=0)
+                                      final_epochs=_positive_int(s.final_epochs, "final epochs"),
+                                      final_time_minutes=_optional_minutes(s.final_minutes, "final training"),
+                                      seed=0)
         s.trial_rows, s.best_value, s.best_params, s.best_dice, s.report_url = [], None, [], [], ""
         s.panels = ["run"]
         self._start("search", args, out, lambda: self._search_finished(out))
@@ -374,6 +377,20 @@ def _positive_int(value, what: str) -> int:
         number = 0
     if number < 1 or str(value).strip() not in (str(number), f"{number}.0"):
         raise DatasetError(f"{what} '{value}' is not a positive whole number", f"e.g. 1 or 2 {what}")
+    return number
+
+
+def _optional_minutes(value, what: str) -> float | None:
+    """A minutes field: empty means "not set"; anything else must be a positive number."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise DatasetError(f"{what} minutes '{text}' is not a positive number", "e.g. 30, or leave it empty")
     return number
 
 

@@ -134,6 +134,9 @@ def _search_panel(app):
                 with v.VCol(cols=6):
                     v.VTextField(label="Trials", v_model=("trials",), type="number", density="compact",
                                  hide_details=True, id="trials")
+                with v.VCol(cols=6):
+                    v.VTextField(label="Final training minutes (empty: by epochs)", v_model=("final_minutes",),
+                                 density="compact", hide_details=True, id="final-minutes")
                 with v.VCol(cols=4):
                     v.VTextField(label="Epochs", v_model=("epochs",), type="number", density="compact",
                                  hide_details=True, id="epochs")

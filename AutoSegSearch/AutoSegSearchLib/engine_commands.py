@@ -76,13 +76,17 @@ class EngineCommands:
                     proxy_net: str | None = None, storage: str | None = None, time_minutes: float | None = None,
                     device: str | None = None, epochs: int | None = None, min_epochs: int | None = None,
                     steps_per_epoch: int | None = None, final: bool = True, final_epochs: int | None = None,
-                    seed: int | None = None, extra: Iterable[str] = ()) -> list[str]:
-        """Arguments of ``autoseg search``. A time budget replaces the trial count (the engine takes one)."""
+                    final_time_minutes: float | None = None, seed: int | None = None,
+                    extra: Iterable[str] = ()) -> list[str]:
+        """Arguments of ``autoseg search``. A time budget replaces the trial count (the engine takes one);
+        ``final_time_minutes`` is the final training's own wall-clock budget (its lr schedule ends on it)."""
         if time_minutes:
             if time_minutes <= 0:
                 raise ConfigError(f"time limit {time_minutes!r} min must be positive", "e.g. 60 minutes")
         elif not (isinstance(trials, int) and trials >= 1):
             raise ConfigError(f"number of trials {trials!r} must be a positive integer", "e.g. 20")
+        if final_time_minutes is not None and not final_time_minutes > 0:
+            raise ConfigError(f"final training time {final_time_minutes!r} min must be positive", "e.g. 60 minutes")
         args = ["search", str(data_dir), "--space", space, "--strategy", strategy, "--out", str(out_dir)]
         args += ["--time", f"{int(time_minutes)}m"] if time_minutes else ["--trials", str(trials)]
         optional = (("--proxy-data", proxy_data), ("--proxy-net", proxy_net), ("--storage", storage),
@@ -93,6 +97,8 @@ class EngineCommands:
                 args += [flag, str(value)]
         if device and device != "auto":
             args += ["--device", device]
+        if final_time_minutes and final:
+            args += ["--final-time", f"{final_time_minutes:g}m"]
         if not final:
             args.append("--no-final")
         return args + list(extra)

@@ -5,6 +5,7 @@ These run `python -m AutoSegCore ...` for real on real data (tiny networks, a co
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 import time
@@ -157,7 +158,7 @@ def _tiny_search_args(logic, tmp_path, dataset, final: bool):
     (tmp_path / "tiny.yaml").write_text(TINY)
     # proxy-hpo tunes optimiser / lr / augmentation over the base config, so the network stays tiny
     return logic.search_args(dataset.path, tmp_path / "search", space="proxy-hpo", strategy="random", trials=1,
-                             epochs=1, steps_per_epoch=2, final=final, final_epochs=1 if final else None,
+                             epochs=1, steps_per_epoch=2, final=final, final_time_minutes=0.1 if final else None,
                              device="cpu", extra=["--config", str(tmp_path / "tiny.yaml")])
 
 
@@ -180,6 +181,9 @@ def test_tiny_search_streams_events_and_its_best_model_applies(logic, tmp_path):
     assert "done" in kinds
     best_value, best_params = logic.best_of(progress.done)
     assert best_value == pytest.approx(float(value), rel=1e-3) and "lr" in best_params
+    # the panel's "Final training" minutes reach the engine as --final-time: 6 s of retraining
+    best_info = json.loads((tmp_path / "search" / "best" / "model.json").read_text())
+    assert best_info["config"]["training"]["time_limit"] == pytest.approx(6.0)
 
     volume = pairs[1].volume
     seg_node = logic.apply_model(tmp_path / "search", volume, tmp_path / "apply", device="cpu", timeout=300)

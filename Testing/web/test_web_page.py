@@ -6,6 +6,7 @@ the --data/--work folders is read. Screenshots go to docs/screenshots/web-*.png.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import time
@@ -166,9 +167,10 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     preview = crop(shot(page, "web-2-proxy-preview.png"), view_box(page))
     assert preview.std() > baseline.std()
 
-    # 4. Search: proxy-hpo, random, 1 trial, 1 epoch, 2 steps, levels=3, final 1 epoch
+    # 4. Search: proxy-hpo, random, 1 trial, 1 epoch, 2 steps, levels=3, final training for 0.1 min (6 s)
     open_panel(page, "search", "#trials")
     fill(page, "#trials", "1")
+    fill(page, "#final-minutes", "0.1")
     for sel, value in (("#epochs", "1"), ("#steps", "2"), ("#final-epochs", "1")):
         assert page.input_value(sel) == value
     open_panel(page, "run", "#start-search")
@@ -194,6 +196,9 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     page.wait_for_selector("#best-value")
     best = float(page.inner_text("#best-value"))
     assert 0 <= best <= 1 and best == pytest.approx(trial_value, abs=1e-3)
+    run_dir = roots["work"] / page.evaluate("window.trame.state.get('run_name')")
+    best_info = json.loads((run_dir / "search" / "best" / "model.json").read_text())
+    assert best_info["config"]["training"]["time_limit"] == pytest.approx(6.0)     # "Final training minutes"
     assert "lr = " in page.inner_text("#best")
     href = page.get_attribute("#report-link", "href")
     report = urllib.request.urlopen(url.rstrip("/") + href, timeout=30).read().decode("utf-8", "replace")
