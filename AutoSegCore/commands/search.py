@@ -32,6 +32,8 @@ def register(sub) -> None:
                                         "top-K configs or folds; each one's lr schedule ends on its share "
                                         "(--final-epochs then caps the epochs)")
     p.add_argument("--final-folds", type=int, default=0, help="k-fold cross-validation of the best config (ensemble)")
+    p.add_argument("--final-tta", choices=("auto", "on", "off"), default="auto",
+                   help="flip test-time augmentation of best/: auto keeps it only if it scores higher on validation")
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -57,7 +59,7 @@ def settings_from_args(args):
         base_config=base, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
         final_time=parse_duration(args.final_time),
         final_steps_per_epoch=args.final_steps_per_epoch,
-        final_folds=args.final_folds, final=not args.no_final)
+        final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final)
 
 
 def run(args, events) -> int:

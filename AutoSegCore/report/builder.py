@@ -114,6 +114,15 @@ def _best(s: dict, multi: bool) -> str:
     return H.section("Best configuration", body, "best")
 
 
+def _tta_text(final: dict) -> str:
+    """'on'/'off', and the validation Dice of each way when both were measured (--final-tta auto)."""
+    if "tta" not in final:
+        return "off"                              # finals written before TTA was decided
+    tried = final.get("tta_val_dice") or {}
+    detail = ", ".join(f"{k} {v:.4f}" for k, v in sorted(tried.items())) if len(tried) > 1 else ""
+    return ("on" if final["tta"] else "off") + (f" (validation Dice {detail})" if detail else "")
+
+
 def _final(s: dict, images: dict, source: str) -> str:
     f = s.get("final")
     body = ""
@@ -121,6 +130,7 @@ def _final(s: dict, images: dict, source: str) -> str:
         e = f["ensemble"]
         body += H.table(["", "value"], [("validation Dice (mean foreground)", e.get("val_dice")),
                                         ("largest-component post-processing on labels", f.get("largest_component")),
+                                        ("flip test-time augmentation", _tta_text(f)),
                                         ("model folder", f.get("best") or "best/")])
         members = f.get("members") or []
         if members:

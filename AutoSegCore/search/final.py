@@ -33,8 +33,10 @@ def rank_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     return sorted(done, key=lambda t: (t.number not in front, -(t.user_attrs.get("val_dice") or 0)))[:k]
 
 
-def install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int]) -> Path:
-    """best/ as a model folder (one member) or an ensemble folder (members/ + ensemble.json), atomically swapped."""
+def install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int],
+                 tta: bool = False) -> Path:
+    """best/ as a model folder (one member) or an ensemble folder (members/ + ensemble.json), atomically swapped;
+    ``largest_component`` and ``tta`` are the inference settings decided from validation."""
     best, tmp = work / "best", work / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -43,7 +45,7 @@ def install_best(work: Path, members: list[Path], labels: dict, largest_componen
             if (members[0] / name).exists():
                 shutil.copy2(members[0] / name, tmp / name)
         info = read_json(tmp / "model.json")
-        info["config"]["inference"]["largest_component"] = largest_component
+        info["config"]["inference"].update(largest_component=largest_component, tta=bool(tta))
         write_json(tmp / "model.json", info)
     else:
         for i, m in enumerate(members):
@@ -54,7 +56,7 @@ def install_best(work: Path, members: list[Path], labels: dict, largest_componen
         write_json(tmp / "ensemble.json", {"members": [f"members/{i}" for i in range(len(members))],
                                            "labels": {str(k): v for k, v in labels.items()},
                                            "largest_component": largest_component,
-                                           "inference": {"tta": False}})
+                                           "inference": {"tta": bool(tta)}})
     old = work / ".best.old"
     shutil.rmtree(old, ignore_errors=True)
     if best.exists():
@@ -72,7 +74,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     from AutoSegCore.data.writers import save_prediction
     from AutoSegCore.training.api import train_model
     from AutoSegCore.training.inference import Predictor
-    from AutoSegCore.training.metrics import evaluate_pair
+    from AutoSegCore.training.metrics import dice_per_class, evaluate_pair
     from AutoSegCore.training.postprocess import decide_largest_component, keep_largest_component
 
     t0 = time.time()
@@ -112,21 +114,32 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     # validation predictions (original geometry) of the ensemble — or out-of-fold for k-fold members
     best = install_best(work, members, ds.labels, [])
     classes = [c for c in sorted(ds.labels) if c > 0]
-    preds, truths, spacings, names_val = [], [], [], []
+    truths, spacings, names_val = [], [], []
     if settings.final_folds and settings.final_folds > 1:
         pairs = [(Predictor(m, device=settings.device), job[3]) for m, job in zip(members, jobs)]
     else:
         pairs = [(Predictor(best, device=settings.device), jobs[0][3])]
+    # flip TTA: "auto" predicts validation both ways and keeps TTA only where it scores higher (as LCC below)
+    can_flip = any(info.get("flip_axes") for p, _ in pairs for _, info, _ in p.members)
+    modes = {"auto": [False, True] if can_flip else [False], "on": [True], "off": [False]}[settings.final_tta]
+    by_mode: dict[bool, list] = {m: [] for m in modes}
     for predictor, val_names in pairs:
         predictor.largest_component = []
         for n in val_names:
             arr = read_case(ds.case(n))
-            preds.append(predictor.predict_array(arr.image, arr.affine, n))
+            for mode in modes:
+                predictor.tta = mode
+                by_mode[mode].append(predictor.predict_array(arr.image, arr.affine, n))
             truths.append(arr.label)
             spacings.append(arr.spacing)
             names_val.append(n)
+    tta_dice = {mode: float(np.mean([np.mean(list(dice_per_class(p, t, classes).values()) or [0.0])
+                                     for p, t in zip(preds, truths)])) if truths else 0.0
+                for mode, preds in by_mode.items()}
+    tta = max(modes, key=lambda m: (tta_dice[m], not m))          # a tie keeps the cheaper prediction
+    preds = by_mode[tta]
     lcc = decide_largest_component(preds, truths, classes)
-    best = install_best(work, members, ds.labels, lcc)
+    best = install_best(work, members, ds.labels, lcc, tta)
     final_preds = [keep_largest_component(p, lcc) for p in preds]
     metrics = [evaluate_pair(p, t, ds.labels, sp) for p, t, sp in zip(final_preds, truths, spacings)]
     ens = {"val_dice": float(np.mean([m["mean_dice"] for m in metrics])),
@@ -136,7 +149,8 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     for n, p in list(zip(names_val, final_preds))[:n_predictions]:
         arr = read_case(ds.case(n))
         save_prediction(p, arr.affine, ds.labels, work / "predictions", n)
-    summary = {"members": per_member, "ensemble": ens, "largest_component": lcc, "folds": settings.final_folds,
+    summary = {"members": per_member, "ensemble": ens, "largest_component": lcc, "tta": tta,
+               "tta_val_dice": {("on" if m else "off"): v for m, v in tta_dice.items()}, "folds": settings.final_folds,
                "top_k": settings.final_top_k, "seconds": time.time() - t0, "best": str(best)}
     write_json(work / "final" / "summary.json", summary)
     events.emit("artifact", kind="model", path=str(best))

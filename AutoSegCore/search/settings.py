@@ -50,6 +50,7 @@ class SearchSettings:
     final_time: float | None = None           # seconds shared by the final trainings; each lr schedule ends on its share
     final_steps_per_epoch: int | None = None
     final_folds: int = 0
+    final_tta: str = "auto"                   # flip TTA of best/: auto (decided from validation) | on | off
     final: bool = True
     holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see
 
@@ -63,6 +64,8 @@ class SearchSettings:
                               "use 1 ≤ --min-epochs ≤ --epochs")
         if self.final_time is not None and not self.final_time > 0:
             raise ConfigError(f"--final-time {self.final_time:g} s must be positive", "e.g. --final-time 80m")
+        if self.final_tta not in ("auto", "on", "off"):
+            raise ConfigError(f"--final-tta {self.final_tta!r} is not auto, on or off", "e.g. --final-tta auto")
         if self.study_name is None:
             self.study_name = Path(self.out).resolve().name or "autoseg"
 

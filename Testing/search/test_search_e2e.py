@@ -41,6 +41,14 @@ def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
     history = json.loads((out / "best" / "history.json").read_text())
     assert all("horizon" in r for r in history) and history[-1]["epoch"] == best_info["epochs"]
     assert sum(r["seconds"] for r in history) < 4.0 + 2 * max(r["seconds"] for r in history) + 1.0
+    # flip TTA decided from validation (--final-tta auto): both ways scored, the better one kept in best/
+    tried = final["tta_val_dice"]
+    if best_info["flip_axes"]:
+        assert set(tried) == {"on", "off"} and final["tta"] == (tried["on"] > tried["off"])
+    else:
+        assert tried.keys() == {"off"} and final["tta"] is False
+    assert best_info["config"]["inference"]["tta"] == final["tta"]
+    assert "flip test-time augmentation" in (out / "report.html").read_text()
     assert best_info["config"]["network"]["channels"] == study.best_trial.user_attrs["full_config"]["network"]["channels"]
     assert (out / "report.html").stat().st_size > 10_000 and (out / "summary.json").is_file()
     # the best model is directly usable by `autoseg predict`
