@@ -65,6 +65,15 @@ def _affines_match(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.abs(np.asarray(a) - np.asarray(b)).max()) <= AFFINE_RTOL * scale
 
 
+def _check_on_grid(path, what: str, shape: tuple, affine, ref: str, ref_shape: tuple, ref_affine,
+                   shape_hint: str, affine_hint: str) -> None:
+    """``path`` (a channel or a label) must lie on its reference file's voxel grid: same shape, same affine."""
+    if _spatial(shape) != _spatial(ref_shape):
+        raise DatasetError(f"{path}: {what} shape {_spatial(shape)} differs from {ref} {_spatial(ref_shape)}", shape_hint)
+    if not _affines_match(affine, ref_affine):
+        raise DatasetError(f"{path}: {what} affine differs from {ref} (tolerance {AFFINE_RTOL:g} relative)", affine_hint)
+
+
 def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
     n = ds.num_channels
     if not case.images:
@@ -104,12 +113,9 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
                 _check_3d(p, s, "channel")
                 raise DatasetError(f"{p}: channel file has shape {s}, expected a 3D volume", "store one 3D volume per channel file")
             _check_3d(p, s, "channel")
-            if _spatial(s) != _spatial(shape):
-                raise DatasetError(f"{p}: channel shape {_spatial(s)} differs from {case.images[0].name} {_spatial(shape)}",
-                                   "resample all channels of a case onto one grid")
-            if not _affines_match(h.affine, first.affine):
-                raise DatasetError(f"{p}: channel affine differs from {case.images[0].name}",
-                                   "register/resample all channels of a case onto one grid")
+            _check_on_grid(p, "channel", s, h.affine, case.images[0].name, shape, first.affine,
+                           "resample all channels of a case onto one grid",
+                           "register/resample all channels of a case onto one grid")
     if case.label is None:
         if require_labels:
             raise DatasetError(f"{case.images[0]}: image without label (case '{case.name}')",
@@ -125,12 +131,9 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
                            "store one 3D volume of integer label values (0 = background), not one channel per label")
     if len(ls) < 3:
         _check_3d(case.label, ls, "label")
-    if _spatial(ls) != _spatial(shape):
-        raise DatasetError(f"{case.label}: label shape {_spatial(ls)} differs from image shape {_spatial(shape)}",
-                           "resample the label onto its image's grid (e.g. export the segmentation with the image as reference)")
-    if not _affines_match(lbl.affine, first.affine):
-        raise DatasetError(f"{case.label}: label affine differs from its image's (tolerance {AFFINE_RTOL:g} relative)",
-                           "save the label with the image's geometry (same origin, spacing and direction)")
+    _check_on_grid(case.label, "label", ls, lbl.affine, "its image", shape, first.affine,
+                   "resample the label onto its image's grid (e.g. export the segmentation with the image as reference)",
+                   "save the label with the image's geometry (same origin, spacing and direction)")
     return img_hdrs, lbl
 
 
