@@ -98,6 +98,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
         cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
         if settings.final_time:                   # equal shares, one training after another
             cfg["training"]["time_limit"] = float(settings.final_time) / len(jobs)
+        if cfg["training"].get("time_limit"):     # --final-time, or the base config's own limit for each member
             cfg["training"]["epochs"] = int(settings.final_epochs or EPOCH_CAP_WITH_TIME_LIMIT)
         cfg["training"]["seed"] = settings.seed
         steps = settings.final_steps_per_epoch or settings.steps_per_epoch

@@ -271,7 +271,9 @@ class SearchRunner:
             return None
         full_config = self.space.to_config(params, self.s.base_config)
         config = {**full_config, "network": self.fidelity.apply_network(full_config["network"])}
-        config["training"] = {**config["training"], "epochs": self.s.epochs, "seed": self.s.seed}
+        # trials are budgeted in epochs (their values are Dice at one fidelity): a base config's time_limit is
+        # for trainings of a single config (the final one gets --final-time), never for a trial
+        config["training"] = {**config["training"], "epochs": self.s.epochs, "seed": self.s.seed, "time_limit": None}
         if self.s.steps_per_epoch:
             config["training"]["steps_per_epoch"] = self.s.steps_per_epoch
         trial_dir = self.work / "trials" / f"{trial.number:04d}"

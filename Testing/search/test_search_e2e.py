@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slow
 
 def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
     out, ev = tmp_path / "run", tmp_path / "events.jsonl"
+    base = tmp_path / "base.yaml"            # a base config's time limit is for single trainings, never a trial's
+    base.write_text("training: {time_limit: 900}\n")
     r = autoseg("search", dataset, *TINY, "--proxy-data", "mi+roi:6", "--trials", "2", "--final-time", "4s",
-                "--out", out, "--events", ev)
+                "--config", base, "--out", out, "--events", ev)
     assert r.returncode == 0, r.stderr[-3000:]
     kinds = [e["event"] for e in events(ev)]
     for k in ("study_started", "trial_started", "epoch", "trial_finished", "artifact", "done"):
@@ -33,6 +35,7 @@ def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
         assert t.user_attrs["config"]["network"]["channels"] == 4
         assert t.user_attrs["full_config"]["network"]["channels"] > 4   # the final model uses the full net
         assert sorted(t.intermediate_values) == [1, 2]
+        assert t.user_attrs["config"]["training"]["time_limit"] is None
     final = json.loads((out / "final" / "summary.json").read_text())
     assert final["members"][0]["trial"] == study.best_trial.number
     best_info = json.loads((out / "best" / "model.json").read_text())
