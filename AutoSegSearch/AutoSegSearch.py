@@ -21,7 +21,7 @@ from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from AutoSegSearchLib.logic import AutoSegSearchLogic as LibLogic
-from AutoSegSearchLib.logic import CasePair
+from AutoSegSearchLib.logic import TTA_CHOICES, CasePair
 from AutoSegSearchLib.process import ProcessState
 from AutoSegSearchLib.progress import RunProgress
 
@@ -64,7 +64,7 @@ UI_WIDGETS = {
     "bestConfigLabel": "QLabel",
     "reportPlotLabel": "QLabel",
     "applyVolumeSelector": "qMRMLNodeComboBox",
-    "ttaCheckBox": "QCheckBox",
+    "ttaComboBox": "QComboBox",
     "applyButton": "QPushButton",
     "openReportButton": "QPushButton",
     "resultsCollapsibleButton": "ctkCollapsibleButton",
@@ -107,7 +107,7 @@ class AutoSegSearchParameterNode:
     useProxyData: bool = False
     device: str = "auto"
     storage: str = ""
-    tta: bool = False
+    tta: str = "as the model decided"                 # or "on" / "off"
 
 
 class AutoSegSearchLogic(ScriptedLoadableModuleLogic, LibLogic):
@@ -379,7 +379,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             work = self._searchDir / "apply" / time.strftime("%Y%m%d-%H%M%S")
             image = self.logic.write_volume_for_engine(volume, work / "input")
             args = self.logic.predict_args(self._searchDir, [image], work / "predictions",
-                                           tta=self._parameterNode.tta, device=self._parameterNode.device)
+                                           tta=TTA_CHOICES.get(self._parameterNode.tta),
+                                           device=self._parameterNode.device)
 
             def load():
                 names = self.logic.dataset_label_names(self._datasetDir) if self._datasetDir else None

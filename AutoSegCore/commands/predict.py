@@ -1,6 +1,7 @@
 """`autoseg predict MODEL_DIR INPUT... --out DIR` → training.inference.Predictor.predict_files."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from AutoSegCore.cli import add_events_option
@@ -12,7 +13,9 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files (.nii.gz/.nrrd), or a dataset folder (predicts imagesTs/ "
                    "if present, else imagesTr/)")
     p.add_argument("--out", required=True, help="folder for <case>.nii.gz and <case>.seg.nrrd")
-    p.add_argument("--tta", action="store_true", default=None, help="flip test-time augmentation")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation on (--tta) or off (--no-tta); default: as the model folder "
+                        "decided (a search's best/ keeps it only if it scored higher on validation)")
     p.add_argument("--device", default="auto")
     add_events_option(p)
     p.set_defaults(func=run)
@@ -42,7 +45,7 @@ def run(args, events) -> int:
 
     predictor = Predictor(args.model, device=args.device, tta=args.tta)
     items = expand_inputs(args.inputs)
-    events.emit("study_started", kind="predict", model=str(args.model), n=len(items))
+    events.emit("study_started", kind="predict", model=str(args.model), n=len(items), tta=predictor.tta)
     with epoch_progress(events, len(items), "predicting"):
         results = predictor.predict_files(items, args.out, events)
     events.emit("done", predictions=results)

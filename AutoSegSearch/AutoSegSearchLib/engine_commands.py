@@ -15,6 +15,9 @@ from .process import EngineProcess, ProcessState
 SPACES = ("unet-pipeline", "unet-recipe", "proxy-hpo", "segnas", "segnas4", "segnas7", "emonas")
 STRATEGIES = ("random", "tpe", "nsga2", "bohb", "rl", "crs", "moead")
 PROXY_METHODS = ("mi", "ncc", "random")
+# "Test-time flips" choices → predict_args(tta=): None keeps the model folder's own decision (a search's best/
+# keeps flips only if they scored higher on validation); True/False force them (`--tta` / `--no-tta`).
+TTA_CHOICES = {"as the model decided": None, "on": True, "off": False}
 
 
 def available_spaces() -> list[str]:
@@ -125,10 +128,11 @@ class EngineCommands:
         return args
 
     def predict_args(self, model_dir: str | Path, images: Sequence[str | Path], out_dir: str | Path,
-                     tta: bool = False, device: str = "auto") -> list[str]:
+                     tta: bool | None = None, device: str = "auto") -> list[str]:
+        """``tta`` None keeps the model folder's own decision; True/False force flips on/off."""
         model = self.resolve_model_dir(model_dir)
         args = ["predict", str(model), *map(str, images), "--out", str(out_dir), "--device", device]
-        return args + (["--tta"] if tta else [])
+        return args + ({True: ["--tta"], False: ["--no-tta"]}.get(tta, []))
 
     def resolve_model_dir(self, model_dir: str | Path) -> Path:
         """A model folder (model.pt), or a search output folder whose best/ holds one."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import slicer
 
 from .dataset_export import CasePair, DatasetExport, ExportedDataset
-from .engine_commands import (PROXY_METHODS, SPACES, STRATEGIES, EngineCommands, available_spaces,
+from .engine_commands import (PROXY_METHODS, SPACES, STRATEGIES, TTA_CHOICES, EngineCommands, available_spaces,
                               available_strategies)
 from .engine_outputs import EngineOutputs, ProxyCase, ProxyResult
 from .errors import ConfigError, DatasetError
@@ -22,7 +22,7 @@ from .nodes import PALETTE, case_name_from_file, safe_case_name
 from .scene_import import SceneImport
 
 __all__ = ["AutoSegSearchLogic", "CasePair", "ConfigError", "DatasetError", "ExportedDataset", "PALETTE",
-           "PROXY_METHODS", "ProxyCase", "ProxyResult", "SPACES", "STRATEGIES", "available_spaces",
+           "PROXY_METHODS", "ProxyCase", "ProxyResult", "SPACES", "STRATEGIES", "TTA_CHOICES", "available_spaces",
            "available_strategies", "case_name_from_file", "safe_case_name"]
 
 

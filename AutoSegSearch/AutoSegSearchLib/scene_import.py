@@ -56,7 +56,7 @@ class SceneImport(SceneNodes):
         self.write_volume(volume, path)
         return path
 
-    def apply_model(self, model_dir: str | Path, volume, work_dir: str | Path, tta: bool = False,
+    def apply_model(self, model_dir: str | Path, volume, work_dir: str | Path, tta: bool | None = None,
                     device: str = "auto", label_names: dict[int, str] | None = None,
                     on_event: Callable[[dict], None] | None = None, timeout: float | None = None):
         """Blocking: run ``autoseg predict`` on ``volume`` and import its mask as a segmentation node over it."""

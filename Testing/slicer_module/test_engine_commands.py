@@ -46,3 +46,15 @@ def test_proxy_arguments_and_budget_units(tmp_path):
         commands.budget_value(0.5, "cases")
     with pytest.raises(ConfigError):
         commands.proxy_args(tmp_path, tmp_path / "o", method="psnr")
+
+
+def test_apply_flips_as_decided_on_or_off(tmp_path):
+    """None keeps best/'s own decision (the engine's default); True/False force it, as `--tta` / `--no-tta`."""
+    model = tmp_path / "search" / "best"
+    model.mkdir(parents=True)
+    (model / "model.pt").write_bytes(b"")
+    parsed = {tta: build_parser().parse_args(commands.predict_args(tmp_path / "search", [tmp_path / "a.nii.gz"],
+                                                                   tmp_path / "pred", tta=tta))
+              for tta in (None, True, False)}
+    assert {k: p.tta for k, p in parsed.items()} == {None: None, True: True, False: False}
+    assert all(p.command == "predict" and p.model == str(model) for p in parsed.values())

@@ -99,7 +99,7 @@ def test_parameter_node_fields_match_slicer_parameter_names():
 
 
 def test_combo_box_items_are_values_the_logic_accepts():
-    from AutoSegSearchLib.logic import PROXY_METHODS, available_spaces, available_strategies
+    from AutoSegSearchLib.logic import PROXY_METHODS, TTA_CHOICES, available_spaces, available_strategies
 
     root = ET.parse(UI_FILE).getroot()
     items = {w.get("name"): [i.find("property/string").text for i in w.findall("item")]
@@ -108,6 +108,12 @@ def test_combo_box_items_are_values_the_logic_accepts():
     assert set(items["spaceComboBox"]) == set(available_spaces())
     assert items["strategyComboBox"] == available_strategies()
     assert items["deviceComboBox"] == ["auto", "cpu", "cuda"]
+    # Results → "Test-time flips": every item maps to predict_args(tta=None|True|False), the default included
+    assert items["ttaComboBox"] == list(TTA_CHOICES) and list(TTA_CHOICES.values()) == [None, True, False]
+    defaults = {n.target.id: ast.literal_eval(n.value) for c in module_ast().body
+                if isinstance(c, ast.ClassDef) and c.name == "AutoSegSearchParameterNode"
+                for n in c.body if isinstance(n, ast.AnnAssign) and n.value is not None}
+    assert defaults["tta"] == items["ttaComboBox"][0] and defaults["device"] == items["deviceComboBox"][0]
 
 
 def _load_stub(name: str, file: str) -> types.ModuleType:
