@@ -21,10 +21,10 @@ from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from AutoSegCore.errors import AutoSegError, DatasetError
+from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError
 from AutoSegWeb.paths import ConfinedRoot
-from AutoSegWeb.slicer_lib import (AutoSegSearchLogic, EngineProcess, ProcessState, RunProgress, available_spaces,
-                                   available_strategies)
+from AutoSegWeb.slicer_lib import (TTA_CHOICES, AutoSegSearchLogic, EngineProcess, ProcessState, RunProgress,
+                                   available_spaces, available_strategies)
 from AutoSegWeb.ui import build_ui
 
 log = logging.getLogger("AutoSegWeb")
@@ -104,6 +104,7 @@ class AutoSegWebApp(TrameApp):
         s.best_value, s.best_params, s.best_dice, s.report_url, s.results_name = None, [], [], "", ""
         s.model_text = ""
         s.apply_case, s.segments, s.shown = "", [], ""
+        s.tta_choices, s.apply_tta = list(TTA_CHOICES), next(iter(TTA_CHOICES))
         s.panels = ["data"]
 
     def list_datasets(self) -> list[str]:
@@ -298,10 +299,14 @@ class AutoSegWebApp(TrameApp):
         case = str(self.state.apply_case)
         if case not in self.state.case_names:
             raise DatasetError(f"case '{case}' is not in the dataset", "pick a case of the chosen dataset")
+        if self.state.apply_tta not in TTA_CHOICES:
+            raise ConfigError(f"test-time flips '{self.state.apply_tta}' is not a choice",
+                              f"pick one of: {', '.join(TTA_CHOICES)}")
         image, _ = self.logic.dataset_files(dataset, case)
         out = self.results_dir.parent / "apply" if self.results_dir.name == "search" else self.results_dir / "apply"
         out = self.work_root.resolve(self.work_root.relative(out), must_exist=False, kind="output folder")
-        args = self.logic.predict_args(self.results_dir, [image], out / "predictions")
+        args = self.logic.predict_args(self.results_dir, [image], out / "predictions",
+                                       tta=TTA_CHOICES[self.state.apply_tta])
         self._start("predict", args, out, lambda: self._apply_finished(dataset, case, out / "predictions"))
 
     def _apply_finished(self, dataset: Path, case: str, predictions: Path) -> None:

@@ -14,10 +14,10 @@ if not (MODULE_DIR / "AutoSegSearchLib" / "logic.py").is_file():  # pragma: no c
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-from AutoSegSearchLib.logic import (PROXY_METHODS, AutoSegSearchLogic, available_spaces,  # noqa: E402
-                                    available_strategies)
+from AutoSegSearchLib.logic import (PROXY_METHODS, TTA_CHOICES, AutoSegSearchLogic,  # noqa: E402
+                                    available_spaces, available_strategies)
 from AutoSegSearchLib.process import EngineProcess, ProcessState  # noqa: E402
 from AutoSegSearchLib.progress import RunProgress  # noqa: E402
 
-__all__ = ["AutoSegSearchLogic", "EngineProcess", "ProcessState", "RunProgress", "PROXY_METHODS",
+__all__ = ["AutoSegSearchLogic", "EngineProcess", "ProcessState", "RunProgress", "PROXY_METHODS", "TTA_CHOICES",
            "available_spaces", "available_strategies"]

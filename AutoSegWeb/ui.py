@@ -200,6 +200,10 @@ def _results_panel(app):
                        id="report-link")
             with v.VRow(dense=True, align="center", classes="mt-1"):
                 with v.VCol(cols=8):
+                    v.VSelect(label="Test-time flips", v_model=("apply_tta",), items=("tta_choices",),
+                              density="compact", hide_details=True, id="apply-tta")
+            with v.VRow(dense=True, align="center", classes="mt-1"):
+                with v.VCol(cols=8):
                     v.VSelect(label="Apply to case", v_model=("apply_case",), items=("case_names",),
                               density="compact", hide_details=True, id="apply-case")
                 with v.VCol(cols=4):

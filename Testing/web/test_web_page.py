@@ -206,7 +206,11 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     assert "<html" in report.lower()
     shot(page, "web-4-results.png")
 
-    # 6. Apply the best model to a case: the predicted mask over the image in the views
+    # 6. Apply the best model to a case, flips forced on: the predicted mask over the image in the views
+    assert page.evaluate("window.trame.state.get('apply_tta')") == "as the model decided"
+    page.locator(".v-field:has(#apply-tta)").click()
+    page.locator(".v-overlay .v-list-item", has_text=re.compile(r"^\s*on\s*$")).click()
+    wait_until(lambda: page.evaluate("window.trame.state.get('apply_tta')") == "on", 30, "the flips choice")
     page.click("#apply")
     wait_until(lambda: "predicted mask" in page.inner_text("#shown")
                or page.locator("#error").count(), 240, "the prediction")
@@ -226,5 +230,9 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     axial = crop(final, view_box(page))
     assert sum(count_colour(axial, c) for c in colours) > 50
     assert sum(count_colour(baseline, c) for c in colours) == 0      # not there before the model was applied
-    assert (roots["work"] / page.evaluate("window.trame.state.get('run_name')") / "apply" / "predictions").is_dir()
+    apply_dir = roots["work"] / page.evaluate("window.trame.state.get('run_name')") / "apply"
+    assert (apply_dir / "predictions").is_dir()
+    started = [json.loads(line) for line in (apply_dir / "predict.events.jsonl").read_text().splitlines()
+               if '"study_started"' in line]
+    assert started and started[0]["tta"] is True                      # "on" reached the engine as --tta
     assert server_log_problems(log_path) == []
