@@ -111,7 +111,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
         members.append(out)
         per_member.append({"trial": t.number, "tag": tag, "params": t.params, "full_val_dice": res.val_dice,
                            "proxy_val_dice": t.user_attrs.get("val_dice"), "val_dice_per_class": res.val_dice_per_class,
-                           "val_cases": va, "seconds": res.seconds})
+                           "train_cases": tr, "val_cases": va, "seconds": res.seconds})
     # validation predictions (original geometry) of the ensemble — or out-of-fold for k-fold members
     best = install_best(work, members, ds.labels, [])
     classes = [c for c in sorted(ds.labels) if c > 0]

@@ -62,6 +62,8 @@ class SearchSettings:
         if self.epochs < 1 or self.min_epochs < 1 or self.min_epochs > self.epochs:
             raise ConfigError(f"epochs {self.min_epochs}..{self.epochs} are not a valid budget range",
                               "use 1 ≤ --min-epochs ≤ --epochs")
+        if self.final_epochs is not None and self.final_epochs < 1:
+            raise ConfigError(f"--final-epochs {self.final_epochs} must be ≥ 1", "e.g. --final-epochs 50")
         if self.final_time is not None and not self.final_time > 0:
             raise ConfigError(f"--final-time {self.final_time:g} s must be positive", "e.g. --final-time 80m")
         if self.final_tta not in ("auto", "on", "off"):

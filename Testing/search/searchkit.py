@@ -25,9 +25,9 @@ def env() -> dict:
     return e
 
 
-def autoseg(*args, timeout=900, **kw) -> subprocess.CompletedProcess:
+def autoseg(*args, timeout=900, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "AutoSegCore", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env(), **kw)
+                          timeout=timeout, env={**env(), **(env_extra or {})}, **kw)
 
 
 def start(*args, log: Path) -> subprocess.Popen:
