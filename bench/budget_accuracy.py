@@ -18,6 +18,7 @@ and the verdict compares like with like.  Targets: held-out mean foreground Dice
     .venv/bin/python bench/budget_accuracy.py                        # full run: 2 h per arm (≈ 4 h)
     .venv/bin/python bench/budget_accuracy.py --arm recipe           # one 2-hour arm per sitting; the
     .venv/bin/python bench/budget_accuracy.py --arm search           # second run compares with the saved first
+    .venv/bin/python bench/budget_accuracy.py --arm compare          # both saved arms, paired per case
     .venv/bin/python bench/budget_accuracy.py --budget-minutes 12    # reduced-budget end-to-end check
 
 Output is printed and saved to bench/results/budget_accuracy.txt (atomic write); every arm's figures are also
@@ -110,6 +111,7 @@ def run_recipe_arm(ds, pool, holdout, args, work: Path) -> dict:
     fin = train_until(ds, RECIPE, work / "recipe", train, val, start + args.budget_minutes * 60,
                       steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_recipe")
     fin["wall"] = time.time() - start
+    fin["model"] = str(work / "recipe")
     fin.update(evaluate_both(work / "recipe", ds, holdout))
     return fin
 
@@ -200,6 +202,55 @@ def save_arm(path: Path, result: dict, key: dict) -> None:
         indent=1, default=float))
 
 
+def resave_arm(path: Path, result: dict) -> None:
+    """Write back a saved arm with figures added after its sitting (its settings, date and machine unchanged)."""
+    saved = json.loads(path.read_text())
+    saved["result"] = result
+    write_text(path, json.dumps(saved, indent=1, default=float))
+
+
+def rescore_per_case(arm: dict, ds, holdout: list[str], fallback_model: Path | None) -> bool:
+    """Add per-case held-out Dice to an arm saved without it, from its model folder if that is still there.
+
+    Why: the margin is a paired comparison on the same 30 cases, whose spread between arms is far smaller than
+    the 0.0055 standard error of one arm's mean.  Inference is deterministic, so the re-scored mean must equal the
+    saved one; if not, the folder was overwritten since the sitting and is not used.  Returns True if it added any.
+    """
+    model = Path(arm.get("model") or fallback_model or "")
+    added = False
+    for field, tta in (("holdout", False), ("holdout_tta", True)):
+        if field not in arm or "per_case" in arm[field]:
+            continue
+        if not (model / "model.json").is_file():
+            print(f"  no per-case {field} figures: the model folder {model} is gone")
+            continue
+        fresh = evaluate_holdout(model, ds, holdout, tta)
+        if abs(fresh["dice"] - arm[field]["dice"]) > 1e-6:
+            print(f"  {model}: re-scored {field} {fresh['dice']:.6f} ≠ saved {arm[field]['dice']:.6f}; the folder "
+                  "changed since the sitting, not used")
+            continue
+        arm[field]["per_case"] = fresh["per_case"]
+        added = True
+    return added
+
+
+def paired_text(search: dict, recipe: dict) -> str:
+    """Mean per-case difference, its standard error and t 95 % interval, and how many cases the search won."""
+    from scipy import stats
+
+    a, b = search.get("per_case"), recipe.get("per_case")
+    if not a or not b or set(a) != set(b):
+        return ""
+    diff = [a[n] - b[n] for n in sorted(a)]
+    n = len(diff)
+    mean = sum(diff) / n
+    se = float(stats.sem(diff)) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.975, n - 1)) * se if n > 1 else float("nan")
+    wins = sum(d > 0 for d in diff)
+    return (f"search − recipe {mean:+.4f} (SE {se:.4f}, 95 % CI {mean - half:+.4f} … {mean + half:+.4f}); "
+            f"the search scored higher on {wins} of {n} cases")
+
+
 def load_arm(path: Path, key: dict) -> dict | None:
     name = path.stem.rsplit("_", 1)[-1]
     if not path.is_file():
@@ -235,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/autoseg_bench/budget_accuracy", help="scratch folder (wiped)")
-    ap.add_argument("--arm", choices=("both", "recipe", "search"), default="both",
-                    help="run one arm and compare with the other's saved result (same settings only)")
+    ap.add_argument("--arm", choices=("both", "recipe", "search", "compare"), default="both",
+                    help="run one arm and compare with the other's saved result (same settings only); compare: "
+                         "run neither, compare the two saved arms, re-scoring per case any arm saved without "
+                         "per-case Dice from its model folder (for the paired difference)")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/budget_accuracy.txt")
     args = ap.parse_args(argv)
     if not 0.05 <= args.search_fraction <= 0.95:
@@ -311,7 +364,14 @@ def _run(args) -> int:
                 save_arm(arm_file(args, name), arms[name], key)
         else:
             arms[name] = load_arm(arm_file(args, name), key)
+            if args.arm == "compare" and arms[name] is not None and rescore_per_case(
+                    arms[name], ds, holdout, work / name if name == "recipe" else None) and not args.no_save:
+                resave_arm(arm_file(args, name), arms[name])
     recipe, search = arms["recipe"], arms["search"]
+    if args.arm == "compare" and (recipe is None or search is None):
+        raise SystemExit("budget_accuracy: --arm compare needs both arms saved with these settings ("
+                         + ", ".join(str(arm_file(args, n).relative_to(RESULTS.parents[1])) for n in arms
+                                     if arms[n] is None) + " missing or different): run that arm first")
     if recipe is None or search is None:
         missing = "recipe" if recipe is None else "search"
         done = search if recipe is None else recipe
@@ -372,6 +432,10 @@ def _run(args) -> int:
         print(f"| margin over the fixed recipe | {label} | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | "
               f"≥ +{MARGIN_TARGET} | {'PASS' if d_s - d_r >= MARGIN_TARGET else 'FAIL'} |")
     print()
+    for label, field in (("default", "holdout"), ("flip TTA", "holdout_tta")):
+        line = paired_text(search.get(field, {}), recipe.get(field, {}))
+        if line:
+            print(f"paired over the same held-out cases ({label}): {line}")
     ok = any(verdicts)
     print(f"overall: {'PASS' if ok else 'FAIL'}" + ("" if full else " (reduced budget: not the issue's verdict)")
           + f"; total {time.perf_counter() - t_all:.0f} s")

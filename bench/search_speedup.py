@@ -78,16 +78,17 @@ def evaluate_holdout(model_dir: Path, ds, holdout: list[str], tta: bool = False)
     ``tta``: also average the flips along the axes the model was trained to mirror (``autoseg predict --tta``).
     """
     predictor = Predictor(model_dir, device="cpu", tta=tta)
-    per_case = []
+    per_case: dict[str, float] = {}
     per_class: dict[str, list[float]] = {}
     for name in holdout:
         arr = read_case(ds.case(name))
         pred = predictor.predict_array(arr.image, arr.affine, name)
         m = evaluate_pair(pred, arr.label, ds.labels, arr.spacing)
-        per_case.append(m["mean_dice"])
+        per_case[name] = float(m["mean_dice"])
         for k, v in m["dice"].items():
             per_class.setdefault(k, []).append(v)
-    return {"dice": float(np.mean(per_case)), "per_class": {k: float(np.mean(v)) for k, v in per_class.items()}}
+    return {"dice": float(np.mean(list(per_case.values()))),
+            "per_class": {k: float(np.mean(v)) for k, v in per_class.items()}, "per_case": per_case}
 
 
 class TrialClock:
