@@ -209,14 +209,14 @@ def resave_arm(path: Path, result: dict) -> None:
     write_text(path, json.dumps(saved, indent=1, default=float))
 
 
-def rescore_per_case(arm: dict, ds, holdout: list[str], fallback_model: Path | None) -> bool:
+def rescore_per_case(arm: dict, ds, holdout: list[str]) -> bool:
     """Add per-case held-out Dice to an arm saved without it, from its model folder if that is still there.
 
     Why: the margin is a paired comparison on the same 30 cases, whose spread between arms is far smaller than
     the 0.0055 standard error of one arm's mean.  Inference is deterministic, so the re-scored mean must equal the
     saved one; if not, the folder was overwritten since the sitting and is not used.  Returns True if it added any.
     """
-    model = Path(arm.get("model") or fallback_model or "")
+    model = Path(arm.get("model", ""))
     added = False
     for field, tta in (("holdout", False), ("holdout_tta", True)):
         if field not in arm or "per_case" in arm[field]:
@@ -241,14 +241,11 @@ def paired_text(search: dict, recipe: dict) -> str:
     a, b = search.get("per_case"), recipe.get("per_case")
     if not a or not b or set(a) != set(b):
         return ""
-    diff = [a[n] - b[n] for n in sorted(a)]
-    n = len(diff)
-    mean = sum(diff) / n
-    se = float(stats.sem(diff)) if n > 1 else float("nan")
-    half = float(stats.t.ppf(0.975, n - 1)) * se if n > 1 else float("nan")
-    wins = sum(d > 0 for d in diff)
-    return (f"search − recipe {mean:+.4f} (SE {se:.4f}, 95 % CI {mean - half:+.4f} … {mean + half:+.4f}); "
-            f"the search scored higher on {wins} of {n} cases")
+    names = sorted(a)
+    diff = [a[n] - b[n] for n in names]
+    ci = stats.ttest_rel([a[n] for n in names], [b[n] for n in names]).confidence_interval(0.95)
+    return (f"search − recipe {sum(diff) / len(diff):+.4f} (SE {stats.sem(diff):.4f}, 95 % CI {ci.low:+.4f} … "
+            f"{ci.high:+.4f}); the search scored higher on {sum(d > 0 for d in diff)} of {len(diff)} cases")
 
 
 def load_arm(path: Path, key: dict) -> dict | None:
@@ -364,8 +361,8 @@ def _run(args) -> int:
                 save_arm(arm_file(args, name), arms[name], key)
         else:
             arms[name] = load_arm(arm_file(args, name), key)
-            if args.arm == "compare" and arms[name] is not None and rescore_per_case(
-                    arms[name], ds, holdout, work / name if name == "recipe" else None) and not args.no_save:
+            if (args.arm == "compare" and arms[name] is not None and rescore_per_case(arms[name], ds, holdout)
+                    and not args.no_save):
                 resave_arm(arm_file(args, name), arms[name])
     recipe, search = arms["recipe"], arms["search"]
     if args.arm == "compare" and (recipe is None or search is None):
