@@ -15,7 +15,8 @@ def register(sub) -> None:
                         "(shrinks each sampled net by F, keeps the order of sizes); or levels=N,width=F")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--trials", type=int, help="number of trials in the study (default 20)")
-    g.add_argument("--time", help="search time budget, e.g. 30m or 2h")
+    g.add_argument("--time", help="search time budget, e.g. 30m or 2h; trials still running when it ends are stopped "
+                                  "at their last checkpoint and re-queued for a re-run")
     p.add_argument("--jobs", type=int, default=1, help="trials in parallel on this machine (CPU cores are split)")
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite file DIR/study.db); postgresql://… for many machines")
     p.add_argument("--study-name", help="study name (default: the --out folder's name)")

@@ -85,7 +85,8 @@ def render(s: dict, images: dict, per_class_source: str, overlays: list[tuple[st
 def _overview(s: dict) -> str:
     c = s["counts"]
     rows = [("trials", s["n_trials"]), ("complete", c.get("COMPLETE", 0)), ("pruned", c.get("PRUNED", 0)),
-            ("failed", c.get("FAIL", 0)), ("running / waiting", c.get("RUNNING", 0) + c.get("WAITING", 0)),
+            ("failed", c.get("FAIL", 0) - c.get("REQUEUED", 0)), ("stopped and re-queued", c.get("REQUEUED", 0)),
+            ("running / waiting", c.get("RUNNING", 0) + c.get("WAITING", 0)),
             ("epochs trained (all trials)", s["total_epochs"]),
             ("trial compute time", H.Raw(H.duration(s["total_trial_seconds"]))),
             ("search wall-clock", H.Raw(H.duration(s["elapsed_seconds"]))),

@@ -25,6 +25,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
+from AutoSegCore.strategies.penalty import was_requeued
+
 __all__ = ["kendall_tau_over_epochs", "tau_z_score", "anova_one_at_a_time", "importance", "proxy_vs_full",
            "best_so_far", "pareto_front", "summarize", "trial_curve", "trial_score", "json_safe"]
 
@@ -389,13 +391,16 @@ def _read_final(work_dir: Path | None) -> dict | None:
 def summarize(study: optuna.Study, work_dir: str | Path | None = None) -> dict:
     """Everything above in one JSON-serialisable dict (what ``summary.json`` of the report holds).
 
-    Keys: study, directions, space/strategy/proxy fidelity (study user attributes), counts per state,
+    Keys: study, directions, space/strategy/proxy fidelity (study user attributes), counts per state (and
+    REQUEUED: the FAILs that were trials stopped and queued again),
     total epochs / trial seconds / elapsed wall-clock, best trial, kendall_tau, anova, importance, best_so_far,
     pareto_front, final (``DIR/final/summary.json`` when present), proxy_vs_full and ``missing`` (what could not
     be analysed and why).
     """
     trials = study.get_trials(deepcopy=False)
     counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
+    # stopped by Ctrl-C, a dead worker or the search's time limit and queued again: not failures of their config
+    counts["REQUEUED"] = sum(was_requeued(t) for t in trials)
     convergence = best_so_far(study)
     final = _read_final(Path(work_dir) if work_dir else None)
     attrs = study.user_attrs

@@ -4,7 +4,9 @@ Fault model: a trial that raises, is killed by a signal, runs out of memory or e
 recorded as FAILED (with the strategy's penalty value in its user attributes) and the study goes on.
 Heartbeats go to the storage while a child runs, so another worker can reclaim a dead worker's trial.
 A study killed with SIGKILL resumes when the same command is run again: its interrupted trial is re-queued
-with the same parameters and continues from the last epoch's checkpoint.
+with the same parameters and continues from the last epoch's checkpoint.  Ctrl-C and the end of the search's
+time budget (``--time``, a hard limit) stop the running trials the same way: each is recorded as FAIL "…;
+re-queued" (no penalty: ``strategies.penalty.was_requeued``) and queued again, so nothing trained is lost.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
+from AutoSegCore.strategies.penalty import REQUEUED, was_requeued
 from AutoSegCore.utils.io import read_json, write_json
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -229,7 +232,7 @@ class SearchRunner:
             if child and psutil.pid_exists(int(child)):
                 kill_tree(int(child))
             if t.state == optuna.trial.TrialState.RUNNING:
-                self.study._storage.set_trial_user_attr(t._trial_id, "error", "worker died; re-queued")
+                self.study._storage.set_trial_user_attr(t._trial_id, "error", f"worker died; {REQUEUED}")
                 self.study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
             if not t.user_attrs.get("requeued"):
                 self.study.enqueue_trial(t.params, user_attrs={"resume_from": worker.get("trial_dir", ""),
@@ -238,10 +241,11 @@ class SearchRunner:
         return n
 
     # -------------------------------------------------------------------------------------------- loop
+    def _out_of_time(self, started: float) -> bool:
+        return self.s.time_limit is not None and time.time() - started >= self.s.time_limit
+
     def _budget_left(self, started: float) -> bool:
-        if self.stop_requested:
-            return False
-        if self.s.time_limit is not None and time.time() - started >= self.s.time_limit:
+        if self.stop_requested or self._out_of_time(started):
             return False
         if self.s.trials is None:
             return True
@@ -253,8 +257,7 @@ class SearchRunner:
     @staticmethod
     def _counted(trials) -> int:
         """Trials that use up ``--trials``: finished or running; one failed as "re-queued" is replaced by its re-run."""
-        return sum(t.state == optuna.trial.TrialState.RUNNING
-                   or (t.state in FINISHED and not str(t.user_attrs.get("error", "")).endswith("re-queued"))
+        return sum(t.state == optuna.trial.TrialState.RUNNING or (t.state in FINISHED and not was_requeued(t))
                    for t in trials)
 
     def _start_trial(self) -> RunningTrial | None:
@@ -433,22 +436,57 @@ class SearchRunner:
                     elif code is not None:
                         self._finish(rt, code)
                         running.remove(rt)
+                if running and self._out_of_time(started):
+                    # --time is the search's budget, not a time after which no trial starts (Optuna's
+                    # ``timeout``): what runs past it would delay the final training by up to a whole trial
+                    n = len(running)
+                    self._stop_and_requeue(running, f"stopped at the search time limit ({self.s.time_limit:g} s)")
+                    self.events.emit("log", message=f"search time limit reached: {n} running trial(s) stopped at "
+                                     "their last checkpoint and re-queued; re-run the command with more --time to "
+                                     "continue them")
                 self._progress(started)
         except KeyboardInterrupt:
             self.stop_requested = True
-            for rt in running:
-                kill_tree(rt.process.pid)
-                rt.process.wait()
-                rt.trial.set_user_attr("error", "interrupted by the user; re-queued")
-                self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
-                self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
-                                                                 "requeued_from": rt.trial.number})
-            self.events.emit("log", message="interrupted: running trials were stopped and re-queued; "
-                                            "re-run the same command to resume")
+            self._stop_and_requeue(running, "interrupted by the user")
+            self.events.emit("log", message="interrupted: " + self._summary_line(time.time() - started)
+                             + "; re-run the same command to resume (stopped trials continue from their last "
+                               "checkpoint)")
             raise
         finally:
             self.launcher.close()
         return self.study_summary(time.time() - started)
+
+    def _stop_and_requeue(self, running: list[RunningTrial], reason: str) -> None:
+        """Stop every running trial and queue its parameters again; the re-run resumes from the trial's last
+        epoch checkpoint (at most the running epoch is lost).  Recorded as FAIL "<reason>; re-queued", which no
+        strategy reads as a verdict on the config (``was_requeued``)."""
+        for rt in list(running):
+            kill_tree(rt.process.pid)
+            rt.process.wait()
+            self._poll_metrics(rt)
+            error = f"{reason}; {REQUEUED}"
+            rt.trial.set_user_attr("error", error)
+            rt.trial.set_user_attr("seconds", time.time() - rt.started)
+            self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
+                                                            "requeued_from": rt.trial.number})
+            self.events.emit("trial_finished", trial=rt.trial.number, state="FAIL", params=rt.params, error=error,
+                             value=None)
+            running.remove(rt)
+
+    def _summary_line(self, seconds: float) -> str:
+        """One line for the user: what the study holds now and its best trial (e.g. on Ctrl-C)."""
+        summary = self.study_summary(seconds)
+        counts = dict(summary["counts"])
+        requeued = sum(was_requeued(t) for t in self.study.get_trials(deepcopy=False))
+        counts["FAIL"] -= requeued
+        parts = [f"{n} {state.lower()}" for state, n in counts.items() if n and state != "WAITING"]
+        parts += [f"{requeued} stopped and re-queued"] if requeued else []
+        best = summary["best"]
+        text = f"{', '.join(parts) or 'no trials'} after {seconds:.0f} s"
+        if best:
+            text += f"; best so far trial {best['number']} ({best['value']:.4f})"
+        return text
 
     def _progress(self, started: float) -> None:
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)

@@ -32,7 +32,7 @@ class SearchSettings:
     proxy_data: str = "full"
     proxy_net: str = "full"
     trials: int | None = 20
-    time_limit: float | None = None          # seconds for the search phase
+    time_limit: float | None = None          # seconds for the search phase (hard: running trials stopped, re-queued)
     jobs: int = 1
     storage: str | None = None
     study_name: str | None = None

@@ -1,6 +1,7 @@
 """What our samplers share: the unit-cube relaxation of the intersection search space, random sampling of
 parameters outside it, one seeded random stream, a lock for threads, and reading finished trials as
-minimisation values (failed trials get the worst value, see penalty.py)."""
+minimisation values (failed trials get the worst value, see penalty.py; trials the runner stopped and
+re-queued are not read at all)."""
 from __future__ import annotations
 
 import math
@@ -15,7 +16,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from AutoSegCore.strategies.encoding import UnitCube, decode_value
-from AutoSegCore.strategies.penalty import failure_value
+from AutoSegCore.strategies.penalty import failure_value, was_requeued
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -71,7 +72,7 @@ class UnitCubeSampler(BaseSampler):
 
     @staticmethod
     def _finished(study: Study) -> list[FrozenTrial]:
-        return study._get_trials(deepcopy=False, states=FINISHED, use_cache=True)
+        return [t for t in study._get_trials(deepcopy=False, states=FINISHED, use_cache=True) if not was_requeued(t)]
 
     def _scalar_values(self, study: Study, trials: list[FrozenTrial]) -> list[float]:
         """One minimisation value per trial: value, else last intermediate value (pruned), else failure value."""

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from AutoSegCore.strategies.base import UnitCubeSampler
 from AutoSegCore.strategies.encoding import UnitCube
+from AutoSegCore.strategies.penalty import was_requeued
 
 _log = logging.getLogger(__name__)
 X_ATTR, KEY_ATTR = "crs:x", "crs:key"
@@ -203,7 +204,7 @@ class CRSSampler(UnitCubeSampler):
             return False
         finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL),
                                      use_cache=False)
-        return len(finished) >= self.max_iterations
+        return sum(not was_requeued(t) for t in finished) >= self.max_iterations
 
 
 def _population(pool: list[tuple[np.ndarray, float]], n_pop: int) -> list[tuple[np.ndarray, float]]:

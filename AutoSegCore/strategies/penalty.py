@@ -4,6 +4,10 @@ Paper c minimises f = −ln(Dice) with Dice clipped at 1e−4, so no real segmen
 −ln(1e−4) ≈ 9.21; illegal architectures and out-of-memory runs get ⌈9.21⌉ = 10, "worse than having the worst
 segmentation".  Strategies that need a number for a failed trial use :func:`failure_value`, which is that
 penalty or — for objectives on another scale — the worst value seen so far, whichever is worse.
+
+Not every FAIL is a verdict on its config: a trial the runner stopped (the user's Ctrl-C, a dead worker, the
+search's time limit) is recorded as FAIL and queued again with the same parameters (:func:`was_requeued`); no
+strategy may learn a penalty from it.
 """
 from __future__ import annotations
 
@@ -11,9 +15,17 @@ import math
 from typing import Iterable
 
 from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 DICE_FLOOR = 1e-4
 STRATEGY_PENALTY = float(math.ceil(-math.log(DICE_FLOOR)))   # 10.0
+REQUEUED = "re-queued"      # how the runner ends the error text of a trial it stopped and queued again
+
+
+def was_requeued(trial: FrozenTrial) -> bool:
+    """A FAIL the runner recorded for a trial it stopped and queued again, which a re-run continues from its
+    last checkpoint: not the config's fault, so it carries no penalty and does not count as a finished trial."""
+    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("error", "")).endswith(REQUEUED)
 
 
 def dice_objective(dice: float) -> float:

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from AutoSegCore.strategies.base import UnitCubeSampler
 from AutoSegCore.strategies.encoding import UnitCube, _n_cells, decode_value, encode_value
-from AutoSegCore.strategies.penalty import STRATEGY_PENALTY
+from AutoSegCore.strategies.penalty import STRATEGY_PENALTY, was_requeued
 
 STATE_ATTR = "rl:state"
 ACTIONS_ATTR = "rl:actions"
@@ -153,8 +153,8 @@ class ControllerSampler(UnitCubeSampler):
 
     # ------------------------------------------------------------------ learning
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values) -> None:
-        if len(study.directions) > 1 or self._model is None or state == TrialState.RUNNING:
-            return
+        if len(study.directions) > 1 or self._model is None or state == TrialState.RUNNING or was_requeued(trial):
+            return             # a stopped and re-queued trial is no reward: its re-run will be
         with self._lock:
             actions = self._actions_of(trial)
             if actions is None:

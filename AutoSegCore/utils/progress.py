@@ -58,6 +58,8 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
             progress.update(epochs, completed=rec["epoch"], total=rec.get("epochs") or 1,
                             description=f"trial {rec['trial']}" if rec["trial"] >= 0 else "final training",
                             status=f"Dice {vd:.3f}" if vd is not None else "")
+        elif ev == "log":           # the runner's notes: time limit reached, Ctrl-C summary, proxy-net choices
+            progress.console.print(rec["message"], markup=False, highlight=False)
 
     events.listeners.append(on_event)
     try:

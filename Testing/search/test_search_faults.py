@@ -11,6 +11,8 @@ import yaml
 
 from searchkit import TINY, autoseg, events, load, start, wait_for
 
+from AutoSegCore.search.analysis import summarize
+
 pytestmark = pytest.mark.slow
 
 
@@ -92,3 +94,61 @@ def test_storage_errors_are_clear(dataset, tmp_path):
     assert r.returncode == 2 and "not an SQLite study database" in r.stderr and "Traceback" not in r.stderr
     r = autoseg("worker", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "--study", "nope")
     assert r.returncode == 2 and "no study named" in r.stderr
+
+
+def test_time_limit_stops_running_trials_and_a_rerun_continues_them(dataset, tmp_path):
+    # --time is the search's budget: a trial still running when it ends is stopped at its last checkpoint and
+    # re-queued (not run to completion past the budget, not failed with a penalty); a re-run continues it
+    out = tmp_path / "run"
+    # 400 epochs of 0.15–0.3 s: far longer than the 15 s budget, so the first trial is cut by it
+    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "400", "--min-epochs", "1",
+            "--steps-per-epoch", "3", "--proxy-net", "levels=3", "--no-final", "--out", out]
+    r = autoseg(*args, "--time", "15s", "--events", tmp_path / "ev1.jsonl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "search time limit reached: 1 running trial(s) stopped" in r.stderr
+    study = _study(out)
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    stopped, queued = study.trials
+    assert stopped.user_attrs["error"] == "stopped at the search time limit (15 s); re-queued"
+    assert "penalty" not in stopped.user_attrs                  # not the config's fault
+    assert 1 <= len(stopped.intermediate_values) < 400          # it trained, and was cut before its end
+    assert queued.system_attrs["fixed_params"] == stopped.params           # enqueued: asked on the next run
+    assert queued.user_attrs["resume_from"].endswith("0000")
+    finished = [e for e in events(tmp_path / "ev1.jsonl") if e["event"] == "trial_finished"]
+    assert [(e["trial"], e["state"]) for e in finished] == [(0, "FAIL")]
+    # the re-run starts with the queued trial and continues it from the stopped trial's checkpoint
+    r = autoseg(*args, "--time", "8s", "--events", tmp_path / "ev2.jsonl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = _study(out)
+    again = study.trials[1]
+    assert again.params == stopped.params and again.user_attrs["error"].startswith("stopped at the search time limit")
+    resumed = [json.loads(l) for l in (out / "trials" / "0001" / "metrics.jsonl").read_text().splitlines()]
+    assert 2 <= resumed[0]["epoch"] <= max(stopped.intermediate_values) + 1      # from the checkpoint, not epoch 1
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "WAITING"]
+    counts = summarize(study)["counts"]            # the report tells them apart from failed configs
+    assert counts["FAIL"] == counts["REQUEUED"] == 2
+
+
+def test_ctrl_c_stops_with_a_summary_and_a_rerun_resumes(dataset, tmp_path):
+    out, ev = tmp_path / "run", tmp_path / "ev.jsonl"
+    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "12", "--min-epochs", "1",
+            "--steps-per-epoch", "3", "--proxy-net", "levels=3", "--trials", "2", "--no-final", "--out", out]
+    log = tmp_path / "log1.txt"
+    proc = start(*args, "--events", ev, log=log)
+    wait_for(lambda: any(e["event"] == "epoch" and e["trial"] == 1 for e in events(ev)), timeout=600)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    text = log.read_text()
+    assert "Traceback" not in text and "autoseg search: interrupted" in text
+    # the summary names what the study holds and its best trial so far
+    summary = [e["message"] for e in events(ev) if e["event"] == "log" and e["message"].startswith("interrupted:")]
+    assert len(summary) == 1 and "1 complete, 1 stopped and re-queued" in summary[0], summary
+    assert "best so far trial 0" in summary[0] and summary[0] in " ".join(text.split())     # shown, wrapped
+    study = _study(out)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "WAITING"]
+    assert study.trials[1].user_attrs["error"] == "interrupted by the user; re-queued"
+    r = autoseg(*args, "--events", tmp_path / "ev2.jsonl")
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = _study(out)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert study.trials[2].params == study.trials[1].params

@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from AutoSegCore.strategies import MULTI_OBJECTIVE, list_strategies, make_pruner, make_sampler
+from AutoSegCore.strategies import MULTI_OBJECTIVE, list_strategies, make_pruner, make_sampler, was_requeued
 
 SPACE = {
     "lr": FloatDistribution(1e-5, 1e-1, log=True),
@@ -131,3 +131,41 @@ def test_multi_objective_support_is_explicit(name):
     else:
         with pytest.raises(ValueError, match="one objective"):
             study.optimize(two, n_trials=2, catch=())
+
+
+def _ask(study: optuna.Study) -> dict:
+    trial = study.ask()
+    params = {k: trial.suggest_categorical(k, d.choices) if isinstance(d, CategoricalDistribution)
+              else trial.suggest_int(k, d.low, d.high, step=d.step, log=d.log) if isinstance(d, IntDistribution)
+              else trial.suggest_float(k, d.low, d.high, step=d.step, log=d.log) for k, d in SPACE.items()}
+    for epoch in (1, 3):
+        trial.report(objective(params) + 1.0 / epoch, step=epoch)
+    study.tell(trial, objective(params))
+    return params
+
+
+# MOEA/D is left out: it gives trial number t the subproblem t mod N, so any extra record shifts its round-robin;
+# it learns only from COMPLETE trials (moead.py's replay), which a stopped trial never is
+@pytest.mark.parametrize("name", [n for n in list_strategies() if n != "moead"])
+def test_a_stopped_and_requeued_trial_is_no_verdict(name):
+    """The runner records a trial it stopped (Ctrl-C, dead worker, the search's time limit) as FAIL "…;
+    re-queued" and runs its parameters again: no strategy may learn from that record, so the proposals that
+    follow are exactly those of a study without it (a real failure would count as the worst value)."""
+    studies = []
+    for with_stop in (False, True):
+        sampler = make_sampler(name, seed=5, **OPTIONS.get(name, {}))
+        study = optuna.create_study(sampler=sampler, pruner=make_pruner(name, **OPTIONS.get(name, {})))
+        for _ in range(10):
+            _ask(study)
+        if with_stop:
+            # the best point so far, stopped after one epoch at a poor intermediate value
+            best = study.best_trial
+            study.add_trial(optuna.trial.create_trial(
+                state=TrialState.FAIL, params=best.params, distributions=best.distributions,
+                intermediate_values={1: 50.0},
+                user_attrs={"error": "stopped at the search time limit (60 s); re-queued"}))
+            stopped = study.trials[-1]
+            assert was_requeued(stopped)
+            sampler.after_trial(study, stopped, TrialState.FAIL, None)
+        studies.append([_ask(study) for _ in range(8)])
+    assert studies[0] == studies[1]
