@@ -65,6 +65,7 @@ def settings_from_args(args):
 
 def run(args, events) -> int:
     from AutoSegCore.search.api import run_search
+    from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.strategies import list_strategies
     from AutoSegCore.errors import ConfigError
     from AutoSegCore.utils.progress import console, search_progress
@@ -76,7 +77,7 @@ def run(args, events) -> int:
         summary = run_search(settings, events)
     best = summary.get("best")
     final = summary.get("final", {}).get("ensemble", {})
-    console.print(f"trials: {summary['counts']}  best: {best}")
+    console.print(f"trials: {describe_summary(summary)}" + (f" {best['params']}" if best else ""))
     if final:
         console.print(f"final model: validation Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} "
                       f"→ {settings.out}/best")

@@ -32,6 +32,23 @@ from AutoSegCore.utils.io import read_json, write_json
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
+def describe_summary(summary: dict) -> str:
+    """One line for people: "8 complete, 37 pruned, 2 stopped and re-queued after 2244 s; best trial 26 (0.8359)"."""
+    counts = dict(summary["counts"])
+    requeued = counts.pop("REQUEUED", 0)
+    counts["FAIL"] = counts.get("FAIL", 0) - requeued
+    names = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+    parts = [f"{counts[k]} {name}" for k, name in names.items() if counts.get(k)]
+    parts += [f"{requeued} stopped and re-queued"] if requeued else []
+    if counts.get("WAITING"):
+        parts.append(f"{counts['WAITING']} queued")
+    text = f"{', '.join(parts) or 'no trials'} after {summary['seconds']:.0f} s"
+    best = summary.get("best")
+    if best:
+        text += f"; best trial {best['number']} ({best['value']:.4f})"
+    return text
+
+
 @dataclass
 class RunningTrial:
     trial: optuna.trial.Trial
@@ -448,7 +465,7 @@ class SearchRunner:
         except KeyboardInterrupt:
             self.stop_requested = True
             self._stop_and_requeue(running, "interrupted by the user")
-            self.events.emit("log", message="interrupted: " + self._summary_line(time.time() - started)
+            self.events.emit("log", message="interrupted: " + describe_summary(self.study_summary(time.time() - started))
                              + "; re-run the same command to resume (stopped trials continue from their last "
                                "checkpoint)")
             raise
@@ -474,20 +491,6 @@ class SearchRunner:
                              value=None)
             running.remove(rt)
 
-    def _summary_line(self, seconds: float) -> str:
-        """One line for the user: what the study holds now and its best trial (e.g. on Ctrl-C)."""
-        summary = self.study_summary(seconds)
-        counts = dict(summary["counts"])
-        requeued = sum(was_requeued(t) for t in self.study.get_trials(deepcopy=False))
-        counts["FAIL"] -= requeued
-        parts = [f"{n} {state.lower()}" for state, n in counts.items() if n and state != "WAITING"]
-        parts += [f"{requeued} stopped and re-queued"] if requeued else []
-        best = summary["best"]
-        text = f"{', '.join(parts) or 'no trials'} after {seconds:.0f} s"
-        if best:
-            text += f"; best so far trial {best['number']} ({best['value']:.4f})"
-        return text
-
     def _progress(self, started: float) -> None:
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)
         if self.s.trials:
@@ -508,6 +511,7 @@ class SearchRunner:
     def study_summary(self, seconds: float) -> dict:
         trials = self.study.get_trials(deepcopy=False)
         counts = {st.name: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
+        counts["REQUEUED"] = sum(was_requeued(t) for t in trials)      # of the FAILs: stopped and queued again
         best = None
         if len(self.directions) == 1:
             try:
