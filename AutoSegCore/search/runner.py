@@ -2,7 +2,8 @@
 
 Fault model: a trial that raises, is killed by a signal, runs out of memory or exceeds its time limit is
 recorded as FAILED (with the strategy's penalty value in its user attributes) and the study goes on.
-Heartbeats go to the storage while a child runs, so another worker can reclaim a dead worker's trial.
+Heartbeats go to the storage while a child runs, so another worker can reclaim a dead worker's trial: every
+running study looks for such trials at start and every ``RECOVERY_SECONDS`` (``recover_interrupted``).
 A study killed with SIGKILL resumes when the same command is run again: its interrupted trial is re-queued
 with the same parameters and continues from the last epoch's checkpoint.  Ctrl-C and the end of the search's
 time budget (``--time``, a hard limit) stop the running trials the same way: each is recorded as FAIL "…;
@@ -25,11 +26,13 @@ from AutoSegCore.errors import ConfigError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
 from AutoSegCore.strategies.penalty import REQUEUED, was_requeued
 from AutoSegCore.utils.io import read_json, write_json
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+RECOVERY_SECONDS = GRACE_SECONDS       # how often a running study looks for trials of dead workers
 
 
 def describe_summary(summary: dict) -> str:
@@ -232,29 +235,39 @@ class SearchRunner:
 
     # ---------------------------------------------------------------------------------------- recovery
     def recover_interrupted(self) -> int:
-        """Trials left RUNNING by a dead worker of this host (or stale by heartbeat) are failed and re-queued
-        with the same parameters; the re-run continues from the dead trial's last checkpoint."""
-        n = 0
-        try:
-            stale = set(optuna.storages.fail_stale_trials(self.study) or [])
-        except Exception:
+        """Trials left RUNNING by a dead worker are failed and re-queued with the same parameters; the re-run
+        continues from the dead trial's last checkpoint.  Dead means: of this host and its process is gone, or of
+        any host and without a heartbeat for the storage's grace period (a machine that lost power).  Safe with
+        many workers at once: only the one whose FAIL lands re-queues, and no one reclaims its own trials."""
+        storage = self.study._storage
+        try:          # Optuna's fail_stale_trials fails them but returns nothing: they could not be re-queued
+            stale = set(storage._get_stale_trial_ids(self.study._study_id))
+        except Exception:            # no heartbeat on this storage (journal file), or heartbeats disabled
             stale = set()
-        for t in self.study.get_trials(deepcopy=False):
+        n = 0
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             worker = t.system_attrs.get("autoseg_worker") or {}
-            dead_here = (t.state == optuna.trial.TrialState.RUNNING and worker.get("host") == self.host
-                         and not psutil.pid_exists(int(worker.get("parent_pid", -1))))
-            if not (dead_here or t._trial_id in stale):
+            here = worker.get("host") == self.host
+            if here and int(worker.get("parent_pid", -1)) == os.getpid():
+                continue                         # our own running trial (its heartbeat may merely be late)
+            if here and not psutil.pid_exists(int(worker.get("parent_pid", -1))):
+                why = "worker died"
+            elif t._trial_id in stale:
+                why = f"worker on {worker.get('host', 'an unknown host')} stopped sending heartbeats"
+            else:
                 continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "error", f"{why}; {REQUEUED}")
+                if not storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue                         # it just finished, or another worker reclaimed it first
             child = worker.get("child_pid")
-            if child and psutil.pid_exists(int(child)):
-                kill_tree(int(child))
-            if t.state == optuna.trial.TrialState.RUNNING:
-                self.study._storage.set_trial_user_attr(t._trial_id, "error", f"worker died; {REQUEUED}")
-                self.study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            if not t.user_attrs.get("requeued"):
-                self.study.enqueue_trial(t.params, user_attrs={"resume_from": worker.get("trial_dir", ""),
-                                                                "requeued_from": t.number}, skip_if_exists=False)
-                n += 1
+            if here and child and psutil.pid_exists(int(child)):
+                kill_tree(int(child))            # an orphaned trial of this host (pids mean nothing elsewhere)
+            self.study.enqueue_trial(t.params, user_attrs={"resume_from": worker.get("trial_dir", ""),
+                                                            "requeued_from": t.number}, skip_if_exists=False)
+            n += 1
         return n
 
     # -------------------------------------------------------------------------------------------- loop
@@ -378,6 +391,17 @@ class SearchRunner:
                              loss=rec.get("loss"), val_dice=rec.get("val_dice"), seconds=rec.get("seconds"))
 
     def _finish(self, rt: RunningTrial, code: int | None, reason: str | None = None) -> None:
+        try:
+            self._record(rt, code, reason)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._reclaimed_meanwhile(rt)
+
+    def _reclaimed_meanwhile(self, rt: RunningTrial) -> None:
+        """Another worker judged this trial dead (no heartbeat within the grace period) and re-queued it."""
+        self.events.emit("log", message=f"trial {rt.trial.number} was re-queued by another worker while it ran "
+                                        f"(no heartbeat for {GRACE_SECONDS} s); its re-run is what the study keeps")
+
+    def _record(self, rt: RunningTrial, code: int | None, reason: str | None) -> None:
         self._poll_metrics(rt)
         trial, result_path = rt.trial, rt.trial_dir / RESULT
         result = read_json(result_path) if (code == 0 and result_path.is_file()) else None
@@ -416,7 +440,7 @@ class SearchRunner:
     def run_trials(self) -> dict:
         """Run trials until the trial count or time budget is reached; resumable and safe to run on many hosts."""
         started = time.time()
-        requeued = self.recover_interrupted() if not self.join else 0
+        requeued = self.recover_interrupted()
         self.events.emit("study_started", study=self.s.study_name, storage=self._public_storage(),
                          space=self.s.space, strategy=self.s.strategy, fidelity=self.fidelity.to_dict(),
                          trials=self.s.trials, jobs=self.s.jobs, resumed_trials=len(self.study.trials),
@@ -428,7 +452,7 @@ class SearchRunner:
         if not self.join:
             self._pack_longest_first()
         running: list[RunningTrial] = []
-        last_beat = 0.0
+        last_beat, last_recovery = 0.0, time.time()
         try:
             while True:
                 while len(running) < self.s.jobs and self._budget_left(started):
@@ -441,6 +465,12 @@ class SearchRunner:
                 if time.time() - last_beat > 5:
                     self._heartbeat(running)
                     last_beat = time.time()
+                if time.time() - last_recovery > RECOVERY_SECONDS:      # a peer that died mid-study
+                    last_recovery = time.time()
+                    reclaimed = self.recover_interrupted()
+                    if reclaimed:
+                        self.events.emit("log", message=f"re-queued {reclaimed} trial(s) of a dead worker; they "
+                                                        "continue from their last checkpoint")
                 for rt in list(running):
                     self._poll_metrics(rt)
                     code = rt.process.poll()
@@ -482,14 +512,18 @@ class SearchRunner:
             rt.process.wait()
             self._poll_metrics(rt)
             error = f"{reason}; {REQUEUED}"
-            rt.trial.set_user_attr("error", error)
-            rt.trial.set_user_attr("seconds", time.time() - rt.started)
-            self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
+            running.remove(rt)
+            try:
+                rt.trial.set_user_attr("error", error)
+                rt.trial.set_user_attr("seconds", time.time() - rt.started)
+                self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self._reclaimed_meanwhile(rt)
+                continue
             self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
                                                             "requeued_from": rt.trial.number})
             self.events.emit("trial_finished", trial=rt.trial.number, state="FAIL", params=rt.params, error=error,
                              value=None)
-            running.remove(rt)
 
     def _progress(self, started: float) -> None:
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)

@@ -152,3 +152,39 @@ def test_ctrl_c_stops_with_a_summary_and_a_rerun_resumes(dataset, tmp_path):
     study = _study(out)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert study.trials[2].params == study.trials[1].params
+
+
+def test_a_live_worker_requeues_the_trial_of_a_machine_that_died(dataset, tmp_path):
+    # worker A's machine dies mid-trial (its whole process tree is SIGKILLed); worker B, already running on
+    # the same study, re-queues A's trial once A's heartbeats are GRACE_SECONDS old
+    from AutoSegCore.search.runner import kill_tree
+
+    out, ev_a, ev_b = tmp_path / "run", tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    # 100 epochs × 10 steps (≥ 50 s): B's own trial outlasts the grace period, so B is still running then
+    args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "100", "--min-epochs", "1",
+            "--steps-per-epoch", "10", "--proxy-net", "levels=3", "--trials", "3", "--no-final", "--out", out]
+    a = start(*args, "--events", ev_a, log=tmp_path / "a.txt")
+    wait_for(lambda: any(e["event"] == "epoch" and e["trial"] == 0 for e in events(ev_a)), timeout=600)
+    search = json.loads((out / "search.json").read_text())
+    b = start("worker", "--storage", search["storage"], "--study", search["study_name"], "--out", tmp_path / "b",
+              "--events", ev_b, log=tmp_path / "b.txt")
+    wait_for(lambda: any(e["event"] == "epoch" for e in events(ev_b)), timeout=600)
+    kill_tree(a.pid)
+    a.wait()
+    study = _study(out)
+    dead = study.trials[0]
+    assert dead.state.name == "RUNNING"
+    # one machine stands in for two: A's trial is marked as another host's, so only its heartbeat can tell
+    worker = {**dead.system_attrs["autoseg_worker"], "host": "lost-machine"}
+    study._storage.set_trial_system_attr(dead._trial_id, "autoseg_worker", worker)
+    wait_for(lambda: any(e["event"] == "log" and "of a dead worker" in e["message"] for e in events(ev_b)),
+             timeout=300)
+    b.send_signal(signal.SIGINT)
+    assert b.wait(timeout=120) == 130
+    study = _study(out)
+    dead = study.trials[0]
+    assert dead.state.name == "FAIL"
+    assert dead.user_attrs["error"] == "worker on lost-machine stopped sending heartbeats; re-queued"
+    queued = [t for t in study.trials if t.user_attrs.get("requeued_from") == 0]
+    assert len(queued) == 1 and queued[0].system_attrs["fixed_params"] == dead.params
+    assert queued[0].user_attrs["resume_from"] == worker["trial_dir"]          # continues from its checkpoint
