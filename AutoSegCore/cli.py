@@ -7,6 +7,7 @@ printed as one line plus a hint, with exit code 2 and an ``error`` event — nev
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -37,6 +38,19 @@ def add_events_option(parser: argparse.ArgumentParser) -> None:
                         help="write JSON-lines progress events to FILE, or to stdout with '-'")
 
 
+# Operating-system errors that are the user's path, not our bug: a one-line error and exit 2, no traceback
+USER_PATH_ERRORS = {
+    errno.ENOENT: "check that the path exists, or that its folder can be created there",
+    errno.EEXIST: "an output path must be a folder (or not exist yet), not an existing file",
+    errno.ENOTDIR: "a path component is a file, not a folder: check the path",
+    errno.EISDIR: "a file was expected here, not a folder: check the path",
+    errno.EACCES: "you have no permission there: choose a folder you can write (e.g. under your home)",
+    errno.EPERM: "the operation is not permitted there: choose another folder",
+    errno.EROFS: "that file system is read-only: choose a writable folder for --out",
+    errno.ENOSPC: "the disk is full: free some space or choose a folder on another disk; re-run to resume",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -55,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autoseg {args.command}: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in USER_PATH_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        message, hint = f"{where}{exc.strerror}", USER_PATH_ERRORS[exc.errno]
+        events.emit("error", message=message, hint=hint)
+        print(f"autoseg {args.command}: error: {message}\n  hint: {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         events.emit("error", message="interrupted", hint="re-run the same command to resume")

@@ -1,6 +1,8 @@
 """`autoseg train DATA --config CFG --out MODEL_DIR` → training.api.train_model."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from AutoSegCore.cli import add_events_option
@@ -40,6 +42,8 @@ def run(args, events) -> int:
         cfg["training"]["epochs"] = args.epochs or EPOCH_CAP_WITH_TIME_LIMIT
     validate_config(cfg, source="--time" if args.time else "config")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():         # before any work (cli.py turns it into a one-line error)
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out))
     if (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a trained model", "choose another --out folder")
     events.emit("study_started", kind="train", data=str(args.data), out=str(out))

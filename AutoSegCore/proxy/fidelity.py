@@ -44,8 +44,11 @@ class Fidelity:
                 raise ConfigError(f"--proxy-data '{data}' is not understood",
                                   "use full, or METHOD[+roi]:BUDGET with METHOD mi|ncc|random, e.g. mi+roi:0.25")
             method, roi, budget = m.group(1), bool(m.group(2)), float(m.group(3))
-            if budget >= 1:
-                budget = int(budget)
+            if budget > 1 and budget != int(budget):
+                raise ConfigError(f"--proxy-data '{data}': a budget above 1 is a number of cases and must be whole",
+                                  "give a count such as mi+roi:20 or a fraction of the cases such as mi+roi:0.25")
+            if budget >= 1 and "." not in m.group(3):
+                budget = int(budget)             # a count; "1.0" stays the fraction "all cases"
         levels, width = cls._parse_net(net)
         return cls(method, bool(roi), budget, levels, width)
 

@@ -66,3 +66,18 @@ def test_cli_user_errors_are_one_line(tmp_path):
     evil.write_text("training: !!python/object/apply:os.system ['touch pwned']\n")
     r = autoseg("train", SPLEEN, "--config", evil, "--out", tmp_path / "m2", cwd=tmp_path)
     assert r.returncode == 2 and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, command):
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me\n")
+    r = autoseg(command, SPLEEN, "--out", taken)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"{taken}: File exists" in r.stderr and "not an existing file" in r.stderr
+    assert taken.read_text() == "keep me\n"                       # nothing lost
+
+
+def test_a_fractional_case_count_is_refused(tmp_path):
+    r = autoseg("search", SPLEEN, "--proxy-data", "mi+roi:2.5", "--out", tmp_path / "s")
+    assert r.returncode == 2 and "must be whole" in r.stderr and "Traceback" not in r.stderr
