@@ -108,6 +108,7 @@ def test_case_without_foreground_under_roi_label(tmp_path):
 
 
 def test_cache_follows_content_not_path(hippo20, cache, tmp_path):
+    select_proxy_data(hippo20, method="mi", budget=4, cache_dir=cache)     # filled here, whatever ran before
     copy = tmp_path / "copy"
     shutil.copytree(hippo20, copy)
     sel = select_proxy_data(copy, method="mi", budget=4, cache_dir=cache)
