@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in USER_PATH_ERRORS:
-            raise
+        if exc.errno not in USER_PATH_ERRORS or args.command == "trial":
+            raise        # a trial child's log keeps the traceback: the parent reports the failed trial from it
         where = f"{exc.filename}: " if exc.filename else ""
         message, hint = f"{where}{exc.strerror}", USER_PATH_ERRORS[exc.errno]
         events.emit("error", message=message, hint=hint)

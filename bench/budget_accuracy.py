@@ -248,6 +248,22 @@ def paired_text(search: dict, recipe: dict) -> str:
             f"{ci.high:+.4f}); the search scored higher on {sum(d > 0 for d in diff)} of {len(diff)} cases")
 
 
+def averaged_arms(search: dict, recipe: dict, ds, holdout: list[str], work: Path) -> dict | None:
+    """Held-out Dice of the two arms' models averaged (``best/``'s ensemble format) — no verdict, a scale: what
+    twice the budget buys when spent on a second, different model.  None if either model folder is gone."""
+    folders = [Path(arm.get("model", "")) for arm in (search, recipe)]
+    members = []
+    for folder in folders:
+        if (folder / "ensemble.json").is_file():
+            members += [folder / m for m in json.loads((folder / "ensemble.json").read_text())["members"]]
+        elif (folder / "model.json").is_file():
+            members.append(folder)
+        else:
+            return None
+    both = install_best(work / "both_arms", members, ds.labels, [])
+    return evaluate_both(both, ds, holdout)
+
+
 def load_arm(path: Path, key: dict) -> dict | None:
     name = path.stem.rsplit("_", 1)[-1]
     if not path.is_file():
@@ -433,6 +449,12 @@ def _run(args) -> int:
         line = paired_text(search.get(field, {}), recipe.get(field, {}))
         if line:
             print(f"paired over the same held-out cases ({label}): {line}")
+    ceiling = averaged_arms(search, recipe, ds, holdout, work)
+    if ceiling:
+        print(f"for scale, twice the budget: both arms' models averaged (4 CPU-hours) hold out {holdout_text(ceiling)}; "
+              f"against the recipe {ceiling['holdout']['dice'] - recipe['holdout']['dice']:+.4f}"
+              + (f" (flip TTA {ceiling['holdout_tta']['dice'] - recipe['holdout_tta']['dice']:+.4f})"
+                 if "holdout_tta" in recipe else ""))
     ok = any(verdicts)
     print(f"overall: {'PASS' if ok else 'FAIL'}" + ("" if full else " (reduced budget: not the issue's verdict)")
           + f"; total {time.perf_counter() - t_all:.0f} s")

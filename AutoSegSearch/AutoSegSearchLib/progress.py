@@ -69,8 +69,12 @@ class RunProgress:
             row.params = dict(event.get("params") or row.params)
             row.value = event.get("value", event.get("values"))
             row.state = str(event.get("state", "complete")).lower()
+            if str(event.get("error", "")).endswith("re-queued"):      # stopped by the engine, not a bad config
+                row.state = "stopped, re-queued"
             self.status = f"trial {trial} {row.state}"
             return trial
+        elif kind == "log" and event.get("message"):     # the engine's notes: time limit reached, Ctrl-C summary
+            self.status = str(event["message"])
         elif kind == "progress":
             if event.get("fraction") is not None:
                 self.fraction = float(event["fraction"])

@@ -31,3 +31,14 @@ def test_multi_objective_values_are_shown_together():
     p = RunProgress()
     p.update({"event": "trial_finished", "time": 0, "trial": 3, "values": [0.2, 12.5], "params": {}, "state": "complete"})
     assert p.rows()[0][2] == "0.2 / 12.5"
+
+
+def test_a_trial_stopped_at_the_time_limit_is_not_shown_as_a_failure():
+    # what the engine's runner emits when --time ends while a trial runs (search/runner.py _stop_and_requeue)
+    p = RunProgress()
+    p.update({"event": "trial_started", "time": 0, "trial": 4, "params": {"lr": 0.01}})
+    p.update({"event": "trial_finished", "time": 1, "trial": 4, "state": "FAIL", "params": {"lr": 0.01},
+              "error": "stopped at the search time limit (60 s); re-queued", "value": None})
+    assert p.rows() == [("4", "lr=0.01", "", "stopped, re-queued")]
+    p.update({"event": "log", "time": 2, "message": "search time limit reached: 1 running trial(s) stopped"})
+    assert p.status.startswith("search time limit reached")
