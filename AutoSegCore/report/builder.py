@@ -218,7 +218,9 @@ def _overlays(s: dict, overlays: list[tuple[str, str]]) -> str:
 def _failures(s: dict) -> str:
     if not s["failures"]:
         return ""
-    return H.section("Failed trials", H.table(["trial", "reason"], [(f"#{f['trial']}", f["error"]) for f in s["failures"]]),
+    # trials the runner stopped and queued again (Ctrl-C, --time, a dead worker) are listed too, named as such
+    title = "Failed or stopped trials" if s["counts"].get("REQUEUED") else "Failed trials"
+    return H.section(title, H.table(["trial", "reason"], [(f"#{f['trial']}", f["error"]) for f in s["failures"]]),
                      "failures")
 
 
