@@ -64,3 +64,40 @@ def test_report_of_a_real_search(tmp_path):
     assert {"convergence", "curves", "slices", "per_class"} <= set(summary["plots"])
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 4
     assert any("final training" in m for m in summary["missing"])
+    # "the storage opens in optuna-dashboard": the report names the command, and the real dashboard serves the study
+    assert f"optuna-dashboard {settings['storage']}" in html
+    _dashboard_serves(settings["storage"], settings["study_name"], study)
+
+
+def _dashboard_serves(storage: str, study_name: str, study: optuna.Study) -> None:
+    """Start optuna-dashboard on loopback as a user would and read the study back through its HTTP API."""
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    exe = shutil.which("optuna-dashboard", path=os.path.dirname(sys.executable)) or shutil.which("optuna-dashboard")
+    assert exe, "optuna-dashboard is installed with the [dashboard] extra"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([exe, storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.loads(r.read())["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, "optuna-dashboard did not answer within 60 s"
+        (listed,) = [s for s in studies if s["study_name"] == study_name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{listed['study_id']}?after=0",
+                                    timeout=30) as r:
+            detail = json.loads(r.read())
+        assert [t["number"] for t in detail["trials"]] == [t.number for t in study.trials]
+        assert [t["state"] for t in detail["trials"]] == [t.state.name.capitalize() for t in study.trials]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
