@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import psutil
+
+
+def _is_engine(proc: psutil.Process) -> bool:
+    """``… -m AutoSegCore <command>`` other than a trial child (those are the engine's to stop)."""
+    try:
+        args = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    for i, arg in enumerate(args[:-1]):
+        if arg == "-m" and args[i + 1] == "AutoSegCore":
+            return args[i + 2:i + 3] != ["trial"]
+    return False
 
 
 class ProcessState(str, enum.Enum):
@@ -149,15 +162,28 @@ class EngineProcess:
         except psutil.NoSuchProcess:
             return []
 
-    def cancel(self, timeout: float = 5.0) -> list[int]:
-        """Kill the whole process tree (terminate, then kill what is left); returns the pids that were signalled.
+    def cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
+        """Stop the engine, then kill the whole process tree; returns the pids that were signalled.
 
-        The launcher ``PythonSlicer`` is not the process that does the work, and the engine starts its own trial
-        processes, so killing only the direct child would leave orphans that keep using the CPU.
+        First the engine gets Ctrl-C (SIGINT, POSIX): a search then stops its trials at their last checkpoint,
+        re-queues them and reports what the study holds, so re-running the same command resumes it.  Whatever is
+        still alive after ``grace`` seconds is terminated, then killed: the launcher ``PythonSlicer`` is not the
+        process that does the work, and the engine starts its own trial processes, so killing only the direct
+        child would leave orphans that keep using the CPU.
         """
         if self.state != ProcessState.RUNNING:
             return []
         tree = self.process_tree()
+        interrupted = []
+        if os.name == "posix" and grace > 0:
+            for proc in tree:
+                if _is_engine(proc):
+                    try:
+                        proc.send_signal(signal.SIGINT)
+                        interrupted.append(proc)
+                    except psutil.NoSuchProcess:
+                        pass
+            psutil.wait_procs(interrupted, timeout=grace)
         for proc in reversed(tree):              # children first, so none is re-parented and missed
             try:
                 proc.terminate()

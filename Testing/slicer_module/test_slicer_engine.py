@@ -219,3 +219,35 @@ def test_proxy_selection_then_preview_of_the_chosen_case(logic, tmp_path):
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), slicer.util.arrayFromVolume(original))
     np.testing.assert_array_equal(labels_on_volume_grid(logic, seg_node, volume),
                                   file_labels_kji(HIPPO / "labelsTr" / f"{chosen}.nii.gz"))
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_search_gracefully_so_a_rerun_resumes_it(logic, tmp_path):
+    """Cancel first sends the engine Ctrl-C: its running trial is stopped at its last checkpoint and re-queued,
+    the panel's status shows the engine's summary, and nothing survives."""
+    import optuna
+
+    dataset, _ = export_cases(logic, tmp_path / "dataset")
+    out = tmp_path / "study"
+    progress = RunProgress()
+    proc = EngineProcess(["search", dataset.path, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "400",
+                          "--min-epochs", "1", "--steps-per-epoch", "2", "--proxy-net", "levels=3", "--trials", "3",
+                          "--no-final", "--device", "cpu", "--out", out], tmp_path / "ev.jsonl",
+                         on_event=progress.update, env=CPU)
+    proc.start()
+    deadline = time.monotonic() + 300
+    while not any(e.get("trial") == 0 for e in proc.events_of("epoch")) and time.monotonic() < deadline:
+        assert proc.running, proc.failure_message()
+        proc.poll()
+        time.sleep(0.2)
+    tree = proc.process_tree()
+    proc.cancel(timeout=10)
+    for p in tree:
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE, f"pid {p.pid} survived cancel"
+    assert proc.state == ProcessState.CANCELLED
+    assert progress.status.startswith("interrupted: 1 stopped and re-queued"), progress.status
+    assert progress.rows()[0][3] == "stopped, re-queued"
+    search = json.loads((out / "search.json").read_text())
+    study = optuna.load_study(study_name=search["study_name"], storage=search["storage"])
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    assert study.trials[0].user_attrs["error"] == "interrupted by the user; re-queued"
