@@ -234,7 +234,7 @@ def rescore_per_case(arm: dict, ds, holdout: list[str]) -> bool:
     return added
 
 
-def paired_text(search: dict, recipe: dict, names: tuple[str, str] = ("search", "recipe")) -> str:
+def paired_text(search: dict, recipe: dict, labels: tuple[str, str] = ("search", "recipe")) -> str:
     """Mean per-case difference, its standard error and t 95 % interval, and how many cases the first won."""
     from scipy import stats
 
@@ -244,8 +244,8 @@ def paired_text(search: dict, recipe: dict, names: tuple[str, str] = ("search", 
     names = sorted(a)
     diff = [a[n] - b[n] for n in names]
     ci = stats.ttest_rel([a[n] for n in names], [b[n] for n in names]).confidence_interval(0.95)
-    return (f"{names[0]} − {names[1]} {sum(diff) / len(diff):+.4f} (SE {stats.sem(diff):.4f}, 95 % CI "
-            f"{ci.low:+.4f} … {ci.high:+.4f}); the {names[0]} scored higher on {sum(d > 0 for d in diff)} of "
+    return (f"{labels[0]} − {labels[1]} {sum(diff) / len(diff):+.4f} (SE {stats.sem(diff):.4f}, 95 % CI "
+            f"{ci.low:+.4f} … {ci.high:+.4f}); the {labels[0]} scored higher on {sum(d > 0 for d in diff)} of "
             f"{len(diff)} cases")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["train_throughput", "proxy_selection", "strategies", "search_speedup", "budget_accuracy", "budget_accuracy_all"]
+ORDER = ["train_throughput", "proxy_selection", "strategies", "search_speedup", "budget_accuracy", "budget_accuracy_all",
+         "capacity_pilot"]
 TITLES = {
     "train_throughput": "Trainer throughput vs a lean MONAI loop (issue 3) — `bench/train_throughput.py`",
     "proxy_selection": "All-pairs MI and local NCC on 182 Hippocampus cases (issue 4) — `bench/proxy_selection.py`",
@@ -13,6 +14,7 @@ TITLES = {
     "budget_accuracy": "Search within a wall-clock budget vs a strong fixed recipe (issue 6) — `bench/budget_accuracy.py`",
     "budget_accuracy_all": "The same, final trainings on all 152 pool cases (`--final-data all`) — "
                            "`bench/budget_accuracy.py`",
+    "capacity_pilot": "Capacity per CPU-second at the final scale (issue 6, an experiment) — `bench/capacity_pilot.py`",
 }
 
 
