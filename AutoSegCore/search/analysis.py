@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from AutoSegCore.strategies.penalty import was_requeued
+from AutoSegCore.strategies.penalty import state_counts
 
 __all__ = ["kendall_tau_over_epochs", "tau_z_score", "anova_one_at_a_time", "importance", "proxy_vs_full",
            "best_so_far", "pareto_front", "summarize", "trial_curve", "trial_score", "json_safe"]
@@ -398,9 +398,7 @@ def summarize(study: optuna.Study, work_dir: str | Path | None = None) -> dict:
     be analysed and why).
     """
     trials = study.get_trials(deepcopy=False)
-    counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
-    # stopped by Ctrl-C, a dead worker or the search's time limit and queued again: not failures of their config
-    counts["REQUEUED"] = sum(was_requeued(t) for t in trials)
+    counts = state_counts(trials)
     convergence = best_so_far(study)
     final = _read_final(Path(work_dir) if work_dir else None)
     attrs = study.user_attrs

@@ -28,7 +28,7 @@ from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
-from AutoSegCore.strategies.penalty import REQUEUED, was_requeued
+from AutoSegCore.strategies.penalty import REQUEUED, state_counts, was_requeued
 from AutoSegCore.utils.io import read_json, write_json
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -544,8 +544,7 @@ class SearchRunner:
 
     def study_summary(self, seconds: float) -> dict:
         trials = self.study.get_trials(deepcopy=False)
-        counts = {st.name: sum(t.state == st for t in trials) for st in optuna.trial.TrialState}
-        counts["REQUEUED"] = sum(was_requeued(t) for t in trials)      # of the FAILs: stopped and queued again
+        counts = state_counts(trials)
         best = None
         if len(self.directions) == 1:
             try:

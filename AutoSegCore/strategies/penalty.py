@@ -28,6 +28,14 @@ def was_requeued(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and str(trial.user_attrs.get("error", "")).endswith(REQUEUED)
 
 
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials per state name, plus REQUEUED: how many of the FAILs were stopped and queued again."""
+    trials = list(trials)
+    counts = {st.name: sum(t.state == st for t in trials) for st in TrialState}
+    counts["REQUEUED"] = sum(was_requeued(t) for t in trials)
+    return counts
+
+
 def dice_objective(dice: float) -> float:
     """Paper c's objective to minimise: −ln(Dice), Dice clipped to [1e−4, 1]."""
     return -math.log(min(max(float(dice), DICE_FLOOR), 1.0))
