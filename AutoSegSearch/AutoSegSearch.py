@@ -298,12 +298,18 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif process.state == ProcessState.FAILED:
             slicer.util.errorDisplay(process.failure_message(), windowTitle="AutoSegSearch engine failed")
         elif process.state == ProcessState.CANCELLED:
-            self.ui.statusLabel.text = "cancelled"
+            # the engine's own summary ("interrupted: 3 complete, 1 stopped and re-queued …") when it gave one
+            status = self._progress.status if self._progress is not None else ""
+            self.ui.statusLabel.text = status if status.startswith("interrupted") else "cancelled"
+            self._log("cancelled; re-run the same search to resume it")
 
     def onCancel(self):
-        if self._process is not None and self._process.running:
-            pids = self._process.cancel()
-            self._log(f"cancelled; stopped processes {pids}")
+        if self._process is not None and self._process.running and not self._process.cancelling:
+            # returns at once: the poll timer sees the engine stop (it checkpoints and re-queues its trials)
+            pids = self._process.request_cancel()
+            self._log(f"cancelling: asked the engine to stop (processes {pids})")
+            self.ui.statusLabel.text = "cancelling…"
+            self.updateGuiState()
 
     def _log(self, text):
         self.ui.logTextEdit.appendPlainText(text.rstrip("\n"))
@@ -408,7 +414,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proxySelectButton.enabled = haveData and not running
         self.ui.proxyPreviewButton.enabled = self._datasetDir is not None
         self.ui.startButton.enabled = haveData and not running
-        self.ui.cancelButton.enabled = running
+        self.ui.cancelButton.enabled = running and not self._process.cancelling
         haveModel = self._searchDir is not None and (self._searchDir / "best").exists()
         self.ui.applyButton.enabled = haveModel and not running
         self.ui.openReportButton.enabled = self._searchDir is not None and (self._searchDir / "report.html").exists()

@@ -284,10 +284,13 @@ class AutoSegWebApp(TrameApp):
     def cancel(self) -> None:
         if self.proc is None or not self.proc.running:
             raise DatasetError("nothing is running", "start a proxy selection or a search first")
-        self.proc.cancel()
-        self.state.busy = False
-        self.state.run_state = "cancelled"
-        self.state.run_status = f"{self.state.run_kind} cancelled"
+        if self.proc.cancelling:
+            return
+        # returns at once; the poll loop sees the engine stop (it checkpoints and re-queues its trials) and
+        # _on_finished then shows its summary — the page stays responsive meanwhile
+        self.proc.request_cancel()
+        self.state.run_state = "cancelling"
+        self.state.run_status = f"{self.state.run_kind} cancelling…"
 
     # ------------------------------------------------------------------------------------------------ Apply
     @user_action
@@ -345,6 +348,10 @@ class AutoSegWebApp(TrameApp):
         s = self.state
         s.busy = False
         if proc.state == ProcessState.CANCELLED:
+            s.run_state = "cancelled"
+            summary = self.progress.status if self.progress is not None else ""
+            s.run_status = (f"{s.run_kind} cancelled — {summary}" if summary.startswith("interrupted")
+                            else f"{s.run_kind} cancelled")
             return
         if proc.state != ProcessState.SUCCEEDED:
             s.run_state = "failed"

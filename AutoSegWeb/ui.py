@@ -162,7 +162,8 @@ def _run_panel(app):
                            id="start-search", disabled=("busy || !dataset",), prepend_icon="mdi-play")
                 with v.VCol(cols=6):
                     v.VBtn("Cancel", click=app.cancel, color="error", size="small", block=True, id="cancel",
-                           disabled=("!busy",), variant="tonal", prepend_icon="mdi-stop")
+                           disabled=("!busy || run_state === 'cancelling'",), variant="tonal",
+                           prepend_icon="mdi-stop")
             v.VProgressLinear(model_value=("run_progress",), height=14, color="primary", classes="mt-2",
                               id="run-progress", striped=("busy",), children=["{{ run_progress }} %"])
             with v.VTable(v_if=("trial_rows.length",), density="compact", classes="asg-table mt-2",

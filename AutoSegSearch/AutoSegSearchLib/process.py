@@ -35,6 +35,19 @@ def _is_engine(proc: psutil.Process) -> bool:
     return False
 
 
+def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _merge(first: list[psutil.Process], second: list[psutil.Process]) -> list[psutil.Process]:
+    """``first`` then the processes of ``second`` not in it (psutil compares pid and creation time)."""
+    return first + [p for p in second if p not in first]
+
+
 class ProcessState(str, enum.Enum):
     NOT_STARTED = "not started"
     RUNNING = "running"
@@ -94,6 +107,7 @@ class EngineProcess:
         self._event_offset = 0
         self._log_offset = 0
         self._finished_called = False
+        self._cancel: dict | None = None        # set by request_cancel: the tree and when to escalate
         self.started_at: float | None = None
         self.ended_at: float | None = None
 
@@ -131,6 +145,10 @@ class EngineProcess:
         """Deliver new events and log text; detect the end of the child. Never blocks."""
         if self._popen is None:
             return []
+        if self.cancelling:
+            new = self._read_new()
+            self._advance_cancel()
+            return new
         exited = self._popen.poll() is not None if self.state == ProcessState.RUNNING else False
         new = self._read_new()
         if exited:
@@ -162,50 +180,78 @@ class EngineProcess:
         except psutil.NoSuchProcess:
             return []
 
-    def cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
-        """Stop the engine, then kill the whole process tree; returns the pids that were signalled.
+    @property
+    def cancelling(self) -> bool:
+        """Cancel was requested and the child is still stopping (``running`` stays True until it has)."""
+        return self._cancel is not None and self.state == ProcessState.RUNNING
+
+    def request_cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
+        """Start stopping the engine and return at once; :meth:`poll` finishes the job.  Returns the pids seen.
 
         First the engine gets Ctrl-C (SIGINT, POSIX): a search then stops its trials at their last checkpoint,
         re-queues them and reports what the study holds, so re-running the same command resumes it.  Whatever is
-        still alive after ``grace`` seconds is terminated, then killed: the launcher ``PythonSlicer`` is not the
-        process that does the work, and the engine starts its own trial processes, so killing only the direct
-        child would leave orphans that keep using the CPU.
+        still alive when the engine has exited, or after ``grace`` seconds, is terminated, and ``timeout``
+        seconds later killed: the launcher ``PythonSlicer`` is not the process that does the work, and the
+        engine starts its own trial processes, so killing only the direct child would leave orphans that keep
+        using the CPU.  Why not block here: the GUI calls this from its event loop, and a search may need
+        seconds to checkpoint and re-queue — the panel must stay responsive meanwhile (its poll timer runs on).
         """
         if self.state != ProcessState.RUNNING:
             return []
+        if self._cancel is not None:
+            return [p.pid for p in self._cancel["tree"]]
         tree = self.process_tree()
-        interrupted = []
+        interrupted = False
         if os.name == "posix" and grace > 0:
             for proc in tree:
                 if _is_engine(proc):
                     try:
                         proc.send_signal(signal.SIGINT)
-                        interrupted.append(proc)
+                        interrupted = True
                     except psutil.NoSuchProcess:
                         pass
-            psutil.wait_procs(interrupted, timeout=grace)
-        for proc in reversed(tree):              # children first, so none is re-parented and missed
-            try:
-                proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=timeout)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=timeout)
-        if self._popen is not None:
-            try:
-                self._popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            self.returncode = self._popen.returncode
-        self._read_new()
-        self.state = ProcessState.CANCELLED
-        self._finish()
+        now = time.monotonic()
+        self._cancel = {"tree": tree, "timeout": timeout, "terminate_at": now + grace if interrupted else now,
+                        "kill_at": None}
+        self._advance_cancel()
         return [p.pid for p in tree]
+
+    def cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
+        """:meth:`request_cancel`, then wait until everything has stopped (scripts, tests, shutting down)."""
+        pids = self.request_cancel(timeout=timeout, grace=grace)
+        give_up = time.monotonic() + grace + 3 * timeout + 5
+        while self.state == ProcessState.RUNNING and time.monotonic() < give_up:
+            time.sleep(0.05)
+            self.poll()
+        return pids
+
+    def _advance_cancel(self) -> None:
+        """One non-blocking step of a requested cancel: escalate when due, finish when nothing is left."""
+        c = self._cancel
+        now = time.monotonic()
+        engine_exited = self._popen is None or self._popen.poll() is not None
+        if c["kill_at"] is None and (engine_exited or now >= c["terminate_at"]):
+            # children first, so none is re-parented and missed; the tree is re-read for late children
+            c["tree"] = _merge(c["tree"], self.process_tree())
+            for proc in reversed(c["tree"]):
+                try:
+                    proc.terminate()
+                except psutil.NoSuchProcess:
+                    pass
+            c["kill_at"] = now + c["timeout"]
+        alive = [p for p in c["tree"] if _alive(p)]
+        if alive and c["kill_at"] is not None and now >= c["kill_at"]:
+            for proc in alive:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            alive = [p for p in alive if _alive(p)]
+        if c["kill_at"] is not None and not alive and engine_exited:
+            self.returncode = self._popen.returncode if self._popen is not None else None
+            self._read_new()
+            self.state = ProcessState.CANCELLED
+            self._finish()
 
     # --- helpers -----------------------------------------------------------------------------------------------
     def log_text(self) -> str:

@@ -236,3 +236,46 @@ def test_full_flow_proxy_search_apply(page, server, roots):
                if '"study_started"' in line]
     assert started and started[0]["tta"] is True                      # "on" reached the engine as --tta
     assert server_log_problems(log_path) == []
+
+
+def test_cancel_stops_the_search_at_once_and_the_page_stays_usable(page, server, roots):
+    """Cancel returns at once ('cancelling…'), the engine stops its trial at the last checkpoint and re-queues
+    it, the status shows the engine's summary, no engine process survives, and the page can start again."""
+    url, proc, log_path = server
+    time.sleep(1.1)                         # choosing the dataset names a new run folder (to the second)
+    fill(page, "#dataset-input", "Hippo10")
+    page.click("#choose-dataset")
+    page.wait_for_selector("#dataset-info")
+    assert not (roots["work"] / page.evaluate("window.trame.state.get('run_name')")).exists()
+    open_panel(page, "search", "#trials")
+    fill(page, "#trials", "2")
+    fill(page, "#epochs", "400")            # far longer than the test waits: only Cancel ends it
+    fill(page, "#steps", "2")
+    open_panel(page, "run", "#start-search")
+    page.click("#start-search")
+    run_dir = roots["work"] / page.evaluate("window.trame.state.get('run_name')") / "search"
+    events = run_dir / "search.events.jsonl"
+    wait_until(lambda: page.locator(".trial-row").count() >= 1 and events.is_file()
+               and '"event": "epoch"' in events.read_text(), 240, "the first epoch (a checkpoint to stop at)")
+    engine = psutil.Process(proc.pid).children(recursive=True)
+    assert engine, "no engine process to cancel"
+
+    clicked = time.monotonic()
+    page.click("#cancel")
+    wait_until(lambda: "cancel" in page.inner_text("#run-status"), 10, "the page's answer to Cancel")
+    answered = time.monotonic() - clicked
+    wait_until(lambda: page.evaluate("window.trame.state.get('run_state')") == "cancelled", 60, "the cancel")
+    status = page.inner_text("#run-status")
+    assert "search cancelled — interrupted:" in status and "stopped and re-queued" in status, status
+    assert answered < 5, f"the page took {answered:.1f} s to answer Cancel"
+    for p in engine:
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE, f"pid {p.pid} survived Cancel"
+    assert page.locator("#start-search").is_enabled() and not page.locator("#cancel").is_enabled()
+    rows = page.eval_on_selector_all(".trial-row", "rows => rows.map(r => r.cells[3].textContent.trim())")
+    assert "stopped, re-queued" in rows, rows
+    import optuna
+
+    search = json.loads((run_dir / "search.json").read_text())
+    study = optuna.load_study(study_name=search["study_name"], storage=search["storage"])
+    assert [t.state.name for t in study.trials][:2] == ["FAIL", "WAITING"]
+    assert server_log_problems(log_path) == []
