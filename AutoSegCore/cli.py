@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import pkgutil
 import sys
+import sysconfig
 
 from AutoSegCore.errors import AutoSegError
 from AutoSegCore.events import EventWriter
@@ -51,6 +53,20 @@ USER_PATH_ERRORS = {
 }
 
 
+def _is_user_path(filename) -> bool:
+    """False for a path inside the installed engine or its Python: a file missing there is our bug (or a broken
+    install), and hiding its traceback behind "check the path" would mislead.  ``AUTOSEG_DEBUG=1`` shows every
+    traceback."""
+    if os.environ.get("AUTOSEG_DEBUG") == "1":
+        return False
+    if not filename or not isinstance(filename, (str, os.PathLike)):
+        return True
+    path = os.path.abspath(os.fspath(filename))
+    where = sysconfig.get_paths()
+    ours = [os.path.dirname(os.path.abspath(__file__)), where["purelib"], where["platlib"], where["stdlib"]]
+    return not any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in ours)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in USER_PATH_ERRORS or args.command == "trial":
+        if exc.errno not in USER_PATH_ERRORS or args.command == "trial" or not _is_user_path(exc.filename):
             raise        # a trial child's log keeps the traceback: the parent reports the failed trial from it
         where = f"{exc.filename}: " if exc.filename else ""
         message, hint = f"{where}{exc.strerror}", USER_PATH_ERRORS[exc.errno]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,9 +17,9 @@ from shared_data import SPLEEN
 pytestmark = pytest.mark.slow
 
 
-def autoseg(*args, cwd=None):
+def autoseg(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "AutoSegCore", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=900)
+                          cwd=cwd, timeout=900, env=None if env is None else {**os.environ, **env})
 
 
 def test_train_predict_evaluate_on_anisotropic_ct(tmp_path):
@@ -76,6 +78,21 @@ def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, command):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"{taken}: File exists" in r.stderr and "not an existing file" in r.stderr
     assert taken.read_text() == "keep me\n"                       # nothing lost
+
+
+def test_a_missing_file_inside_the_engine_is_a_bug_not_a_user_error(tmp_path):
+    """A path error names the user's path in one line; the same error on a file of the installed engine (or with
+    AUTOSEG_DEBUG=1) keeps its traceback, so a broken install or our bug is not disguised as 'check the path'."""
+    from AutoSegCore import cli
+
+    assert cli._is_user_path(tmp_path / "dataset") and cli._is_user_path("relative/out") and cli._is_user_path(None)
+    assert not cli._is_user_path(Path(cli.__file__).parent / "spaces" / "gone.yaml")
+    assert not cli._is_user_path(Path(subprocess.__file__))             # the standard library
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me\n")
+    r = autoseg("train", SPLEEN, "--out", taken, env={"AUTOSEG_DEBUG": "1"})
+    assert r.returncode == 1 and "Traceback" in r.stderr and "FileExistsError" in r.stderr, r.stderr[-2000:]
+    assert taken.read_text() == "keep me\n"
 
 
 def test_a_fractional_case_count_is_refused(tmp_path):
