@@ -112,7 +112,6 @@ class SearchRunner:
         self.events = events
         self.join = join
         self.work = Path(settings.out).resolve()
-        self.work.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname()
         self.launcher = TrialLauncher()
         self.stop_requested = False
@@ -120,6 +119,13 @@ class SearchRunner:
     # ------------------------------------------------------------------------------------------ set-up
     def prepare(self) -> None:
         """Open or create the study and select the cases; the fork server starts meanwhile (stopped on error)."""
+        from AutoSegCore.proxy.fidelity import Fidelity
+        from AutoSegCore.spaces import get_space
+
+        # a mistyped space or proxy spec is refused before the fork server starts (that takes seconds)
+        self.fidelity = Fidelity.parse(self.s.proxy_data, self.s.proxy_net)
+        self.space = get_space(self.s.space)
+        self.work.mkdir(parents=True, exist_ok=True)
         self.launcher.warm()          # the fork server imports torch & co. while the cases are selected
         try:
             self._prepare()
@@ -129,14 +135,10 @@ class SearchRunner:
 
     def _prepare(self) -> None:
         from AutoSegCore.data.dataset import load_dataset
-        from AutoSegCore.proxy.fidelity import Fidelity
         from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
-        from AutoSegCore.spaces import get_space
         from AutoSegCore.strategies import make_pruner, make_sampler
 
         s = self.s
-        self.fidelity = Fidelity.parse(s.proxy_data, s.proxy_net)
-        self.space = get_space(s.space)
         self.proxy_fixed: list[str] = []
         # Only paper a's fixed proxy (levels=N without width) trains one size for every trial, so only then are
         # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.

@@ -12,6 +12,14 @@ from AutoSegCore.events import EventWriter
 console = Console(stderr=True)
 
 
+def _hide(progress: Progress) -> None:
+    """Clear the bars when the command fails: its one-line error should stand alone, not under a frozen
+    "0/20 0:00:06" that looks like work was done (a non-terminal console prints the bars' last state)."""
+    for task in progress.tasks:
+        progress.update(task.id, visible=False)
+    progress.live.transient = True      # erased on a terminal; not printed at all to a file or pipe
+
+
 @contextmanager
 def epoch_progress(events: EventWriter, total: int, description: str) -> Iterator[Progress]:
     """A bar advanced by ``epoch`` events (uses the event's ``epochs`` as total when it differs)."""
@@ -32,7 +40,11 @@ def epoch_progress(events: EventWriter, total: int, description: str) -> Iterato
     events.listeners.append(on_event)
     try:
         with progress:
-            yield progress
+            try:
+                yield progress
+            except BaseException:
+                _hide(progress)
+                raise
     finally:
         events.listeners.remove(on_event)
 
@@ -64,6 +76,10 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
     events.listeners.append(on_event)
     try:
         with progress:
-            yield progress
+            try:
+                yield progress
+            except BaseException:
+                _hide(progress)
+                raise
     finally:
         events.listeners.remove(on_event)

@@ -95,6 +95,16 @@ def test_a_missing_file_inside_the_engine_is_a_bug_not_a_user_error(tmp_path):
     assert taken.read_text() == "keep me\n"
 
 
+def test_an_early_error_stands_alone_without_progress_bars(tmp_path):
+    """A mistyped space is refused before the search starts anything, and its error is not printed under frozen
+    '0/20' progress bars (rich prints a bar's last state when stderr is not a terminal)."""
+    r = autoseg("search", SPLEEN, "--space", "unet-pipline", "--out", tmp_path / "s")
+    assert r.returncode == 2 and "unknown search space 'unet-pipline'" in r.stderr
+    assert r.stderr.strip().startswith("autoseg search: error:"), r.stderr
+    assert "trials" not in r.stderr and "epochs" not in r.stderr
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_fractional_case_count_is_refused(tmp_path):
     r = autoseg("search", SPLEEN, "--proxy-data", "mi+roi:2.5", "--out", tmp_path / "s")
     assert r.returncode == 2 and "must be whole" in r.stderr and "Traceback" not in r.stderr
