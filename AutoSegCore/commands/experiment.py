@@ -10,6 +10,7 @@ import sys
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.errors import ConfigError
+from AutoSegCore.utils.cli_types import positive_int
 
 
 def register(sub) -> None:
@@ -21,14 +22,14 @@ def register(sub) -> None:
     q.add_argument("--out", default="proxy-correlation", help="output folder (re-use it to resume)")
     q.add_argument("--grid", choices=("small", "paper"), default="small",
                    help="small = 3 optimisers × 2 learning rates; paper = paper a's 4 × 4")
-    q.add_argument("--epochs", type=int, default=None, help="epochs per run (default 2)")
-    q.add_argument("--steps-per-epoch", type=int, default=None, help="optimiser steps per epoch (default 30)")
+    q.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default 2)")
+    q.add_argument("--steps-per-epoch", type=positive_int, default=None, help="optimiser steps per epoch (default 30)")
     q.add_argument("--budget", nargs="+", default=["0.25"],
                    help="proxy-data size: fraction of the training pool (<1) or a count; several give Fig. 4's curve")
     q.add_argument("--holdout", type=float, default=None, help="fraction of cases held back for scoring (default 0.2)")
     q.add_argument("--seed", type=int, default=0, help="seed of the hold-out split, selections and training")
     q.add_argument("--keep-models", action="store_true", help="keep every trained model (default: only results)")
-    q.add_argument("--threads", type=int, default=None, help="torch threads (default AUTOSEG_THREADS or all cores)")
+    q.add_argument("--threads", type=positive_int, default=None, help="torch threads (default AUTOSEG_THREADS or all cores)")
     q.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     add_events_option(q)
     q.set_defaults(func=run)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import folds, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -14,25 +15,26 @@ def register(sub) -> None:
                    help="full; levels=5|4|3 (paper a's fixed proxy: size not searched); width=F, e.g. width=0.25 "
                         "(shrinks each sampled net by F, keeps the order of sizes); or levels=N,width=F")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--trials", type=int, help="number of trials in the study (default 20)")
+    g.add_argument("--trials", type=positive_int, help="number of trials in the study (default 20)")
     g.add_argument("--time", help="search time budget, e.g. 30m or 2h; trials still running when it ends are stopped "
                                   "at their last checkpoint and re-queued for a re-run")
-    p.add_argument("--jobs", type=int, default=1, help="trials in parallel on this machine (CPU cores are split)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="trials in parallel on this machine (CPU cores are split)")
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite file DIR/study.db); postgresql://… for many machines")
     p.add_argument("--study-name", help="study name (default: the --out folder's name)")
-    p.add_argument("--epochs", type=int, default=20, help="maximum epochs per trial")
-    p.add_argument("--min-epochs", type=int, default=2, help="minimum budget (BOHB/Hyperband)")
-    p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
+    p.add_argument("--epochs", type=positive_int, default=20, help="maximum epochs per trial")
+    p.add_argument("--min-epochs", type=positive_int,
+                   help="minimum budget (BOHB/Hyperband; default 2, or --epochs when smaller)")
+    p.add_argument("--steps-per-epoch", type=positive_int, help="override training.steps_per_epoch")
     p.add_argument("--config", help="base config (YAML/JSON) the space's points are merged over")
     p.add_argument("--trial-timeout", help="kill a trial after this long, e.g. 20m")
-    p.add_argument("--trial-memory-gb", type=float, help="address-space limit per trial process")
-    p.add_argument("--final-top-k", type=int, default=1, help="retrain and ensemble the best K configs")
-    p.add_argument("--final-epochs", type=int, help="epochs of the final training (default: --epochs)")
-    p.add_argument("--final-steps-per-epoch", type=int, help="steps per epoch of the final training")
+    p.add_argument("--trial-memory-gb", type=positive_float, help="address-space limit per trial process")
+    p.add_argument("--final-top-k", type=positive_int, default=1, help="retrain and ensemble the best K configs")
+    p.add_argument("--final-epochs", type=positive_int, help="epochs of the final training (default: --epochs)")
+    p.add_argument("--final-steps-per-epoch", type=positive_int, help="steps per epoch of the final training")
     p.add_argument("--final-time", help="wall-clock budget of the final training, e.g. 80m, shared equally by the "
                                         "top-K configs or folds; each one's lr schedule ends on its share "
                                         "(--final-epochs then caps the epochs)")
-    p.add_argument("--final-folds", type=int, default=0, help="k-fold cross-validation of the best config (ensemble)")
+    p.add_argument("--final-folds", type=folds, default=0, help="k-fold cross-validation of the best config (ensemble)")
     p.add_argument("--final-tta", choices=("auto", "on", "off"), default="auto",
                    help="flip test-time augmentation of best/: auto keeps it only if it scores higher on validation")
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
@@ -45,20 +47,25 @@ def register(sub) -> None:
 
 def settings_from_args(args):
     from AutoSegCore.config import load_config
+    from AutoSegCore.errors import ConfigError
     from AutoSegCore.search.settings import SearchSettings, parse_duration
 
     base = {}
     if args.config:
         base = {k: v for k, v in load_config(args.config).items()}
     trials = args.trials if args.trials is not None else (None if args.time else 20)
+    if args.min_epochs is not None and args.min_epochs > args.epochs:
+        raise ConfigError(f"--min-epochs {args.min_epochs} is more than --epochs {args.epochs}",
+                          "use 1 ≤ --min-epochs ≤ --epochs")
+    min_epochs = args.min_epochs if args.min_epochs is not None else min(2, args.epochs)
     return SearchSettings(
         data=args.data, out=args.out, space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
-        proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time), jobs=args.jobs,
-        storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=min(args.min_epochs, args.epochs),
+        proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time, "--time"), jobs=args.jobs,
+        storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=min_epochs,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
-        trial_timeout=parse_duration(args.trial_timeout), trial_memory_gb=args.trial_memory_gb,
+        trial_timeout=parse_duration(args.trial_timeout, "--trial-timeout"), trial_memory_gb=args.trial_memory_gb,
         base_config=base, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
-        final_time=parse_duration(args.final_time),
+        final_time=parse_duration(args.final_time, "--final-time"),
         final_steps_per_epoch=args.final_steps_per_epoch,
         final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final)
 

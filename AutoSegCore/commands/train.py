@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import positive_int
 
 
 def register(sub) -> None:
@@ -13,8 +14,8 @@ def register(sub) -> None:
     p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
     p.add_argument("--config", help="YAML/JSON config (sections network/preprocessing/training/inference)")
     p.add_argument("--out", required=True, help="model folder to write (model.pt, model.json, checkpoint.pt)")
-    p.add_argument("--epochs", type=int, help="override training.epochs")
-    p.add_argument("--steps-per-epoch", type=int, help="override training.steps_per_epoch")
+    p.add_argument("--epochs", type=positive_int, help="override training.epochs")
+    p.add_argument("--steps-per-epoch", type=positive_int, help="override training.steps_per_epoch")
     p.add_argument("--time", help="train for this wall-clock budget, e.g. 30m or 1h30m: the lr schedule is re-fitted "
                                   "to end on it (training.time_limit); --epochs then caps the epochs")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation (0: train on all, no validation)")
@@ -37,10 +38,10 @@ def run(args, events) -> int:
         cfg["training"]["epochs"] = args.epochs
     if args.steps_per_epoch:
         cfg["training"]["steps_per_epoch"] = args.steps_per_epoch
-    if args.time:
-        cfg["training"]["time_limit"] = parse_duration(args.time)
+    if args.time is not None:
+        cfg["training"]["time_limit"] = parse_duration(args.time, "--time")
         cfg["training"]["epochs"] = args.epochs or EPOCH_CAP_WITH_TIME_LIMIT
-    validate_config(cfg, source="--time" if args.time else "config")
+    validate_config(cfg, source="--time" if args.time is not None else "config")
     out = Path(args.out)
     if out.exists() and not out.is_dir():         # before any work (cli.py turns it into a one-line error)
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import positive_int
 
 
 def register(subparsers) -> None:
@@ -10,7 +11,7 @@ def register(subparsers) -> None:
                                           "NaN/Inf. Prints OK or the first problem with a hint (exit code 2).")
     p.add_argument("data", metavar="DATA", help="dataset folder with dataset.json (or the dataset.json itself)")
     p.add_argument("--shallow", action="store_true", help="read headers only (skip voxel checks)")
-    p.add_argument("--min-cases", type=int, default=2,
+    p.add_argument("--min-cases", type=positive_int, default=2,
                    help="fewest labelled cases accepted (default 2: training needs one case to train, one to validate)")
     add_events_option(p)
     p.set_defaults(func=run)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import positive_int
 
 
 def register(sub) -> None:
@@ -9,8 +10,8 @@ def register(sub) -> None:
     p.add_argument("--storage", required=True, help="the study's storage URL (postgresql://… or sqlite:///…)")
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--out", default=None, help="folder for this worker's trial files (default ./autoseg-worker-HOST)")
-    p.add_argument("--trials", type=int, help="override the study's total trial count")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--trials", type=positive_int, help="override the study's total trial count")
+    p.add_argument("--jobs", type=positive_int, default=1)
     add_events_option(p)
     p.set_defaults(func=run)
 

@@ -10,17 +10,30 @@ from pathlib import Path
 from AutoSegCore.errors import ConfigError
 
 
-def parse_duration(text: str | None) -> float | None:
-    """'90s', '30m', '2h', '1h30m' or plain seconds → seconds."""
-    if text in (None, ""):
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:({_NUMBER})h)?(?:({_NUMBER})m)?(?:({_NUMBER})s)?")
+
+
+def parse_duration(text: str | None, option: str = "duration") -> float | None:
+    """'90s', '30m', '2h', '1h30m' or plain seconds → seconds above zero; None → None.
+
+    An empty text, a repeated or out-of-order unit ('1m1m', '30s2h') or zero is refused rather than read as
+    "no limit" or "stop at once"."""
+    if text is None:
         return None
-    s = str(text).strip().lower()
-    if re.fullmatch(r"[0-9.]+", s):
-        return float(s)
-    parts = re.findall(r"([0-9.]+)\s*([hms])", s)
-    if not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
-        raise ConfigError(f"duration '{text}' is not understood", "use e.g. 90s, 30m, 2h or 1h30m")
-    return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+    s = str(text).strip().lower().replace(" ", "")
+    hint = "use e.g. 90s, 30m, 2h or 1h30m"
+    if re.fullmatch(_NUMBER, s):
+        seconds = float(s)
+    else:
+        match = _DURATION.fullmatch(s)
+        if not s or not match:
+            raise ConfigError(f"{option} '{text}' is not a duration", hint)
+        h, m, sec = (float(g) if g else 0.0 for g in match.groups())
+        seconds = 3600 * h + 60 * m + sec
+    if not seconds > 0:
+        raise ConfigError(f"{option} '{text}' must be a duration longer than zero", hint)
+    return seconds
 
 
 @dataclass

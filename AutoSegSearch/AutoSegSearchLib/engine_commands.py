@@ -91,7 +91,7 @@ class EngineCommands:
         if final_time_minutes is not None and not final_time_minutes > 0:
             raise ConfigError(f"final training time {final_time_minutes!r} min must be positive", "e.g. 60 minutes")
         args = ["search", str(data_dir), "--space", space, "--strategy", strategy, "--out", str(out_dir)]
-        args += ["--time", f"{int(time_minutes)}m"] if time_minutes else ["--trials", str(trials)]
+        args += ["--time", f"{time_minutes:g}m"] if time_minutes else ["--trials", str(trials)]
         optional = (("--proxy-data", proxy_data), ("--proxy-net", proxy_net), ("--storage", storage),
                     ("--epochs", epochs), ("--min-epochs", min_epochs), ("--steps-per-epoch", steps_per_epoch),
                     ("--final-epochs", final_epochs), ("--seed", seed))
