@@ -41,11 +41,25 @@ def read_search_json(work_dir: str | Path) -> dict:
                           "re-run 'autoseg search' with the same --out to rewrite it") from None
     if not isinstance(data, dict) or not data.get("study_name"):
         raise ConfigError(f"{path} has no 'study_name'", "re-run 'autoseg search' with the same --out to rewrite it")
-    if not data.get("storage"):
-        from AutoSegCore.search.storage import default_storage_url
+    from AutoSegCore.search.storage import default_storage_url
 
+    if not data.get("storage") or _is_default_storage(data):
+        # the folder's own study.db, wherever the folder is now: a moved folder still opens, and a copy without
+        # its study.db is an error instead of silently reporting the original's study
         data["storage"] = default_storage_url(work)
     return data
+
+
+def _is_default_storage(data: dict) -> bool:
+    """Whether the search used ``--out``'s own study.db (no ``--storage``).  search.json says so since
+    2026-12-01; older ones stored only the absolute URL, which names study.db in a folder called like --out."""
+    if "storage_is_default" in data:
+        return bool(data["storage_is_default"])
+    url, out = str(data.get("storage")), data.get("out")
+    if not url.startswith("sqlite:///") or not out:
+        return False
+    db = Path(url[len("sqlite:///"):])
+    return db.name == "study.db" and db.parent.name == Path(str(out)).name
 
 
 def open_search_folder(work_dir: str | Path) -> SearchFolder:

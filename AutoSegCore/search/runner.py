@@ -11,6 +11,7 @@ re-queued" (no penalty: ``strategies.penalty.was_requeued``) and queued again, s
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -104,6 +105,11 @@ def describe_exit(code: int, log_tail: str) -> str:
 FIDELITY_SETTINGS = ("epochs", "min_epochs", "steps_per_epoch")
 
 
+def _canonical(value) -> str:
+    """A config as JSON with sorted keys: the study's stored copy (JSON) and a freshly loaded YAML compare equal."""
+    return json.dumps(value or {}, sort_keys=True, default=str)
+
+
 class SearchRunner:
     """Runs (or resumes, or joins) one study. ``run_trials`` is the loop; ``run`` adds data selection + final."""
 
@@ -182,12 +188,15 @@ class SearchRunner:
             asked = {"space": s.space, "strategy": s.strategy, "proxy_data": self.fidelity.data_label,
                      "proxy_net": self.fidelity.net_label, **{k: getattr(s, k) for k in FIDELITY_SETTINGS}}
             changed = [f"--{k.replace('_', '-')} {v} → {asked[k]}" for k, v in saved.items() if v != asked[k]]
+            if "base_config" in study_settings and _canonical(study_settings["base_config"]) != _canonical(s.base_config):
+                changed.append("--config: a different base config")
             if changed:
                 raise ConfigError(f"the study in {self.storage_url} was started with other settings "
                                   f"({'; '.join(changed)}); their trial values would not be comparable",
                                   "re-run with the same --space/--strategy/--proxy-data/--proxy-net/--epochs/"
                                   "--min-epochs/--steps-per-epoch, or use another --out (or --study-name)")
-            self.train_cases, self.val_cases = self._select_cases(names)
+            self.train_cases, self.val_cases = self._resumed_cases(attrs, study_settings, names) or \
+                self._select_cases(names)
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
                                ("fixed_by_proxy_net", self.proxy_fixed),
@@ -197,7 +206,8 @@ class SearchRunner:
         self._reseed_sampler()
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
-            **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url, "directions": self.directions,
+            **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url,
+            "storage_is_default": not s.storage, "directions": self.directions,
             "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
 
     def _reseed_sampler(self) -> None:
@@ -213,6 +223,24 @@ class SearchRunner:
             return
         salt = n if not self.join else n + zlib.crc32(f"{self.host}:{os.getpid()}".encode())
         self.study.sampler = make_sampler(self.s.strategy, seed=(self.s.seed + salt) % 2**32)
+
+    def _resumed_cases(self, attrs: dict, study_settings: dict, names: list[str]) -> tuple[list, list] | None:
+        """A resumed study keeps the cases its trials ran on (a dataset given more cases since must not move
+        the split under them); None for a new study.  A dataset that lacks them is refused."""
+        cases = attrs.get("cases") or {}
+        train, val = list(cases.get("train") or []), list(cases.get("val") or [])
+        if not train:
+            return None
+        before = study_settings.get("data")
+        missing = [n for n in train + val if n not in set(names)]
+        if missing:
+            raise ConfigError(f"{self.s.data} lacks {len(missing)} case(s) the study in {self.storage_url} ran on "
+                              f"(e.g. {', '.join(missing[:3])}); it was started on {before}",
+                              "re-run with the study's dataset, or use another --out (or --study-name)")
+        if before and Path(str(before)).resolve() != Path(str(self.s.data)).resolve():
+            self.events.emit("log", message=f"resuming on {self.s.data} (the study started on {before}): "
+                                            f"its {len(train) + len(val)} cases are all there")
+        return train, val
 
     def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
         """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""

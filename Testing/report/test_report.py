@@ -197,6 +197,32 @@ def test_missing_study_or_database_is_a_storage_error(single_work, tmp_path):
     assert not (work / "report.html").exists()
 
 
+def test_a_moved_or_copied_search_folder_reads_its_own_study(single_work, tmp_path):
+    """search.json's absolute study.db URL is the folder's own when the search used no --storage: a moved folder
+    still reports, and a copy without its study.db is an error — not a report of the original's study."""
+    gone = tmp_path / "old-place" / "study"                       # where the search ran; since moved away
+    moved = tmp_path / "moved"
+    shutil.copytree(single_work, moved)
+    meta = json.loads((moved / "search.json").read_text())
+    for flags in ({"storage_is_default": True}, {"out": str(gone)}):  # current search.json, and one from before
+        (moved / "search.json").write_text(json.dumps({**meta, **flags, "storage": f"sqlite:///{gone / 'study.db'}"}))
+        _, summary = build_report(moved)
+        trials = len(optuna.load_study(study_name=meta["study_name"], storage=f"sqlite:///{moved / 'study.db'}").trials)
+        assert json.loads(summary.read_text())["n_trials"] == trials
+    copied = tmp_path / "copied"
+    shutil.copytree(moved, copied)
+    (copied / "study.db").unlink()
+    (copied / "search.json").write_text(json.dumps({**meta, "storage_is_default": True,
+                                                    "storage": f"sqlite:///{moved / 'study.db'}"}))
+    with pytest.raises(StorageError, match=str(copied / "study.db")):
+        build_report(copied)
+    # an explicit --storage is kept as it is
+    (copied / "search.json").write_text(json.dumps({**meta, "storage_is_default": False,
+                                                    "storage": f"sqlite:///{moved / 'study.db'}"}))
+    build_report(copied)
+    assert (copied / "report.html").is_file()
+
+
 def test_report_of_empty_and_pruned_studies(tmp_path):
     """A study that has not finished a trial yet, and one whose pruner stopped trials early, still report."""
     from studies import make_objective, write_search_json

@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from searchkit import TINY, autoseg, events, load
+from searchkit import TINY, autoseg, events, load, make_subset
 
 pytestmark = pytest.mark.slow
 
@@ -89,3 +89,19 @@ def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
     assert r.returncode == 2 and "--epochs 2 → 3" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert (out / "search.json").read_bytes() == before
     assert len(load(search["storage"], search["study_name"]).trials) == 2
+    # … and another base config (trial values depend on it), or a dataset without the study's cases
+    base = tmp_path / "base.yaml"
+    base.write_text("network: {conv: 2d}\n")
+    r = autoseg("search", dataset, *TINY, "--config", base, "--trials", "3", "--no-final", "--out", out)
+    assert r.returncode == 2 and "--config: a different base config" in r.stderr, r.stderr
+    fewer = make_subset(tmp_path / "fewer", 4)
+    r = autoseg("search", fewer, *TINY, "--trials", "3", "--no-final", "--out", out)
+    assert r.returncode == 2 and "lacks" in r.stderr and str(dataset) in r.stderr and "Traceback" not in r.stderr
+    assert (out / "search.json").read_bytes() == before
+    # the same cases at another path (a moved dataset) resume on the study's own split
+    moved = make_subset(tmp_path / "moved", 10)
+    r = autoseg("search", moved, *TINY, "--trials", "3", "--no-final", "--out", out)
+    assert r.returncode == 0 and f"resuming on {moved}" in r.stderr, r.stderr[-3000:]
+    after = json.loads((out / "search.json").read_text())
+    assert (after["train_cases"], after["val_cases"]) == (search["train_cases"], search["val_cases"])
+    assert len(load(search["storage"], search["study_name"]).trials) == 3
