@@ -6,6 +6,7 @@ torch with one seeded generator, and validation runs sliding-window inference on
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 import warnings
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from AutoSegCore.errors import AutoSegError
+from AutoSegCore.errors import AutoSegError, ConfigError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.augment import augment_batch, safe_flip_axes
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, confusion
@@ -213,7 +214,13 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
             "history": self.history, "best": self.best, "horizon": self.horizon,
+            "trained_as": self._trained_as(),
         }
+
+    def _trained_as(self) -> str:
+        """What a checkpoint's weights mean: the network and the preprocessing (JSON, sorted keys).  The training
+        section may change on resume (more epochs, another time budget), these may not."""
+        return json.dumps({k: self.config.get(k) for k in ("network", "preprocessing")}, sort_keys=True, default=str)
 
     def save_checkpoint(self) -> None:
         with atomic_path(self.out_dir / CHECKPOINT) as tmp:
@@ -224,10 +231,21 @@ class Trainer:
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        hint = ("train with the config that wrote it, choose another --out, or start over with --no-resume "
+                "(which replaces that checkpoint)")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: pickle, zip and torch raise many types
+            raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__})", hint) from None
+        if state.get("trained_as", self._trained_as()) != self._trained_as():
+            raise ConfigError(f"{path} is the checkpoint of another network or preprocessing than this config's", hint)
+        try:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:     # checkpoints from before "trained_as"
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{path} does not fit this config's network ({first})", hint) from None
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["generator"])

@@ -8,6 +8,7 @@ import torch
 from shared_data import BRATS, HIPPO, SPINE
 from trainkit import tiny_config
 from AutoSegCore.config import make_config
+from AutoSegCore.errors import ConfigError
 from AutoSegCore.training.api import train_model
 from AutoSegCore.training.trainer import StopTraining
 
@@ -38,6 +39,39 @@ def test_exact_resume_gives_identical_weights(hippo, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [h["loss"] for h in full.history] == pytest.approx([h["loss"] for h in resumed.history], abs=0)
+
+
+def test_a_checkpoint_of_another_network_is_refused_and_kept(hippo, tmp_path):
+    """Resuming into a folder whose checkpoint another network wrote: a one-line ConfigError naming the file and
+    the way out, before any step — the checkpoint is left as it was.  A changed training section still resumes."""
+    names = _names(hippo)
+    kwargs = dict(train_cases=names[:4], val_cases=names[4:6])
+
+    def interrupt(epoch, record):
+        raise StopTraining
+
+    cfg = tiny_config(epochs=3, steps_per_epoch=2)
+    train_model(hippo, cfg, tmp_path / "m", callback=interrupt, **kwargs)
+    checkpoint = tmp_path / "m" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    other = tiny_config(epochs=3, steps_per_epoch=2)
+    other["network"]["channels"] *= 2
+    with pytest.raises(ConfigError, match="checkpoint of another network") as err:
+        train_model(hippo, other, tmp_path / "m", **kwargs)
+    assert str(checkpoint) in err.value.message and "--no-resume" in err.value.hint
+    assert checkpoint.read_bytes() == before and not (tmp_path / "m" / "model.pt").exists()
+    # a checkpoint from before 'trained_as' was recorded: the weights themselves do not fit
+    state = torch.load(checkpoint, weights_only=True)
+    del state["trained_as"]
+    torch.save(state, checkpoint)
+    with pytest.raises(ConfigError, match="does not fit this config's network"):
+        train_model(hippo, other, tmp_path / "m", **kwargs)
+    checkpoint.write_bytes(before[: len(before) // 2])
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        train_model(hippo, cfg, tmp_path / "m", **kwargs)
+    checkpoint.write_bytes(before)
+    longer = tiny_config(epochs=4, steps_per_epoch=2)
+    assert train_model(hippo, longer, tmp_path / "m", **kwargs).epochs_done == 4
 
 
 @pytest.mark.parametrize("loss", ["dice", "generalized_dice", "dice_ce", "dice_focal", "dice_topk", "dice_hausdorff"])
