@@ -165,6 +165,8 @@ def parse_param(raw: Any, index: int, known: list[str], source: str) -> ParamSpe
             if isinstance(v, bool) or not isinstance(v, number):
                 raise ConfigError(f"{where}: {key} = {v!r} must be {'an integer' if kind == 'int' else 'a number'}",
                                   f"give {kind} parameters numeric low and high, e.g. low: 1, high: 8")
+            if not math.isfinite(v):
+                raise ConfigError(f"{where}: {key} = {v!r} must be a finite number", "e.g. low: 1.0e-4, high: 1.0e-2")
         if low > high:
             raise ConfigError(f"{where}: low = {low} is greater than high = {high}", "swap low and high")
         if log and low <= 0:

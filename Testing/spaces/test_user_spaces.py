@@ -116,6 +116,8 @@ def _param(**kw):
 INVALID = {
     "unknown type": ({"name": "s", "params": [_param(type="double")]}, ["'lr'", "type"]),
     "low above high": ({"name": "s", "params": [_param(low=0.5, high=0.1)]}, ["'lr'", "greater than high"]),
+    "a NaN bound": ({"name": "s", "params": [_param(low=float("nan"))]}, ["'lr'", "low = ", "must be a"]),
+    "an infinite bound": ({"name": "s", "params": [_param(high=float("inf"))]}, ["'lr'", "high = ", "must be a"]),
     "unknown config key": ({"name": "s", "params": [_param(config="training.learning_rate")]},
                            ["'lr'", "training.learning_rate"]),
     "condition on an unknown param": ({"name": "s", "params": [_param(when={"param": "optimiser", "equals": "sgd"})]},
