@@ -41,7 +41,7 @@ def run_worker(storage: str, study_name: str, out: str, *, trials: int | None = 
     from AutoSegCore.search.runner import SearchRunner
     from AutoSegCore.search.storage import load_study, open_storage
 
-    st = open_storage(storage)
+    st = open_storage(storage, must_exist=True)
     study = load_study(st, study_name)
     saved = study.user_attrs.get("settings")
     if not saved:

@@ -158,7 +158,7 @@ class SearchRunner:
             raise ConfigError("fewer than 2 cases remain for the search", "use a larger dataset or a smaller holdout")
         self.search_pool = names
         self.storage_url = s.storage_url()
-        self.storage = open_storage(self.storage_url)
+        self.storage = open_storage(self.storage_url, must_exist=self.join)
         directions = list(self.space.directions)
         from AutoSegCore.strategies import MULTI_OBJECTIVE
 

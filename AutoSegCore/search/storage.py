@@ -27,11 +27,18 @@ def default_storage_url(work_dir: str | Path) -> str:
     return f"sqlite:///{Path(work_dir).resolve() / 'study.db'}"
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """Open (and create the schema of) an RDB storage, turning every failure into a StorageError."""
+def open_storage(url: str, *, heartbeat: bool = True, must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """Open (and create the schema of) an RDB storage, turning every failure into a StorageError.
+
+    ``must_exist``: a worker joining a study, or a reader — a missing SQLite file is an error, not a new empty
+    database left behind (SQLite creates one on connect)."""
     kwargs: dict = {}
     if url.startswith("sqlite"):
         path = Path(url.split("sqlite:///", 1)[-1])
+        if must_exist and not (path.is_file() and path.stat().st_size > 0):
+            raise StorageError(f"no study database at {path}",
+                               "give the --storage URL of the study's database (the study's --out/study.db, or "
+                               "a PostgreSQL URL for many machines)")
         if path.exists() and path.stat().st_size > 0:
             with open(path, "rb") as fh:
                 if fh.read(16) != b"SQLite format 3\x00":

@@ -66,3 +66,10 @@ def test_min_epochs_follows_a_small_epoch_cap_when_not_given(tmp_path):
     assert settings_from_args(args).min_epochs == 1
     args = build_parser().parse_args(["search", str(DATA), "--out", str(tmp_path / "s")])
     assert settings_from_args(args).min_epochs == 2
+
+
+def test_a_worker_pointed_at_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
+    db = tmp_path / "typo.db"
+    code, err = run_cli(capsys, "worker", "--storage", f"sqlite:///{db}", "--study", "s", "--out", tmp_path / "w")
+    assert code == 2 and f"no study database at {db}" in err and "Traceback" not in err, err
+    assert not db.exists()
