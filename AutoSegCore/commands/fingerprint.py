@@ -1,7 +1,6 @@
 """`autoseg fingerprint DATA [--out FILE]`: dataset statistics as a table, and as JSON written atomically."""
 from __future__ import annotations
 
-
 from AutoSegCore.cli import add_events_option
 
 
@@ -52,7 +51,10 @@ def summary_table(fp: dict):
 def run(args, events) -> int:
     from AutoSegCore.data.dataset import load_dataset
     from AutoSegCore.data.fingerprint import compute_fingerprint, save_fingerprint
+    from AutoSegCore.utils.io import check_output_file
 
+    if args.out:
+        check_output_file(args.out)              # before minutes of statistics, not after
     ds = load_dataset(args.data, min_cases=1)
     fp = compute_fingerprint(ds)
     from rich.console import Console

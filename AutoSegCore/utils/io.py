@@ -1,6 +1,7 @@
 """Atomic writes (temp file + rename) so a crash never leaves a partial or overwritten output."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,20 +17,40 @@ os.umask(_UMASK)
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success rename it over ``target``, on error delete it."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    target = check_output_file(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(target.suffixes) or ".tmp"
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    except OSError as exc:           # name the file the user asked for, not our hidden temp file
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_UMASK)       # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def check_output_file(target: str | Path) -> Path:
+    """Refuse an output file path that cannot work — an existing folder, or a file where a folder must be — before
+    the work that produces it (``OSError`` with the path; the CLI shows it as a one-line error)."""
+    target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+            break
+    return target
 
 
 def write_text(target: str | Path, text: str) -> Path:

@@ -55,3 +55,24 @@ def test_save_and_load(tmp_path):
     path = save_fingerprint(fp, tmp_path / "sub" / "fp.json")
     assert load_fingerprint(path) == fp
     assert [p.name for p in path.parent.iterdir()] == ["fp.json"]       # no temp files left
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_unusable_out_path_is_refused_before_the_work_and_named(tmp_path, capsys, where):
+    """The error names the user's path (not our hidden temp file) and comes before the statistics are computed."""
+    from AutoSegCore.cli import main
+
+    blocker = tmp_path / "taken"
+    if where == "a folder":
+        blocker.mkdir()
+        out, named = blocker, blocker
+    else:
+        blocker.write_text("keep me\n")
+        out, named = blocker / "sub" / "fp.json", blocker
+    events = tmp_path / "events.jsonl"
+    code = main(["fingerprint", str(HIPPO), "--out", str(out), "--events", str(events)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: {named}: " in err and ".json." not in err, err
+    assert "Traceback" not in err and "case(s)" not in err          # no summary table: nothing was computed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "taken"]
+    assert blocker.is_dir() or blocker.read_text() == "keep me\n"
