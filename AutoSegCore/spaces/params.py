@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna.distributions as od
 
+from AutoSegCore.config import CHOICES
 from AutoSegCore.errors import ConfigError
 
 OPERATORS = {
@@ -157,6 +158,12 @@ def parse_param(raw: Any, index: int, known: list[str], source: str) -> ParamSpe
             raise ConfigError(f"{where}: categorical needs a non-empty 'choices' list", "e.g. choices: [adam, sgd]")
         if not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices):
             raise ConfigError(f"{where}: choices must be plain numbers, strings or booleans", "e.g. choices: [2d, 3d]")
+        target = tuple(str(raw.get("config", "")).split("."))
+        allowed = CHOICES.get(target) if len(target) == 2 else None
+        wrong = [c for c in choices if allowed is not None and c not in allowed]
+        if wrong:   # else every trial drawing it would fail as an "illegal architecture", and the study go on
+            raise ConfigError(f"{where}: choice(s) {wrong} are not values of {raw['config']}",
+                              f"use only: {', '.join(map(str, allowed))}")
         dist: od.BaseDistribution = od.CategoricalDistribution(choices)
     else:
         low, high, log, step = raw.get("low"), raw.get("high"), bool(raw.get("log", False)), raw.get("step")

@@ -116,6 +116,10 @@ def _param(**kw):
 INVALID = {
     "unknown type": ({"name": "s", "params": [_param(type="double")]}, ["'lr'", "type"]),
     "low above high": ({"name": "s", "params": [_param(low=0.5, high=0.1)]}, ["'lr'", "greater than high"]),
+    "a choice the config does not know": ({"name": "s", "params": [{"name": "loss", "type": "categorical",
+                                                                    "choices": ["dice", "bogus_loss"],
+                                                                    "config": "training.loss"}]},
+                                         ["'loss'", "['bogus_loss']", "training.loss"]),
     "a NaN bound": ({"name": "s", "params": [_param(low=float("nan"))]}, ["'lr'", "low = ", "must be a"]),
     "an infinite bound": ({"name": "s", "params": [_param(high=float("inf"))]}, ["'lr'", "high = ", "must be a"]),
     "unknown config key": ({"name": "s", "params": [_param(config="training.learning_rate")]},
