@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
-from AutoSegCore.utils.cli_types import positive_int
+from AutoSegCore.utils.cli_types import device, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="proxy search + final training + report on the bundled cases (≈ 4 min on 2 CPU cores)")
     p.add_argument("--out", default="demo-output", help="output folder")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     p.add_argument("--trials", type=positive_int, help="override the number of search trials (default 6)")
     p.add_argument("--final-time", help="wall-clock budget of the winner's training (default 3m; its lr schedule "
                                         "ends on it)")

@@ -10,7 +10,7 @@ import sys
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.errors import ConfigError
-from AutoSegCore.utils.cli_types import positive_int
+from AutoSegCore.utils.cli_types import device, positive_int
 
 
 def register(sub) -> None:
@@ -30,7 +30,7 @@ def register(sub) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the hold-out split, selections and training")
     q.add_argument("--keep-models", action="store_true", help="keep every trained model (default: only results)")
     q.add_argument("--threads", type=positive_int, default=None, help="torch threads (default AUTOSEG_THREADS or all cores)")
-    q.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    q.add_argument("--device", type=device, default="auto", help="auto, cpu or cuda[:N]")
     add_events_option(q)
     q.set_defaults(func=run)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import device
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.5, help="share of the selection used for validation")
     p.add_argument("--size", type=int, default=64, help="edge of the cube every case is resampled to")
     p.add_argument("--cache-dir", default=None, help="where pairwise matrices are cached (default ~/.cache/autoseg/proxy)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--preview", action="store_true", help="also write proxy_preview.png (montage of the selection)")
     add_events_option(p)
     p.set_defaults(func=run)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
-from AutoSegCore.utils.cli_types import folds, positive_float, positive_int
+from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -39,7 +39,7 @@ def register(sub) -> None:
                    help="flip test-time augmentation of best/: auto keeps it only if it scores higher on validation")
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     p.add_argument("--out", required=True, help="work folder (study.db, proxy.json, trials/, best/, report.html)")
     add_events_option(p)
     p.set_defaults(func=run)

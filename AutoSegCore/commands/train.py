@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from AutoSegCore.cli import add_events_option
-from AutoSegCore.utils.cli_types import positive_int
+from AutoSegCore.utils.cli_types import device, positive_int
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--time", help="train for this wall-clock budget, e.g. 30m or 1h30m: the lr schedule is re-fitted "
                                   "to end on it (training.time_limit); --epochs then caps the epochs")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of cases held out for validation (0: train on all, no validation)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", help="disk cache for preprocessed arrays")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     add_events_option(p)

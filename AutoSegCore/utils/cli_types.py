@@ -41,3 +41,11 @@ def folds(text: str) -> int:
     if value < 0 or value == 1:
         raise argparse.ArgumentTypeError(f"must be 0 (no cross-validation) or ≥ 2, not {value}")
     return value
+
+
+def device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N — spelled right at once (whether CUDA exists is checked where it is used)."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"'{text}' is not a device: use auto, cpu, cuda or cuda:N")

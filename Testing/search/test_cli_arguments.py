@@ -39,11 +39,15 @@ def run_cli(capsys, *args) -> tuple[int, str]:
     (["demo", "--trials", "0"], "argument --trials: must be a whole number ≥ 1, not 0"),
     (["validate", "--min-cases", "-1"], "argument --min-cases: must be a whole number ≥ 1, not -1"),
     (["worker", "--trials", "0"], "argument --trials: must be a whole number ≥ 1, not 0"),
+    (["proxy", "--device", "banana"], "argument --device: 'banana' is not a device: use auto, cpu, cuda or cuda:N"),
+    (["train", "--device", "gpu"], "argument --device: 'gpu' is not a device"),
+    (["search", "--device", "cuda:x"], "argument --device: 'cuda:x' is not a device"),
 ])
 def test_a_bad_count_or_duration_is_refused_before_any_work(tmp_path, capsys, args, expected):
     command, rest = args[0], args[1:]
     out = tmp_path / "out"
     where = {"train": [DATA, "--out", out], "search": [DATA, "--out", out], "demo": ["--out", out],
+             "proxy": [DATA, "--out", out],
              "validate": [DATA], "worker": ["--storage", f"sqlite:///{tmp_path / 'none.db'}", "--study", "s",
                                             "--out", out]}[command]
     code, err = run_cli(capsys, command, *where, *rest)
