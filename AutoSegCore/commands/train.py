@@ -54,5 +54,8 @@ def run(args, events) -> int:
     events.emit("artifact", kind="model", path=str(out))
     events.emit("done", val_dice=result.val_dice, val_dice_per_class=result.val_dice_per_class,
                 seconds=result.seconds)
-    console.print(f"validation mean Dice {result.val_dice:.4f} {result.val_dice_per_class} → {out}")
+    if result.val_dice_per_class:
+        console.print(f"validation mean Dice {result.val_dice:.4f} {result.val_dice_per_class} → {out}")
+    else:                                          # --val-fraction 0: every case trained, none to score on
+        console.print(f"trained on every case, no validation (--val-fraction 0) → {out}")
     return 0

@@ -33,6 +33,7 @@ def test_train_predict_evaluate_on_anisotropic_ct(tmp_path):
     events = tmp_path / "events.jsonl"
     r = autoseg("train", SPLEEN, "--config", cfg, "--out", tmp_path / "model", "--val-fraction", "0", "--events", events)
     assert r.returncode == 0, r.stderr
+    assert "no validation (--val-fraction 0)" in r.stderr and "Dice 0.0000" not in r.stderr, r.stderr[-500:]
     kinds = [json.loads(l)["event"] for l in events.read_text().splitlines()]
     assert kinds.count("epoch") == 2 and kinds[-1] == "done"
     image = SPLEEN / "imagesTr" / sorted(p.name for p in (SPLEEN / "imagesTr").glob("*.nii.gz"))[0]
