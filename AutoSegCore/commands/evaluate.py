@@ -21,6 +21,13 @@ def run(args, events) -> int:
     from AutoSegCore.utils.progress import console
 
     summary = evaluate_folder(args.predictions, args.data)
+    ignored = summary.get("ignored") or []
+    if ignored:
+        shown = ", ".join(ignored[:10]) + (f" (+{len(ignored) - 10} more)" if len(ignored) > 10 else "")
+        note = (f"warning: {len(ignored)} prediction(s) in {args.predictions} are not cases of the dataset and were "
+                f"not evaluated: {shown}")
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+        events.emit("log", message=note)
     if args.out:
         write_json(args.out, summary)
         events.emit("artifact", kind="metrics", path=args.out)
@@ -30,5 +37,6 @@ def run(args, events) -> int:
         hd = summary["hd95_per_class"][k]
         table.add_row(k, f"{v:.4f}", "–" if hd is None else f"{hd:.2f}")
     console.print(table)
-    events.emit("done", mean_dice=summary["mean_dice"], dice_per_class=summary["dice_per_class"])
+    events.emit("done", mean_dice=summary["mean_dice"], dice_per_class=summary["dice_per_class"],
+                ignored=ignored)
     return 0

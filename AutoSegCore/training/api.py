@@ -59,17 +59,37 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
 
 
 def evaluate_folder(pred_dir: str | Path, data, cases: list[str] | None = None) -> dict:
-    """Dice and HD95 per class of ``pred_dir/<case>.nii.gz`` against the dataset's labels (original geometry)."""
-    import nibabel as nib
+    """Dice and HD95 per class of ``pred_dir/<case>.nii.gz`` against the dataset's labels (original geometry).
 
+    Without ``cases`` every dataset case with a prediction is evaluated; predictions whose name is no case of
+    the dataset are listed under ``"ignored"`` (the CLI warns about them).  Unreadable, truncated or misshapen
+    predictions raise a ``DatasetError`` naming the file.
+    """
     from AutoSegCore.data.dataset import Dataset, load_dataset, read_case
     from AutoSegCore.training.metrics import evaluate_pair
 
-    ds = data if isinstance(data, Dataset) else load_dataset(data)
     pred_dir = Path(pred_dir)
-    wanted = cases or [c.name for c in ds.cases if (pred_dir / f"{c.name}.nii.gz").is_file()]
+    if not pred_dir.exists():
+        raise DatasetError(f"{pred_dir}: predictions folder does not exist",
+                           "check the path, or write predictions there first with 'autoseg predict MODEL IMAGES "
+                           f"--out {pred_dir}'")
+    if not pred_dir.is_dir():
+        raise DatasetError(f"{pred_dir}: is a file, not a folder of predictions",
+                           "pass the folder given to 'autoseg predict --out'")
+    ds = data if isinstance(data, Dataset) else load_dataset(data)
+    found = sorted(p.name[: -len(".nii.gz")] for p in pred_dir.iterdir()
+                   if p.name.endswith(".nii.gz") and not p.name.startswith(".") and p.is_file())
+    known = set(ds.case_names)
+    ignored = [n for n in found if n not in known]
+    wanted = cases or [n for n in ds.case_names if n in set(found)]
     if not wanted:
-        raise DatasetError(f"no predictions named like the dataset's cases in {pred_dir}",
+        if ignored:
+            shown = ", ".join(f"{n}.nii.gz" for n in ignored[:3]) + (" ..." if len(ignored) > 3 else "")
+            raise DatasetError(f"{pred_dir}: none of its {len(ignored)} prediction(s) is a case of dataset "
+                               f"'{ds.name}' ({shown})",
+                               "evaluate against the dataset the images come from (predictions are named "
+                               "<case>.nii.gz after its cases)")
+        raise DatasetError(f"{pred_dir}: no predictions (<case>.nii.gz) in this folder",
                            "run 'autoseg predict' into this folder first")
     per_case = {}
     for name in wanted:
@@ -77,7 +97,7 @@ def evaluate_folder(pred_dir: str | Path, data, cases: list[str] | None = None) 
         if not path.is_file():
             raise DatasetError(f"missing prediction {path}", "predict every case you evaluate")
         arrays = read_case(ds.case(name))
-        pred = np.asarray(nib.load(str(path)).dataobj)
+        pred = _read_prediction(path)
         if pred.shape != arrays.label.shape:
             raise DatasetError(f"{path}: shape {pred.shape} differs from the label's {arrays.label.shape}",
                                "predictions must be in the original image geometry")
@@ -88,8 +108,24 @@ def evaluate_folder(pred_dir: str | Path, data, cases: list[str] | None = None) 
         "mean_dice": float(np.mean([r["mean_dice"] for r in per_case.values()])),
         "dice_per_class": {k: float(np.mean([r["dice"][k] for r in per_case.values()])) for k in classes},
         "hd95_per_class": {k: _nanmean([r["hd95"][k] for r in per_case.values()]) for k in classes},
+        "ignored": ignored,
     }
     return summary
+
+
+def _read_prediction(path: Path) -> np.ndarray:
+    """A predicted label map as integers (X, Y, Z); truncated/corrupt files and NaN values are ``DatasetError``s
+    (the same messages ``autoseg validate`` and ``predict`` give)."""
+    from AutoSegCore.data.volumes import read_voxels
+
+    pred = read_voxels(path)
+    if pred.ndim == 4 and pred.shape[3] == 1:
+        pred = pred.reshape(pred.shape[:3])
+    if np.issubdtype(pred.dtype, np.floating):
+        if not np.isfinite(pred).all():
+            raise DatasetError(f"{path}: prediction has NaN/Inf values", "predictions must be integer label maps")
+        pred = np.rint(pred).astype(np.int64)
+    return pred
 
 
 def _nanmean(values) -> float | None:

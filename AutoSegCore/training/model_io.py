@@ -1,17 +1,29 @@
 """A model directory: ``model.pt`` (state dict, loaded with weights_only=True) + ``model.json`` (everything else).
 
 This is the contract between training, ``autoseg predict``, the search's ``best/`` and the Slicer module.
+Every way a model folder can be wrong (missing files, a ``model.json`` that is not a model description, a
+``model.pt`` that is junk, holds code, or does not fit the network) is a one-line ``ConfigError`` naming the file.
 """
 from __future__ import annotations
 
+import json
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from AutoSegCore.errors import ConfigError
-from AutoSegCore.utils.io import atomic_path, read_json, write_json
+from AutoSegCore.utils.io import atomic_path, write_json
 
 MODEL_FILE, INFO_FILE = "model.pt", "model.json"
+MODEL_HINT = "pass the output folder of 'autoseg train' or the best/ folder of a search"
+_DAMAGED_HINT = ("pass a model folder as 'autoseg train' or a search wrote it (copy it again, or re-train, if a "
+                 "file in it was edited, replaced or damaged)")
+# keys every model.json written by the trainer has, and what each must be
+_REQUIRED = {"config": "a mapping", "labels": "a mapping", "in_channels": "a positive integer",
+             "out_channels": "a positive integer", "patch_size": "three positive integers",
+             "preprocessor": "a mapping"}
 
 
 def save_model(model_dir: str | Path, model: torch.nn.Module, info: dict) -> Path:
@@ -25,21 +37,126 @@ def save_model(model_dir: str | Path, model: torch.nn.Module, info: dict) -> Pat
     return model_dir
 
 
+def read_json_object(path: Path, what: str, hint: str = _DAMAGED_HINT) -> dict:
+    """A JSON file whose top level is an object, or a ``ConfigError`` naming ``path`` (``what`` says what it is)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not {what} (not valid JSON: line {exc.lineno}, column {exc.colno}: "
+                          f"{exc.msg})", hint) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not {what} (not UTF-8 text)", hint) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not {what} (its top level is a JSON {type(data).__name__}, not an object)",
+                          hint)
+    return data
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _int_text(k) -> bool:
+    try:
+        int(k)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def model_info_problems(info: dict) -> list[str]:
+    """What keeps ``info`` (a parsed model.json) from describing a model; empty when it is usable."""
+    missing = [k for k in _REQUIRED if k not in info]
+    problems = [f"missing {', '.join(repr(k) for k in missing)}"] if missing else []
+    fmt = info.get("format")
+    if fmt is not None and not (isinstance(fmt, str) and fmt.startswith("autoseg-model/")):
+        problems.append(f"format {fmt!r} is not autoseg-model/1")
+    checks = {
+        "config": lambda v: isinstance(v, dict) and isinstance(v.get("network"), dict)
+        and isinstance(v.get("inference", {}), dict),
+        "labels": lambda v: isinstance(v, dict) and bool(v) and all(_int_text(k) for k in v),
+        "in_channels": _positive_int, "out_channels": _positive_int,
+        "patch_size": lambda v: isinstance(v, list) and len(v) == 3 and all(_positive_int(s) for s in v),
+        "preprocessor": lambda v: isinstance(v, dict),
+    }
+    for key, ok in checks.items():
+        if key in info and not ok(info[key]):
+            need = _REQUIRED[key]
+            if key == "config":
+                need = "a mapping with a 'network' section"
+            elif key == "labels":
+                need = "a mapping of label values to names"
+            problems.append(f"'{key}' is not {need}")
+    return problems
+
+
 def read_model_info(model_dir: str | Path) -> dict:
+    """``model.json`` of a model folder, checked to describe a model (``ConfigError`` naming the file if not)."""
     model_dir = Path(model_dir)
     if not (model_dir / INFO_FILE).is_file() or not (model_dir / MODEL_FILE).is_file():
-        raise ConfigError(f"{model_dir} is not a model folder (needs {MODEL_FILE} and {INFO_FILE})",
-                          "pass the output folder of 'autoseg train' or the best/ folder of a search")
-    return read_json(model_dir / INFO_FILE)
+        raise ConfigError(f"{model_dir} is not a model folder (needs {MODEL_FILE} and {INFO_FILE})", MODEL_HINT)
+    path = model_dir / INFO_FILE
+    info = read_json_object(path, "a model description")
+    problems = model_info_problems(info)
+    if problems:
+        raise ConfigError(f"{path} is not a model description ({'; '.join(problems[:3])})", _DAMAGED_HINT)
+    return info
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``model.pt``, loaded with ``weights_only=True`` (no code runs); ``ConfigError`` if it is not
+    one.  Any failure of ``torch.load`` means the same thing to the user — the file is not usable weights."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():      # a class or function to import: weights_only refuses it
+            raise ConfigError(f"{path} holds Python objects, not only weights (refused: loading them could run code)",
+                              f"use the {MODEL_FILE} written by 'autoseg train' (a state dict of tensors)") from None
+        raise ConfigError(f"{path} is not a PyTorch weights file, or is truncated (unreadable pickle data)",
+                          _DAMAGED_HINT) from None
+    except Exception:  # noqa: BLE001 - on a junk file torch.load raises KeyError, EOFError, RuntimeError, ...
+        raise ConfigError(f"{path} is not a PyTorch weights file, or is truncated", _DAMAGED_HINT) from None
+    if not (isinstance(state, Mapping) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise ConfigError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__})", _DAMAGED_HINT)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"{path} has NaN/Inf weights in {len(bad)} tensor(s) (e.g. {bad[0]})",
+                          "the training diverged or the file is damaged: re-train (e.g. with a lower learning rate)")
+    return dict(state)
+
+
+def _check_fits(net: torch.nn.Module, state: dict, path: Path) -> None:
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    resized = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{what} {len(v)} (e.g. {v[0]})" for what, v in
+             (("tensors missing:", missing), ("unexpected tensors:", unexpected),
+              ("tensors of another shape:", resized)) if v]
+    if parts:
+        raise ConfigError(f"{path} does not fit the network described in {INFO_FILE} ({'; '.join(parts)})",
+                          _DAMAGED_HINT)
 
 
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the network from ``model.json`` and load its weights (weights_only=True: no code runs)."""
     from AutoSegCore.networks import build_network
 
+    model_dir = Path(model_dir)
     info = read_model_info(model_dir)
-    net = build_network(info["config"]["network"], info["in_channels"], info["out_channels"])
-    state = torch.load(Path(model_dir) / MODEL_FILE, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    try:
+        net = build_network(info["config"]["network"], info["in_channels"], info["out_channels"])
+    except ConfigError as exc:
+        raise ConfigError(f"{model_dir / INFO_FILE}: {exc.message}", _DAMAGED_HINT) from None
+    state = read_weights(model_dir / MODEL_FILE)
+    _check_fits(net, state, model_dir / MODEL_FILE)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        from AutoSegCore.data.volumes import short_error
+
+        raise ConfigError(f"{model_dir / MODEL_FILE} does not fit the network described in {INFO_FILE} "
+                          f"({short_error(exc)})", _DAMAGED_HINT) from None
     net.to(device).eval()
     return net, info
