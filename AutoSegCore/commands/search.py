@@ -1,6 +1,8 @@
 """`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.search.api.run_search."""
 from __future__ import annotations
 
+import sys
+
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_int
 
@@ -82,6 +84,8 @@ def run(args, events) -> int:
     settings = settings_from_args(args)
     with search_progress(events, settings.trials):
         summary = run_search(settings, events)
+    if not summary["counts"].get("COMPLETE"):
+        return _nothing_completed(summary, settings, events)
     best = summary.get("best")
     final = summary.get("final", {}).get("ensemble", {})
     console.print(f"trials: {describe_summary(summary)}" + (f" {best['params']}" if best else ""))
@@ -89,3 +93,23 @@ def run(args, events) -> int:
         console.print(f"final model: validation Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} "
                       f"→ {settings.out}/best")
     return 0
+
+
+def _nothing_completed(summary: dict, settings, events) -> int:
+    """No trial completed, so there is no model.  Failures (every config crashed: a broken base config, data or
+    environment) exit 1 with the last trial's error; a time limit that ended first exits 0 and says how to go on."""
+    from AutoSegCore.search.runner import describe_summary
+    from AutoSegCore.utils.progress import console
+
+    failure = summary.get("last_error")
+    if failure is None:
+        console.print(f"trials: {describe_summary(summary)} — no trial completed yet, so no model; re-run the same "
+                      "command to continue (a longer --time lets a trial finish)", markup=False, highlight=False)
+        return 0
+    message = (f"no trial completed ({describe_summary(summary)}); the last failure, trial {failure['trial']}: "
+               f"{failure['error']}")
+    hint = (f"its log is in {failure['folder']}; fix the cause and re-run the same command "
+            "(the study keeps its trials)")
+    events.emit("error", message=message, hint=hint)
+    print(f"autoseg search: error: {message}\n  hint: {hint}", file=sys.stderr)
+    return 1

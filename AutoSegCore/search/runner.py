@@ -582,4 +582,8 @@ class SearchRunner:
                 best = {"number": bt.number, "value": bt.value, "params": bt.params}
             except ValueError:
                 best = None
-        return {"study": self.s.study_name, "counts": counts, "best": best, "seconds": seconds}
+        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
+        last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
+                       "folder": str(self.work / "trials" / f"{failed[-1].number:04d}")} if failed else None)
+        return {"study": self.s.study_name, "counts": counts, "best": best, "seconds": seconds,
+                "last_error": last_error}

@@ -71,7 +71,7 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
                             description=f"trial {rec['trial']}" if rec["trial"] >= 0 else "final training",
                             status=f"Dice {vd:.3f}" if vd is not None else "")
         elif ev == "log":           # the runner's notes: time limit reached, Ctrl-C summary, proxy-net choices
-            progress.console.print(rec["message"], markup=False, highlight=False)
+            progress.console.print(rec["message"], markup=False, highlight=False, soft_wrap=True)
 
     events.listeners.append(on_event)
     try:

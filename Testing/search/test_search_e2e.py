@@ -101,7 +101,7 @@ def test_rerun_resumes_and_adds_trials(dataset, tmp_path):
     # the same cases at another path (a moved dataset) resume on the study's own split
     moved = make_subset(tmp_path / "moved", 10)
     r = autoseg("search", moved, *TINY, "--trials", "3", "--no-final", "--out", out)
-    assert r.returncode == 0 and f"resuming on {moved}" in r.stderr, r.stderr[-3000:]
+    assert r.returncode == 0 and f"resuming on {moved} (the study started on {dataset})" in r.stderr, r.stderr[-3000:]
     after = json.loads((out / "search.json").read_text())
     assert (after["train_cases"], after["val_cases"]) == (search["train_cases"], search["val_cases"])
     assert len(load(search["storage"], search["study_name"]).trials) == 3
