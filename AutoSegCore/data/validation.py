@@ -137,13 +137,18 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
     return img_hdrs, lbl
 
 
+def check_finite(path, data: np.ndarray, before: str = "training") -> None:
+    """A ``DatasetError`` naming ``path`` if the image holds NaN/Inf voxels (shared by validate and predict)."""
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise DatasetError(f"{path}: image has {bad} NaN/Inf voxel(s)",
+                               f"replace them (e.g. with the background intensity) before {before}")
+
+
 def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> list[str]:
     for p, h in zip(case.images, img_hdrs):
-        data = read_voxels(p, h)
-        if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-            raise DatasetError(f"{p}: image has {bad} NaN/Inf voxel(s)",
-                               "replace them (e.g. with the background intensity) before training")
+        check_finite(p, read_voxels(p, h))
     if lbl_hdr is None:
         return []
     data = read_voxels(case.label, lbl_hdr)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from AutoSegCore.data.validation import check_finite
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.model_io import (INFO_FILE, MODEL_HINT, _int_text, load_model, read_json_object,
@@ -75,14 +76,6 @@ def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:
     return [model_dir], None
 
 
-def _non_finite(image: np.ndarray) -> int:
-    """Number of NaN/Inf voxels (0 for integer images, which cannot hold any)."""
-    if not np.issubdtype(image.dtype, np.floating):
-        return 0
-    return int(image.size - np.count_nonzero(np.isfinite(image)))
-
-
-NAN_HINT = "replace them (e.g. with the background intensity) before predicting"
 
 
 class Predictor:
@@ -124,9 +117,7 @@ class Predictor:
         if image.shape[0] != self.in_channels:
             raise ConfigError(f"{name}: image has {image.shape[0]} channel(s), the model expects {self.in_channels}",
                               "give one file per channel (or a 4D file) in the order used for training")
-        bad = _non_finite(np.asarray(image))
-        if bad:
-            raise DatasetError(f"{name}: image has {bad} NaN/Inf voxel(s)", NAN_HINT)
+        check_finite(name, np.asarray(image), before="predicting")
         spacing = tuple(float(s) for s in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)))
         arrays = CaseArrays(name=name, image=image.astype(np.float32), label=None, affine=np.asarray(affine),
                             spacing=spacing)
@@ -167,9 +158,7 @@ class Predictor:
                                "used for training")
         per_file = [image] if len(paths) == 1 else [image[c:c + 1] for c in range(len(paths))]
         for p, voxels in zip(paths, per_file):
-            bad = _non_finite(voxels)
-            if bad:
-                raise DatasetError(f"{p}: image has {bad} NaN/Inf voxel(s)", NAN_HINT)
+            check_finite(p, voxels, before="predicting")
         return case_name(paths[0]), paths, image, affine
 
     def check_inputs(self, inputs: list, out_dir: str | Path | None = None,
