@@ -105,6 +105,7 @@ def page(browser, server):
     pg = context.new_page()
     pg.set_default_timeout(60_000)
     pg.goto(url)
-    pg.wait_for_selector("#choose-dataset")
+    # the page is up (the server keeps one state for every tab: an earlier test may have left Data collapsed)
+    pg.wait_for_selector("#panel-data")
     yield pg
     context.close()

@@ -243,6 +243,7 @@ def test_cancel_stops_the_search_at_once_and_the_page_stays_usable(page, server,
     it, the status shows the engine's summary, no engine process survives, and the page can start again."""
     url, proc, log_path = server
     time.sleep(1.1)                         # choosing the dataset names a new run folder (to the second)
+    open_panel(page, "data", "#dataset-input")
     fill(page, "#dataset-input", "Hippo10")
     page.click("#choose-dataset")
     page.wait_for_selector("#dataset-info")
