@@ -43,8 +43,17 @@ def nonzero_box(image: np.ndarray) -> tuple[tuple[int, int], ...]:
     return tuple(box)
 
 
-def compute_fingerprint(ds: Dataset, *, samples_per_case: int = SAMPLES_PER_CASE, seed: int = 0) -> dict:
-    """Per case spacing/shape/label volumes and per channel foreground intensity statistics (JSON-ready)."""
+def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAMPLES_PER_CASE, seed: int = 0) -> dict:
+    """Per case spacing/shape/label volumes and per channel foreground intensity statistics (JSON-ready).
+
+    ``ds``: a ``Dataset`` or a dataset folder (validated first).  Returns what nnU-Net records: ``spacing`` /
+    ``shape`` / ``cropped_shape`` (median, min, max), ``anisotropic``, ``intensity`` per channel (foreground
+    percentiles, mean, std), ``label_stats`` per label (cases present, volume in mm³), ``num_cases``,
+    ``modality``, ``channel_names``, ``dataset``."""
+    if not isinstance(ds, Dataset):
+        from AutoSegCore.data.dataset import load_dataset
+
+        ds = load_dataset(ds, min_cases=1)
     if not ds.cases:
         raise DatasetError(f"dataset '{ds.name}' has no cases", "add labelled cases before computing a fingerprint")
     rng = np.random.default_rng(seed)

@@ -131,6 +131,11 @@ class SearchRunner:
         # a mistyped space or proxy spec is refused before the fork server starts (that takes seconds)
         self.fidelity = Fidelity.parse(self.s.proxy_data, self.s.proxy_net)
         self.space = get_space(self.s.space)
+        if not Path(self.s.data).exists():
+            from AutoSegCore.errors import DatasetError
+
+            raise DatasetError(f"{self.s.data}: dataset not found",
+                               "pass the dataset folder (dataset.json + imagesTr/ + labelsTr/) or its dataset.json")
         self.work.mkdir(parents=True, exist_ok=True)
         self.launcher.warm()          # the fork server imports torch & co. while the cases are selected
         try:
@@ -153,6 +158,9 @@ class SearchRunner:
 
             self.space, self.proxy_fixed = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
         self.ds = load_dataset(s.data)
+        unknown = sorted(set(s.holdout) - {c.name for c in self.ds.cases})
+        if unknown:
+            raise ConfigError(f"holdout case(s) not in {s.data}: {', '.join(unknown[:5])}", "check the case names")
         names = [c.name for c in self.ds.cases if c.name not in set(s.holdout)]
         if len(names) < 2:
             raise ConfigError("fewer than 2 cases remain for the search", "use a larger dataset or a smaller holdout")
@@ -579,11 +587,12 @@ class SearchRunner:
         if len(self.directions) == 1:
             try:
                 bt = self.study.best_trial
-                best = {"number": bt.number, "value": bt.value, "params": bt.params}
+                best = {"number": bt.number, "value": bt.value, "params": bt.params,
+                        "folder": str(self.work / "trials" / f"{bt.number:04d}")}
             except ValueError:
                 best = None
         failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
         last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
                        "folder": str(self.work / "trials" / f"{failed[-1].number:04d}")} if failed else None)
-        return {"study": self.s.study_name, "counts": counts, "best": best, "seconds": seconds,
-                "last_error": last_error}
+        return {"study": self.s.study_name, "out": str(self.work), "counts": counts, "best": best,
+                "seconds": seconds, "last_error": last_error}

@@ -2,12 +2,37 @@
 re-run resumes and a worker on another machine joins with the same definition."""
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from AutoSegCore.errors import ConfigError
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _whole(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} = {value!r} must be a whole number", f"e.g. {name}=2")
+
+
+def _checked_base_config(base) -> dict:
+    """The base config as a dict, checked now (merged over the defaults, as every trial's will be): a bad value
+    must not leave a study behind that then refuses the corrected re-run as 'a different base config'."""
+    from AutoSegCore.config import load_config, make_config
+
+    if isinstance(base, (str, Path)):
+        return load_config(base)
+    if base is None:
+        return {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"base_config must be a dict of sections or a config file path, not {type(base).__name__}",
+                          "e.g. {'training': {'lr': 0.003}} or 'Resources/Configs/recipe.yaml'")
+    make_config(base)
+    return base
 
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
@@ -38,6 +63,16 @@ def parse_duration(text: str | None, option: str = "duration") -> float | None:
 
 @dataclass
 class SearchSettings:
+    """Everything that defines a search (what ``autoseg search`` builds from its options; ``run_search`` takes it).
+
+    Budgets: ``trials`` (None: until ``time_limit``), ``time_limit`` / ``final_time`` / ``trial_timeout`` in
+    seconds or as text ('90s', '30m', '1h30m'); ``epochs`` is each trial's maximum (the fidelity unit),
+    ``min_epochs`` the Hyperband minimum (default 2, or ``epochs`` when smaller).  ``proxy_data`` /
+    ``proxy_net`` pick the proxy rung ('mi+roi:0.25', 'levels=3,width=0.25', 'full').  ``base_config`` is the
+    config the space's points are merged over: a dict of sections, or a YAML/JSON file path.  ``holdout``: case
+    names neither the search nor the final training may see.  Every value is checked here, before anything is
+    written (a ``ConfigError`` naming it), as the command line does.
+    """
     data: str
     out: str
     space: str = "unet-pipeline"
@@ -50,7 +85,7 @@ class SearchSettings:
     storage: str | None = None
     study_name: str | None = None
     epochs: int = 20                          # maximum budget per trial (epochs are the fidelity unit)
-    min_epochs: int = 2                       # BOHB/Hyperband minimum budget
+    min_epochs: int | None = None             # BOHB/Hyperband minimum budget (None: 2, or epochs when smaller)
     steps_per_epoch: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -68,19 +103,53 @@ class SearchSettings:
     holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see
 
     def __post_init__(self) -> None:
+        for name in ("jobs", "epochs", "seed", "final_top_k", "final_folds"):
+            _whole(name, getattr(self, name))
+        for name in ("trials", "min_epochs", "steps_per_epoch", "final_epochs", "final_steps_per_epoch"):
+            if getattr(self, name) is not None:
+                _whole(name, getattr(self, name))
+        for name in ("time_limit", "final_time", "trial_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, parse_duration(value, name))
+            elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                        or not math.isfinite(value) or not value > 0):
+                raise ConfigError(f"{name} = {value!r} must be a positive number of seconds (or a text like '30m')",
+                                  f"e.g. {name}=1800")
+        if self.min_epochs is None:
+            self.min_epochs = min(2, self.epochs)
         if self.jobs < 1:
             raise ConfigError(f"--jobs {self.jobs} must be ≥ 1", "e.g. --jobs 2")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials {self.trials} must be ≥ 1", "e.g. --trials 20")
+        if self.trials is None and self.time_limit is None:
+            raise ConfigError("a search needs a budget: trials or time_limit (both None would never stop)",
+                              "e.g. trials=20, or time_limit='2h' (the command line: --trials 20 or --time 2h)")
         if self.epochs < 1 or self.min_epochs < 1 or self.min_epochs > self.epochs:
             raise ConfigError(f"epochs {self.min_epochs}..{self.epochs} are not a valid budget range",
                               "use 1 ≤ --min-epochs ≤ --epochs")
-        if self.final_epochs is not None and self.final_epochs < 1:
-            raise ConfigError(f"--final-epochs {self.final_epochs} must be ≥ 1", "e.g. --final-epochs 50")
-        if self.final_time is not None and not self.final_time > 0:
-            raise ConfigError(f"--final-time {self.final_time:g} s must be positive", "e.g. --final-time 80m")
+        for name in ("steps_per_epoch", "final_epochs", "final_steps_per_epoch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} = {getattr(self, name)} must be ≥ 1", f"e.g. {name}=25, or None")
+        if self.final_top_k < 1:
+            raise ConfigError(f"--final-top-k {self.final_top_k} must be ≥ 1", "e.g. --final-top-k 3")
+        if self.final_folds < 0 or self.final_folds == 1:
+            raise ConfigError(f"--final-folds {self.final_folds} must be 0 (none) or ≥ 2", "e.g. --final-folds 5")
+        if self.trial_memory_gb is not None and not (isinstance(self.trial_memory_gb, (int, float))
+                                                     and math.isfinite(self.trial_memory_gb)
+                                                     and self.trial_memory_gb > 0):
+            raise ConfigError(f"trial_memory_gb = {self.trial_memory_gb!r} must be a positive number",
+                              "e.g. trial_memory_gb=8")
         if self.final_tta not in ("auto", "on", "off"):
             raise ConfigError(f"--final-tta {self.final_tta!r} is not auto, on or off", "e.g. --final-tta auto")
+        if not DEVICE.fullmatch(str(self.device).lower()):
+            raise ConfigError(f"device '{self.device}' is not a device", "use auto, cpu, cuda or cuda:N")
+        from AutoSegCore.strategies import list_strategies
+
+        if self.strategy not in list_strategies():
+            raise ConfigError(f"unknown strategy '{self.strategy}'", f"use one of {', '.join(list_strategies())}")
+        self.holdout = [self.holdout] if isinstance(self.holdout, str) else list(self.holdout or [])
+        self.base_config = _checked_base_config(self.base_config)
         if self.study_name is None:
             self.study_name = Path(self.out).resolve().name or "autoseg"
 

@@ -1,13 +1,14 @@
 """Public one-call entry points: train a config on a dataset, evaluate a folder of predictions."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from AutoSegCore.config import make_config
-from AutoSegCore.errors import DatasetError
+from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.trainer import Trainer, TrainResult
 
@@ -28,15 +29,31 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                 trial: int | None = None) -> TrainResult:
     """Train ``config`` (merged over defaults) on ``data`` (a folder, pair list or ``Dataset``) into ``out_dir``.
 
-    ``out_dir`` ends up a model folder usable by :class:`~AutoSegCore.training.inference.Predictor`; an existing
-    ``checkpoint.pt`` there is resumed exactly.  Returns per-epoch history and validation Dice.
+    ``config``: a dict of the sections to change (``{"training": {"epochs": 10}}``), the path of a YAML/JSON
+    config file, or None for the defaults.  ``train_cases`` / ``val_cases``: case names (one name may be given
+    as a string); by default ``val_fraction`` of the cases is held out for validation.  ``out_dir`` ends up a
+    model folder usable by :class:`~AutoSegCore.training.inference.Predictor`; an existing ``checkpoint.pt``
+    there is resumed exactly, and a finished model there is refused unless ``resume=False`` (then replaced).
+    Returns the per-epoch history, validation Dice (mean and per class) and the model folder.
     """
     from AutoSegCore.data.dataset import Dataset, load_dataset
     from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor
 
+    if isinstance(config, (str, Path)):
+        from AutoSegCore.config import load_config
+
+        config = load_config(config)
+    elif config is not None and not isinstance(config, dict):
+        raise ConfigError(f"config must be a dict of sections or a config file path, not {type(config).__name__}",
+                          "e.g. {'training': {'epochs': 10}} or 'Resources/Configs/small.yaml'")
     cfg = make_config(config)
+    out = Path(out_dir)
+    if resume and (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a trained model", "choose another out_dir, or pass resume=False "
+                          "(the command line: another --out) to replace it")
     ds = data if isinstance(data, Dataset) else load_dataset(data)
     names = [c.name for c in ds.cases]
+    train_cases, val_cases = _names_list(train_cases, "train_cases"), _names_list(val_cases, "val_cases")
     if train_cases is None:
         if val_cases is None:
             train_cases, val_cases = split_cases(names, val_fraction, int(cfg["training"]["seed"]))
@@ -46,6 +63,14 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
     missing = [n for n in list(train_cases) + val_cases if n not in set(names)]
     if missing:
         raise DatasetError(f"case(s) not in the dataset: {', '.join(missing[:5])}", "check the case names")
+    if not train_cases:
+        raise DatasetError("no training cases", "give train_cases, or fewer val_cases than the dataset has")
+    both = sorted(set(train_cases) & set(val_cases))
+    if both:     # allowed (a one-case smoke test needs it), but never silently: that Dice is not a validation
+        note = (f"case(s) both in training and validation: {', '.join(both[:5])} — their validation Dice is "
+                "measured on training data")
+        warnings.warn(note, stacklevel=2)
+        events.emit("log", message=note)
     if cache is None:
         pre = Preprocessor(cfg["preprocessing"]).fit(ds.subset(train_cases))
         cache = PreprocessCache(pre, Path(cache_dir) if cache_dir else None)
@@ -56,6 +81,17 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                       extra_info={"preprocessor": cache.preprocessor.state(), "channel_names": ds.channel_names,
                                   "dataset": ds.name, "train_cases": list(train_cases), "val_cases": val_cases})
     return trainer.fit(resume=resume)
+
+
+def _names_list(value, what: str) -> list[str] | None:
+    """Case names as a list: one name given as a string is one case, not its characters."""
+    if value is None:
+        return None
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    if not all(isinstance(v, str) for v in value):
+        raise DatasetError(f"{what} must be case names (strings)", "e.g. ['hippocampus_003', 'hippocampus_004']")
+    return list(value)
 
 
 def evaluate_folder(pred_dir: str | Path, data, cases: list[str] | None = None) -> dict:

@@ -211,6 +211,8 @@ class Predictor:
         from AutoSegCore.data.writers import save_prediction
 
         out_dir = Path(out_dir)
+        if isinstance(inputs, (str, Path)):           # one image, not a list of its path's characters
+            inputs = [inputs]
         kept = self.check_inputs(inputs, out_dir, events)
         with _staging(out_dir) as stage:
             staged = []

@@ -122,7 +122,7 @@ def test_time_limit_stops_running_trials_and_a_rerun_continues_them(dataset, tmp
     finished = [e for e in events(tmp_path / "ev1.jsonl") if e["event"] == "trial_finished"]
     assert [(e["trial"], e["state"]) for e in finished] == [(0, "FAIL")]
     # the re-run starts with the queued trial and continues it from the stopped trial's checkpoint
-    r = autoseg(*args, "--time", "8s", "--events", tmp_path / "ev2.jsonl")
+    r = autoseg(*args, "--time", "15s", "--events", tmp_path / "ev2.jsonl")
     assert r.returncode == 0, r.stderr[-3000:]
     study = _study(out)
     again = study.trials[1]

@@ -82,7 +82,7 @@ def test_time_limit_config(tmp_path):
     for bad in (0, -5, True, "1h"):
         with pytest.raises(ConfigError, match="time_limit"):
             make_config({"training": {"time_limit": bad}})
-    with pytest.raises(ConfigError, match="final-time"):
+    with pytest.raises(ConfigError, match="final_time = 0 must be a positive number of seconds"):
         SearchSettings(data=".", out=str(tmp_path / "s"), final_time=0)
 
 
