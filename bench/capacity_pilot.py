@@ -13,6 +13,7 @@ each arm's steps, ms/step and validation Dice, and the paired difference to A ov
 
     .venv/bin/python bench/capacity_pilot.py                    # 3 arms × 20 min (≈ 62 min, idle machine)
     .venv/bin/python bench/capacity_pilot.py --minutes 2        # end-to-end check (figures not comparable)
+    .venv/bin/python bench/capacity_pilot.py --ensembles        # the saved arms averaged (no training, ≈ 2 min)
 """
 from __future__ import annotations
 
@@ -80,6 +81,40 @@ def _run(args) -> int:
     return 0
 
 
+def _ensembles(args) -> int:
+    """No training: the saved arms' models alone and averaged (best/'s ensemble format), flip TTA on and off,
+    on the same internal validation cases, paired against A — does averaging 20-minute models of different
+    capacity beat one of them (and one model trained 4× as long: 0.8820 in the 2026-11-30 sitting)?"""
+    from AutoSegCore.search.final import install_best
+
+    print(f"# bench/capacity_pilot.py --ensembles — {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"start: {machine_line()}")
+    ds = load_dataset(args.data)
+    pool, _holdout = split_holdout(ds, 30, args.seed)             # the bench's held-out cases: never used here
+    _train, val = holdout_split(pool, 0.2, args.seed)
+    work = Path(args.work)
+    arms = [name.split(":")[0] for name in ARMS]
+    missing = [a for a in arms if not (work / a / "model.json").is_file()]
+    if missing:
+        print(f"no saved model for arm(s) {', '.join(missing)} in {work}: run the pilot first")
+        return 2
+    scored: dict[tuple[str, bool], dict] = {}
+    for combo in ("A", "B", "C", "AB", "AC", "ABC"):
+        members = [work / c for c in combo]
+        folder = members[0] if len(members) == 1 else install_best(work / f"avg_{combo}", members, ds.labels, [])
+        for tta in (False, True):
+            scored[(combo, tta)] = evaluate_holdout(folder, ds, val, tta=tta)
+    print("| models | members | val Dice | with flip TTA | paired vs A (default) |")
+    print("|---|---|---|---|---|")
+    for combo in ("A", "B", "C", "AB", "AC", "ABC"):
+        text = "–" if combo == "A" else paired_text(scored[(combo, False)], scored[("A", False)],
+                                                     (combo, "A"))
+        print(f"| {combo} | {len(combo)} | {scored[(combo, False)]['dice']:.4f} | "
+              f"{scored[(combo, True)]['dice']:.4f} | {text} |", flush=True)
+    print(f"end: {machine_line()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=DEFAULT_DATA)
@@ -88,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/autoseg_bench/capacity_pilot", help="scratch folder")
-    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/capacity_pilot.txt")
+    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/capacity_pilot*.txt")
+    ap.add_argument("--ensembles", action="store_true",
+                    help="no training: score the saved arms alone and averaged (capacity_pilot_ensembles.txt)")
     args = ap.parse_args(argv)
+    if args.ensembles:
+        return run_saved("capacity_pilot_ensembles", args, _ensembles)
     if args.minutes <= 0:
         ap.error("--minutes must be positive")
     return run_saved("capacity_pilot", args, _run)
