@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autoseg {args.command}: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except OSError as exc:
         if exc.errno not in USER_PATH_ERRORS or args.command == "trial" or not _is_user_path(exc.filename):
             raise        # a trial child's log keeps the traceback: the parent reports the failed trial from it

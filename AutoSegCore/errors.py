@@ -5,6 +5,8 @@ from __future__ import annotations
 class AutoSegError(Exception):
     """A problem the user can fix. `message` names the file/value; `hint` says how to fix it."""
 
+    exit_code = 2           # what the CLI exits with: 2 = a user mistake
+
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
@@ -24,3 +26,10 @@ class ConfigError(AutoSegError):
 
 class StorageError(AutoSegError):
     """Study storage unreachable or corrupt."""
+
+
+class SearchFailed(AutoSegError):
+    """A search ran to its end but every trial failed, so there is no model: exit code 1 (the cause may be the
+    data, the base config or the machine, not necessarily a mistyped option)."""
+
+    exit_code = 1

@@ -1,8 +1,6 @@
 """`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.search.api.run_search."""
 from __future__ import annotations
 
-import sys
-
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_int
 
@@ -48,25 +46,16 @@ def register(sub) -> None:
 
 
 def settings_from_args(args):
-    from AutoSegCore.config import load_config
-    from AutoSegCore.errors import ConfigError
     from AutoSegCore.search.settings import SearchSettings, parse_duration
 
-    base = {}
-    if args.config:
-        base = {k: v for k, v in load_config(args.config).items()}
     trials = args.trials if args.trials is not None else (None if args.time else 20)
-    if args.min_epochs is not None and args.min_epochs > args.epochs:
-        raise ConfigError(f"--min-epochs {args.min_epochs} is more than --epochs {args.epochs}",
-                          "use 1 ≤ --min-epochs ≤ --epochs")
-    min_epochs = args.min_epochs if args.min_epochs is not None else min(2, args.epochs)
     return SearchSettings(
         data=args.data, out=args.out, space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
         proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time, "--time"), jobs=args.jobs,
-        storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=min_epochs,
+        storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=args.min_epochs,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
         trial_timeout=parse_duration(args.trial_timeout, "--trial-timeout"), trial_memory_gb=args.trial_memory_gb,
-        base_config=base, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
+        base_config=args.config or {}, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
         final_time=parse_duration(args.final_time, "--final-time"),
         final_steps_per_epoch=args.final_steps_per_epoch,
         final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final)
@@ -75,17 +64,13 @@ def settings_from_args(args):
 def run(args, events) -> int:
     from AutoSegCore.search.api import run_search
     from AutoSegCore.search.runner import describe_summary
-    from AutoSegCore.strategies import list_strategies
-    from AutoSegCore.errors import ConfigError
     from AutoSegCore.utils.progress import console, search_progress
 
-    if args.strategy not in list_strategies():
-        raise ConfigError(f"unknown strategy '{args.strategy}'", f"use one of {', '.join(list_strategies())}")
-    settings = settings_from_args(args)
+    settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work
     with search_progress(events, settings.trials):
         summary = run_search(settings, events)
     if not summary["counts"].get("COMPLETE"):
-        return _nothing_completed(summary, settings, events)
+        return _nothing_completed(summary)
     best = summary.get("best")
     final = summary.get("final", {}).get("ensemble", {})
     console.print(f"trials: {describe_summary(summary)}" + (f" {best['params']}" if best else ""))
@@ -95,9 +80,11 @@ def run(args, events) -> int:
     return 0
 
 
-def _nothing_completed(summary: dict, settings, events) -> int:
+def _nothing_completed(summary: dict) -> int:
     """No trial completed, so there is no model.  Failures (every config crashed: a broken base config, data or
-    environment) exit 1 with the last trial's error; a time limit that ended first exits 0 and says how to go on."""
+    environment) are a ``SearchFailed`` (exit 1) naming the last trial's error; a time limit that ended first
+    exits 0 and says how to go on."""
+    from AutoSegCore.errors import SearchFailed
     from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.utils.progress import console
 
@@ -106,10 +93,7 @@ def _nothing_completed(summary: dict, settings, events) -> int:
         console.print(f"trials: {describe_summary(summary)} — no trial completed yet, so no model; re-run the same "
                       "command to continue (a longer --time lets a trial finish)", markup=False, highlight=False)
         return 0
-    message = (f"no trial completed ({describe_summary(summary)}); the last failure, trial {failure['trial']}: "
-               f"{failure['error']}")
-    hint = (f"its log is in {failure['folder']}; fix the cause and re-run the same command "
-            "(the study keeps its trials)")
-    events.emit("error", message=message, hint=hint)
-    print(f"autoseg search: error: {message}\n  hint: {hint}", file=sys.stderr)
-    return 1
+    raise SearchFailed(f"no trial completed ({describe_summary(summary)}); the last failure, trial "
+                       f"{failure['trial']}: {failure['error']}",
+                       f"its log is in {failure['folder']}; fix the cause and re-run the same command "
+                       "(the study keeps its trials)")

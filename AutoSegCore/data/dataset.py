@@ -143,7 +143,7 @@ def _parse_labels(raw, where) -> dict[int, str]:
                            'add e.g. "labels": {"0": "background", "1": "spleen"}')
     out: dict[int, str] = {}
     try:
-        if all(_is_int_text(k) for k in raw):
+        if all(is_int_text(k) for k in raw):
             out = {int(k): str(v) for k, v in raw.items()}
         elif all(isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
             out = {int(v): str(k) for k, v in raw.items()}
@@ -162,7 +162,7 @@ def _parse_labels(raw, where) -> dict[int, str]:
 
 
 def _parse_channels(raw, where) -> list[str]:
-    if isinstance(raw, dict) and raw and all(_is_int_text(k) for k in raw):
+    if isinstance(raw, dict) and raw and all(is_int_text(k) for k in raw):
         keys = sorted(raw, key=int)
         if [int(k) for k in keys] != list(range(len(keys))):
             raise DatasetError(f"{where}: channel numbers {keys} must be 0, 1, 2, ... without gaps",
@@ -174,7 +174,8 @@ def _parse_channels(raw, where) -> list[str]:
                        'add e.g. "modality": {"0": "CT"}')
 
 
-def _is_int_text(value) -> bool:
+def is_int_text(value) -> bool:
+    """A label value as JSON keys hold it: an int, or text of one ("1", "-1")."""
     return isinstance(value, str) and value.strip().lstrip("-").isdigit() or isinstance(value, int)
 
 

@@ -11,7 +11,6 @@ re-queued" (no penalty: ``strategies.penalty.was_requeued``) and queued again, s
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,9 +22,10 @@ from pathlib import Path
 import optuna
 import psutil
 
-from AutoSegCore.errors import ConfigError
+from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
+from AutoSegCore.search.resume import check_same_settings, study_cases
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
@@ -101,15 +101,6 @@ def describe_exit(code: int, log_tail: str) -> str:
     return f"exit code {code}: {lines[-1][:300] if lines else 'no output'}"
 
 
-# what a trial's value depends on besides its point and rung: a resumed study must keep them
-FIDELITY_SETTINGS = ("epochs", "min_epochs", "steps_per_epoch")
-
-
-def _canonical(value) -> str:
-    """A config as JSON with sorted keys: the study's stored copy (JSON) and a freshly loaded YAML compare equal."""
-    return json.dumps(value or {}, sort_keys=True, default=str)
-
-
 class SearchRunner:
     """Runs (or resumes, or joins) one study. ``run_trials`` is the loop; ``run`` adds data selection + final."""
 
@@ -132,8 +123,6 @@ class SearchRunner:
         self.fidelity = Fidelity.parse(self.s.proxy_data, self.s.proxy_net)
         self.space = get_space(self.s.space)
         if not Path(self.s.data).exists():
-            from AutoSegCore.errors import DatasetError
-
             raise DatasetError(f"{self.s.data}: dataset not found",
                                "pass the dataset folder (dataset.json + imagesTr/ + labelsTr/) or its dataset.json")
         self.work.mkdir(parents=True, exist_ok=True)
@@ -177,34 +166,15 @@ class SearchRunner:
         pruner = make_pruner(s.strategy, min_resource=s.min_epochs, max_resource=s.epochs) if len(directions) == 1 else None
         if self.join:
             self.study = load_study(self.storage, s.study_name, sampler=sampler, pruner=pruner)
-            cases = self.study.user_attrs.get("cases") or {}
-            self.train_cases, self.val_cases = list(cases.get("train", [])), list(cases.get("val", []))
-            missing = [n for n in self.train_cases + self.val_cases if n not in set(names)]
-            if missing or not self.train_cases:
-                raise ConfigError(f"this machine's copy of {s.data} lacks case(s) of the study: {missing[:3]}",
-                                  "give every worker the same dataset (e.g. a shared folder)")
+            self.train_cases, self.val_cases = study_cases(self.study.user_attrs, names, s, self.storage_url,
+                                                           self.events, join=True)
         else:
             # the study's own settings are checked before the proxy selection writes proxy.json
             self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
             attrs = self.study.user_attrs
-            # a trial's value is "Dice of this point on this rung at this budget": a resumed run that changes any
-            # of these would rank incomparable values together
-            study_settings = attrs.get("settings") or {}
-            saved = {**{k: attrs[k] for k in ("space", "strategy", "proxy_data", "proxy_net")
-                        if attrs.get(k) is not None},
-                     **{k: study_settings[k] for k in FIDELITY_SETTINGS if k in study_settings}}
-            asked = {"space": s.space, "strategy": s.strategy, "proxy_data": self.fidelity.data_label,
-                     "proxy_net": self.fidelity.net_label, **{k: getattr(s, k) for k in FIDELITY_SETTINGS}}
-            changed = [f"--{k.replace('_', '-')} {v} → {asked[k]}" for k, v in saved.items() if v != asked[k]]
-            if "base_config" in study_settings and _canonical(study_settings["base_config"]) != _canonical(s.base_config):
-                changed.append("--config: a different base config")
-            if changed:
-                raise ConfigError(f"the study in {self.storage_url} was started with other settings "
-                                  f"({'; '.join(changed)}); their trial values would not be comparable",
-                                  "re-run with the same --space/--strategy/--proxy-data/--proxy-net/--epochs/"
-                                  "--min-epochs/--steps-per-epoch, or use another --out (or --study-name)")
-            self.train_cases, self.val_cases = self._resumed_cases(attrs, study_settings, names) or \
-                self._select_cases(names)
+            check_same_settings(attrs, s, self.fidelity, self.storage_url)
+            self.train_cases, self.val_cases = (study_cases(attrs, names, s, self.storage_url, self.events, join=False)
+                                                or self._select_cases(names))
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
                                ("fixed_by_proxy_net", self.proxy_fixed),
@@ -231,24 +201,6 @@ class SearchRunner:
             return
         salt = n if not self.join else n + zlib.crc32(f"{self.host}:{os.getpid()}".encode())
         self.study.sampler = make_sampler(self.s.strategy, seed=(self.s.seed + salt) % 2**32)
-
-    def _resumed_cases(self, attrs: dict, study_settings: dict, names: list[str]) -> tuple[list, list] | None:
-        """A resumed study keeps the cases its trials ran on (a dataset given more cases since must not move
-        the split under them); None for a new study.  A dataset that lacks them is refused."""
-        cases = attrs.get("cases") or {}
-        train, val = list(cases.get("train") or []), list(cases.get("val") or [])
-        if not train:
-            return None
-        before = study_settings.get("data")
-        missing = [n for n in train + val if n not in set(names)]
-        if missing:
-            raise ConfigError(f"{self.s.data} lacks {len(missing)} case(s) the study in {self.storage_url} ran on "
-                              f"(e.g. {', '.join(missing[:3])}); it was started on {before}",
-                              "re-run with the study's dataset, or use another --out (or --study-name)")
-        if before and Path(str(before)).resolve() != Path(str(self.s.data)).resolve():
-            self.events.emit("log", message=f"resuming on {self.s.data} (the study started on {before}): "
-                                            f"its {len(train) + len(val)} cases are all there")
-        return train, val
 
     def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
         """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""

@@ -9,9 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from AutoSegCore.errors import ConfigError
-
-
-DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+from AutoSegCore.utils.device import DEVICE_NAME
 
 
 def _whole(name: str, value) -> None:
@@ -125,8 +123,11 @@ class SearchSettings:
         if self.trials is None and self.time_limit is None:
             raise ConfigError("a search needs a budget: trials or time_limit (both None would never stop)",
                               "e.g. trials=20, or time_limit='2h' (the command line: --trials 20 or --time 2h)")
-        if self.epochs < 1 or self.min_epochs < 1 or self.min_epochs > self.epochs:
+        if self.epochs < 1 or self.min_epochs < 1:
             raise ConfigError(f"epochs {self.min_epochs}..{self.epochs} are not a valid budget range",
+                              "use 1 ≤ --min-epochs ≤ --epochs")
+        if self.min_epochs > self.epochs:
+            raise ConfigError(f"--min-epochs {self.min_epochs} is more than --epochs {self.epochs}",
                               "use 1 ≤ --min-epochs ≤ --epochs")
         for name in ("steps_per_epoch", "final_epochs", "final_steps_per_epoch"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -142,7 +143,7 @@ class SearchSettings:
                               "e.g. trial_memory_gb=8")
         if self.final_tta not in ("auto", "on", "off"):
             raise ConfigError(f"--final-tta {self.final_tta!r} is not auto, on or off", "e.g. --final-tta auto")
-        if not DEVICE.fullmatch(str(self.device).lower()):
+        if not DEVICE_NAME.fullmatch(str(self.device).lower()):
             raise ConfigError(f"device '{self.device}' is not a device", "use auto, cpu, cuda or cuda:N")
         from AutoSegCore.strategies import list_strategies
 

@@ -16,7 +16,7 @@ from monai.inferers import sliding_window_inference
 from AutoSegCore.data.validation import check_finite
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.model_io import (INFO_FILE, MODEL_HINT, _int_text, load_model, read_json_object,
+from AutoSegCore.training.model_io import (INFO_FILE, MODEL_HINT, is_label_map, load_model, read_json_object,
                                            read_model_info)
 from AutoSegCore.training.postprocess import keep_largest_component
 from AutoSegCore.utils.device import pick_device
@@ -65,7 +65,7 @@ def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:
         if not (isinstance(members, list) and members and all(isinstance(m, str) and m for m in members)):
             raise ConfigError(f"{ens} is not an ensemble description ('members' is not a list of member folders)",
                               MODEL_HINT)
-        if not (isinstance(labels, dict) and labels and all(_int_text(k) for k in labels)):
+        if not is_label_map(labels):
             raise ConfigError(f"{ens} is not an ensemble description ('labels' is not a mapping of label values "
                               "to names)", MODEL_HINT)
         paths = [model_dir / m for m in members]
@@ -74,8 +74,6 @@ def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:
         return paths, top
     read_model_info(model_dir)
     return [model_dir], None
-
-
 
 
 class Predictor:
@@ -162,15 +160,15 @@ class Predictor:
         return case_name(paths[0]), paths, image, affine
 
     def check_inputs(self, inputs: list, out_dir: str | Path | None = None,
-                     events: EventWriter = NULL_EVENTS) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+                     events: EventWriter = NULL_EVENTS) -> list[tuple[str, list[Path], tuple | None]]:
         """Read and check every input before any is predicted (see :meth:`read_input`); also that no two inputs
-        share a case name and that ``out_dir`` can take the outputs.  Returns ``{case: (image, affine) or None}``
-        — the arrays kept in memory up to a budget, so a few inputs are not read twice."""
+        share a case name and that ``out_dir`` can take the outputs.  Returns ``(case, paths, (image, affine) or
+        None)`` per input — the arrays kept in memory up to a budget, so a few inputs are not read twice."""
         out = Path(out_dir) if out_dir is not None else None
         if out is not None and out.exists() and not out.is_dir():
             raise DatasetError(f"{out}: exists and is a file, not a folder", "choose a folder for --out (it is created "
                                "if missing)")
-        kept: dict = {}
+        checked: list[tuple[str, list[Path], tuple | None]] = []
         first_of: dict[str, Path] = {}
         budget = KEEP_CHECKED_BYTES
         for i, item in enumerate(inputs):
@@ -185,13 +183,11 @@ class Predictor:
                     if target.is_dir():
                         raise DatasetError(f"{target}: is a folder, a prediction would replace it",
                                            "move it away or choose another --out folder")
-            if image.nbytes <= budget:
-                kept[name] = (image, affine)
-                budget -= image.nbytes
-            else:
-                kept[name] = None
+            keep = image.nbytes <= budget
+            budget -= image.nbytes if keep else 0
+            checked.append((name, paths, (image, affine) if keep else None))
             events.emit("progress", fraction=0.0, message=f"checked {i + 1}/{len(inputs)} inputs")
-        return kept
+        return checked
 
     def predict_files(self, inputs: list, out_dir: str | Path, events: EventWriter = NULL_EVENTS,
                       progress=None) -> list[dict]:
@@ -213,13 +209,12 @@ class Predictor:
         out_dir = Path(out_dir)
         if isinstance(inputs, (str, Path)):           # one image, not a list of its path's characters
             inputs = [inputs]
-        kept = self.check_inputs(inputs, out_dir, events)
+        checked = self.check_inputs(inputs, out_dir, events)
         with _staging(out_dir) as stage:
             staged = []
-            for i, item in enumerate(inputs):
-                paths = [Path(p) for p in (item if isinstance(item, (list, tuple)) else [item])]
-                name = case_name(paths[0])
-                image, affine = kept.pop(name, None) or read_image(paths)
+            for i, (name, paths, arrays) in enumerate(checked):
+                image, affine = arrays or read_image(paths)
+                checked[i] = (name, paths, None)                  # free the kept array once it is predicted
                 label = self.predict_array(image, affine, name)
                 written = save_prediction(label, affine, self.labels, stage, name)
                 staged.append((name, written))

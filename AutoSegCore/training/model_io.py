@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from AutoSegCore.data.dataset import is_int_text
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.utils.io import atomic_path, write_json
 
@@ -56,12 +57,9 @@ def _positive_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
-def _int_text(k) -> bool:
-    try:
-        int(k)
-        return True
-    except (TypeError, ValueError):
-        return False
+def is_label_map(value) -> bool:
+    """``{label value: name}`` as model.json and ensemble.json hold it (keys are JSON text)."""
+    return isinstance(value, dict) and bool(value) and all(is_int_text(k) for k in value)
 
 
 def model_info_problems(info: dict) -> list[str]:
@@ -74,7 +72,7 @@ def model_info_problems(info: dict) -> list[str]:
     checks = {
         "config": lambda v: isinstance(v, dict) and isinstance(v.get("network"), dict)
         and isinstance(v.get("inference", {}), dict),
-        "labels": lambda v: isinstance(v, dict) and bool(v) and all(_int_text(k) for k in v),
+        "labels": is_label_map,
         "in_channels": _positive_int, "out_channels": _positive_int,
         "patch_size": lambda v: isinstance(v, list) and len(v) == 3 and all(_positive_int(s) for s in v),
         "preprocessor": lambda v: isinstance(v, dict),
@@ -126,19 +124,6 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _check_fits(net: torch.nn.Module, state: dict, path: Path) -> None:
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    resized = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    parts = [f"{what} {len(v)} (e.g. {v[0]})" for what, v in
-             (("tensors missing:", missing), ("unexpected tensors:", unexpected),
-              ("tensors of another shape:", resized)) if v]
-    if parts:
-        raise ConfigError(f"{path} does not fit the network described in {INFO_FILE} ({'; '.join(parts)})",
-                          _DAMAGED_HINT)
-
-
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the network from ``model.json`` and load its weights (weights_only=True: no code runs)."""
     from AutoSegCore.networks import build_network
@@ -150,9 +135,8 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tup
     except ConfigError as exc:
         raise ConfigError(f"{model_dir / INFO_FILE}: {exc.message}", _DAMAGED_HINT) from None
     state = read_weights(model_dir / MODEL_FILE)
-    _check_fits(net, state, model_dir / MODEL_FILE)
     try:
-        net.load_state_dict(state)
+        net.load_state_dict(state)     # strict: torch names missing, unexpected and resized tensors
     except RuntimeError as exc:
         from AutoSegCore.data.volumes import short_error
 

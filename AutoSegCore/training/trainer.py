@@ -244,8 +244,9 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:     # checkpoints from before "trained_as"
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{path} does not fit this config's network ({first})", hint) from None
+            from AutoSegCore.data.volumes import short_error
+
+            raise ConfigError(f"{path} does not fit this config's network ({short_error(exc)})", hint) from None
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["generator"])

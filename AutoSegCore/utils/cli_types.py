@@ -45,7 +45,9 @@ def folds(text: str) -> int:
 
 def device(text: str) -> str:
     """auto, cpu, cuda or cuda:N — spelled right at once (whether CUDA exists is checked where it is used)."""
+    from AutoSegCore.utils.device import DEVICE_NAME
+
     value = text.strip().lower()
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+    if DEVICE_NAME.fullmatch(value):
         return value
     raise argparse.ArgumentTypeError(f"'{text}' is not a device: use auto, cpu, cuda or cuda:N")
