@@ -34,6 +34,8 @@ class Case:
     name: str
     images: list[Path]
     label: Path | None
+    # a .seg.nrrd label: segment name -> the dataset's label value (so every case maps names the same way)
+    segment_values: dict[str, int] | None = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""Prediction writers: ``<name>.nii.gz`` (label map) and ``<name>.seg.nrrd`` (named, coloured Slicer segments).
+"""Prediction writers: ``<name>.nii.gz`` (label map), ``<name>.seg.nrrd`` (named, coloured Slicer segments) and
+a label map in the input's own format (:func:`write_label_like`: ``.nrrd`` / ``.mha`` / ``.nii.gz``).
 
-Both are written in the ORIGINAL image geometry and atomically, so Slicer or a user never sees a half file.
+All are written in the ORIGINAL image geometry and atomically, so Slicer or a user never sees a half file.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import slicerio
 
+from AutoSegCore.data.readers import lps_ras
 from AutoSegCore.errors import DatasetError
 from AutoSegCore.utils.io import atomic_path
 
@@ -22,7 +24,6 @@ _TAB20 = [
     (1.000, 0.596, 0.588), (0.773, 0.690, 0.835), (0.769, 0.612, 0.580), (0.969, 0.714, 0.824),
     (0.859, 0.859, 0.553), (0.620, 0.855, 0.898), (0.498, 0.498, 0.498), (0.780, 0.780, 0.780),
 ]
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def label_colors(labels) -> dict[int, tuple[float, float, float]]:
@@ -90,8 +91,62 @@ def save_prediction(label: np.ndarray, affine: np.ndarray, labels: dict, out_dir
                       else [0, -1, 0, -1, 0, -1])
             segments.append({"id": f"Segment_{v}", "name": seg_name, "color": list(colors.get(v, (0.5, 0.5, 0.5))),
                              "labelValue": int(v), "layer": 0, "extent": extent})
-        seg = {"voxels": label, "ijkToLPS": _RAS_TO_LPS @ affine, "segments": segments, "encoding": "gzip"}
+        seg = {"voxels": label, "ijkToLPS": lps_ras(affine), "segments": segments, "encoding": "gzip"}
         with atomic_path(target) as tmp:
             slicerio.write_segmentation(str(tmp), seg)
         written["seg_nrrd"] = target
     return written
+
+
+# what a label map in an input's own format is written as (single files only: a .mhd/.nhdr header names its data
+# file, which an atomic rename would leave pointing at the temporary name)
+LABEL_ENDING = {"nifti": ".nii.gz", "nrrd": ".nrrd", "metaimage": ".mha", "dicom": ".nii.gz"}
+
+
+def write_label_like(label: np.ndarray, affine: np.ndarray, reference, out_path) -> Path:
+    """Write a label map ``(X, Y, Z)`` to ``out_path`` (``.nii.gz``/``.nii``/``.nrrd``/``.mha``, chosen by its
+    ending) on the voxel grid of ``reference`` (the input image file or DICOM folder): ITK formats get the
+    reference's spacing, origin and direction exactly as ITK read them; NIfTI gets ``affine``.  Atomic."""
+    from AutoSegCore.data.volumes import read_header
+    from AutoSegCore.utils.io import atomic_path
+
+    out_path = Path(out_path)
+    label = np.asarray(label)
+    if label.ndim != 3:
+        raise DatasetError(f"label map for {out_path.name} has shape {label.shape}, expected 3D",
+                           "take the argmax over classes and invert preprocessing first")
+    if not np.issubdtype(label.dtype, np.integer):
+        label = np.rint(label)
+    label = label.astype(_label_dtype(label))
+    header = read_header(reference) if reference is not None else None
+    if header is not None and tuple(header.shape[:3]) != label.shape:
+        raise DatasetError(f"label map shape {label.shape} differs from {reference} {tuple(header.shape[:3])}",
+                           "write the prediction in the input's original geometry (invert preprocessing first)")
+    affine = np.asarray(affine if affine is not None else header.affine, dtype=np.float64)
+    name = out_path.name.lower()
+    if name.endswith((".nii.gz", ".nii")):
+        img = nib.Nifti1Image(label, affine)
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+        img.header.set_intent("label")
+        with atomic_path(out_path) as tmp:
+            nib.save(img, str(tmp))
+        return out_path
+    if not name.endswith((".nrrd", ".mha")) or name.endswith(".seg.nrrd"):
+        raise DatasetError(f"{out_path}: cannot write a label map with this ending",
+                           "use .nii.gz, .nrrd or .mha (.seg.nrrd segmentations come from save_prediction)")
+    import SimpleITK as sitk
+
+    from AutoSegCore.data.readers import affine_to_itk
+
+    if header is not None and header.itk is not None and len(header.itk[0]) == 3:
+        spacing, origin, direction = header.itk
+    else:
+        spacing, origin, direction = affine_to_itk(affine)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(label.transpose(2, 1, 0)))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    with atomic_path(out_path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+    return out_path

@@ -21,6 +21,7 @@ REQUIREMENTS = {
     "pymoo": "pymoo>=0.6.1",
     "nibabel": "nibabel>=5.2",
     "slicerio": "slicerio>=1.1",
+    "SimpleITK": "SimpleITK>=2.5,<2.6",
     "rich": "rich>=13",
     "yaml": "PyYAML>=6",
     "psutil": "psutil>=5.9",

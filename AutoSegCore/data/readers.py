@@ -1,0 +1,335 @@
+"""Format back-ends behind ``data.volumes``: NIfTI through nibabel; NRRD, MetaImage and DICOM series through
+SimpleITK; Slicer ``.seg.nrrd`` segmentations through slicerio.  Nothing outside ``data.volumes`` and
+``data.writers`` imports this module: callers go through the one door (``volumes.read_header`` /
+``read_voxels`` / ``read_image``), so every format gets the same checks and the same one-line errors.
+
+Why nibabel for NIfTI and SimpleITK for the rest (measured, see docs/data.md "Reading speed"): on the shared
+Hippocampus and Prostate cases nibabel's header read is lazy (no voxel decoded) and as fast or faster than
+SimpleITK's ``ReadImageInformation``, and a full read is on par; nibabel also keeps the file's sform affine as
+written (ITK refuses or rounds sheared affines and picks qform/sform by its own rules), so NIfTI arrays, affines
+and the preprocessing caches keyed on them stay exactly what they were.  SimpleITK (ITK's readers, GDCM for DICOM)
+is the well-kept reader for everything else, and its ``ImageFileReader.ReadImageInformation`` is the same
+headers-first path for those formats.
+
+Voxel order everywhere is nibabel's: array index ``[i, j, k(, c)]`` with ``i`` fastest in the file (ITK's index
+order); SimpleITK's numpy view is ``[k, j, i]`` and is transposed here.  Physical space is RAS (nibabel's);
+ITK's LPS geometry is converted in exactly one place, :func:`lps_ras`.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from AutoSegCore.errors import DatasetError
+
+# ------------------------------------------------------------------------------------------------ endings
+
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+NRRD_ENDINGS = (".nrrd", ".nhdr")
+METAIMAGE_ENDINGS = (".mha", ".mhd")
+SEGMENTATION_ENDING = ".seg.nrrd"
+IMAGE_ENDINGS = NIFTI_ENDINGS + NRRD_ENDINGS + METAIMAGE_ENDINGS
+# longest first, so ".seg.nrrd" is stripped before ".nrrd" and ".nii.gz" before ".nii"
+_ALL_ENDINGS = tuple(sorted(IMAGE_ENDINGS + (SEGMENTATION_ENDING,), key=len, reverse=True))
+_FORMAT_OF = {**{e: "nifti" for e in NIFTI_ENDINGS}, **{e: "nrrd" for e in NRRD_ENDINGS},
+              **{e: "metaimage" for e in METAIMAGE_ENDINGS}, SEGMENTATION_ENDING: "nrrd"}
+SUPPORTED_TEXT = ".nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd, .seg.nrrd (labels) or a DICOM series folder"
+
+_NIB_ERRORS = (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
+
+
+def file_ending(name: str) -> str | None:
+    """The supported ending of a file name (``.seg.nrrd`` before ``.nrrd``), or None."""
+    low = name.lower()
+    for ending in _ALL_ENDINGS:
+        if low.endswith(ending):
+            return name[len(name) - len(ending):]
+    return None
+
+
+def strip_ending(name: str) -> str:
+    """The file name without its image ending (``a.seg.nrrd`` → ``a``, ``b.nii.gz`` → ``b``)."""
+    ending = file_ending(name)
+    return name[: -len(ending)] if ending else Path(name).stem
+
+
+# -------------------------------------------------------------------------------------------- geometry
+
+# RAS <-> LPS: flip x and y.  The matrix is its own inverse; this is the only place the convention is written.
+_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def lps_ras(matrix: np.ndarray) -> np.ndarray:
+    """A 4×4 voxel-to-world matrix from LPS to RAS, or from RAS to LPS (the same flip both ways)."""
+    return _FLIP @ np.asarray(matrix, dtype=np.float64)
+
+
+def itk_affine(spacing, origin, direction) -> np.ndarray:
+    """ITK geometry (LPS spacing, origin, row-major direction of the first 3 axes) → 4×4 RAS affine."""
+    dim = len(spacing)
+    d = np.asarray(direction, dtype=np.float64).reshape(dim, dim)[:3, :3]
+    m = np.eye(4)
+    m[:3, :3] = d * np.asarray(spacing[:3], dtype=np.float64)[None, :]
+    m[:3, 3] = np.asarray(origin[:3], dtype=np.float64)
+    return lps_ras(m)
+
+
+def affine_to_itk(affine: np.ndarray) -> tuple[tuple, tuple, tuple]:
+    """4×4 RAS affine → ITK ``(spacing, origin, direction)`` (LPS); the inverse of :func:`itk_affine`."""
+    m = lps_ras(affine)
+    spacing = np.sqrt((m[:3, :3] ** 2).sum(axis=0))
+    direction = m[:3, :3] / np.where(spacing == 0, 1.0, spacing)[None, :]
+    return tuple(float(s) for s in spacing), tuple(float(o) for o in m[:3, 3]), tuple(float(v) for v in direction.ravel())
+
+
+# ---------------------------------------------------------------------------------------------- headers
+
+@dataclass(eq=False)
+class VolumeHeader:
+    """What a header says, without voxels: ``shape`` in nibabel order ``(X, Y, Z[, C])``, the RAS ``affine``.
+
+    ``format`` is ``"nifti"``, ``"nrrd"``, ``"metaimage"`` or ``"dicom"``; ``segmentation`` marks a Slicer
+    ``.seg.nrrd``.  ``files`` lists a DICOM series' slice files (sorted); ``series`` its UID."""
+    path: Path
+    format: str
+    shape: tuple
+    affine: np.ndarray
+    dtype: np.dtype
+    segmentation: bool = False
+    series: str | None = None
+    files: list = field(default_factory=list)
+    itk: tuple | None = None            # (spacing, origin, direction) exactly as ITK read it (writers reuse it)
+    _nib: object = None
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+
+def short_error(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text[:120]}"
+
+
+def _sitk():
+    import SimpleITK as sitk          # imported on use: NIfTI-only runs never need it
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)   # ITK prints C++ warnings to stderr; errors say it all
+    return sitk
+
+
+def _itk_text(exc: BaseException) -> str:
+    """ITK's exception text is a multi-line C++ report; keep its last description line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    desc = [ln for ln in lines if ln.lower().startswith("description")]
+    text = (desc[-1].split(":", 1)[-1].strip() if desc else (lines[-1] if lines else exc.__class__.__name__))
+    return text[:140]
+
+
+def nifti_header(path: Path) -> VolumeHeader:
+    try:
+        img = nib.load(str(path))
+        shape, affine = tuple(int(s) for s in img.shape), np.asarray(img.affine, dtype=np.float64)
+        dtype = img.get_data_dtype()
+    except _NIB_ERRORS as exc:
+        raise DatasetError(f"{path}: unreadable NIfTI ({short_error(exc)})",
+                           "re-copy or re-export the file as .nii.gz") from None
+    return VolumeHeader(path=path, format="nifti", shape=shape, affine=affine, dtype=np.dtype(dtype), _nib=img)
+
+
+def _itk_shape(size, components: int) -> tuple:
+    shape = tuple(int(s) for s in size)
+    return shape + (components,) if components > 1 else shape
+
+
+def itk_file_header(path: Path, fmt: str) -> VolumeHeader:
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        kind = {"nrrd": "NRRD", "metaimage": "MetaImage"}.get(fmt, fmt)
+        raise DatasetError(f"{path}: unreadable {kind} file ({_itk_text(exc)})",
+                           "re-copy or re-export the file (e.g. from 3D Slicer: Save, or SimpleITK.WriteImage)") from None
+    spacing, origin, direction = reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+    size = reader.GetSize()
+    shape = _itk_shape(size, reader.GetNumberOfComponents())
+    if len(size) < 3:
+        affine = np.eye(4)      # 2D: the 3D check names the shape; there is no 3D geometry to report
+    else:
+        affine = itk_affine(spacing, origin, direction)
+    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype) \
+        if reader.GetNumberOfComponents() == 1 else np.dtype(np.float32)
+    return VolumeHeader(path=path, format=fmt, shape=shape, affine=affine, dtype=dtype,
+                        segmentation=path.name.lower().endswith(SEGMENTATION_ENDING),
+                        itk=(tuple(spacing), tuple(origin), tuple(direction)))
+
+
+def itk_voxels(header: VolumeHeader) -> np.ndarray:
+    """Voxels of an ITK-read file or DICOM series in nibabel order ``(X, Y, Z[, C])``."""
+    sitk = _sitk()
+    try:
+        if header.format == "dicom":
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames([str(f) for f in header.files])
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(header.path))
+    except RuntimeError as exc:
+        raise DatasetError(f"{header.path}: truncated or corrupt voxel data ({_itk_text(exc)})",
+                           "re-copy or re-export the file (a download or copy was probably cut short)") from None
+    arr = sitk.GetArrayFromImage(image)
+    n = image.GetDimension()
+    order = tuple(range(n - 1, -1, -1))
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        order = order + (n,)
+    return arr.transpose(order)
+
+
+# ------------------------------------------------------------------------------------------------- DICOM
+
+_SERIES_HINT = "pass --series UID (or series=UID) to choose one, or put each series in its own folder"
+
+
+def dicom_series(folder: Path) -> list[str]:
+    """The DICOM series UIDs GDCM finds in ``folder`` (not its subfolders); [] when it holds none."""
+    sitk = _sitk()
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    except RuntimeError:
+        return []
+
+
+def _series_text(folder: Path, uids: list[str]) -> str:
+    sitk = _sitk()
+    parts = []
+    for uid in uids:
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        desc = ""
+        try:
+            r = sitk.ImageFileReader()
+            r.SetFileName(files[0])
+            r.ReadImageInformation()
+            if r.HasMetaDataKey("0008|103e"):
+                desc = " " + r.GetMetaData("0008|103e").strip()
+        except RuntimeError:
+            pass
+        parts.append(f"{uid} ({len(files)} file(s){desc and ','}{desc})")
+    return "; ".join(parts)
+
+
+def dicom_header(folder: Path, series: str | None = None) -> VolumeHeader:
+    """One DICOM series of ``folder`` as a 3D volume header: slices sorted by position (GDCM), evenly spaced."""
+    sitk = _sitk()
+    uids = dicom_series(folder)
+    if not uids:
+        raise DatasetError(f"{folder}: folder holds no DICOM image series (and is not a dataset folder)",
+                           f"pass a folder with the .dcm files of one series, or image files ({SUPPORTED_TEXT})")
+    if series is None:
+        if len(uids) > 1:
+            raise DatasetError(f"{folder}: folder holds {len(uids)} DICOM series: {_series_text(folder, uids)}",
+                               _SERIES_HINT)
+        series = uids[0]
+    elif series not in uids:
+        raise DatasetError(f"{folder}: no DICOM series {series}; it holds {_series_text(folder, uids)}",
+                           "pass one of these series UIDs")
+    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series))
+    infos = []
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(f)
+        try:
+            r.ReadImageInformation()
+        except RuntimeError as exc:
+            raise DatasetError(f"{f}: not a readable DICOM image ({_itk_text(exc)})",
+                               "remove non-image DICOM objects (reports, RT structures) from the series folder") from None
+        infos.append(r)
+    first = infos[0]
+    if first.GetNumberOfComponents() > 1:
+        raise DatasetError(f"{files[0]}: a colour (RGB) DICOM image, not a CT/MR slice",
+                           "pass a grey-scale CT or MR series")
+    if len(files) < 2:
+        raise DatasetError(f"{folder}: DICOM series {series} has 1 slice (a 2D image)",
+                           "AutoSegSearch segments 3D volumes: pass the folder of a 3D CT/MR series (all its slices)")
+    size = first.GetSize()
+    if len(size) == 3 and size[2] > 1:
+        raise DatasetError(f"{folder}: DICOM series {series} is stored as multi-frame files",
+                           "export the series as one file per slice (classic DICOM), or as .nrrd / .nii.gz")
+    d = np.asarray(first.GetDirection(), dtype=np.float64).reshape(3, 3)
+    normal = d[:, 2]
+    pos = np.array([np.dot(np.asarray(r.GetOrigin(), dtype=np.float64), normal) for r in infos])
+    steps = np.diff(pos)
+    if np.any(np.abs(steps) < 1e-6):
+        raise DatasetError(f"{folder}: DICOM series {series} has two slices at the same position",
+                           "the folder mixes two acquisitions of one series: export one of them")
+    mean = float(np.mean(steps))
+    if float(np.max(np.abs(steps - mean))) > max(1e-3, 0.01 * abs(mean)):
+        gap = int(np.argmax(np.abs(steps - mean)))
+        raise DatasetError(f"{folder}: DICOM series {series} has uneven slice spacing ({abs(steps[gap]):.3g} mm "
+                           f"after slice {gap + 1} of {len(files)}, {abs(np.median(steps)):.3g} mm elsewhere): "
+                           "slices are missing", "re-export the complete series from the scanner or PACS")
+    if mean < 0:                          # keep ITK's order: slices along +normal
+        files, infos = files[::-1], infos[::-1]
+    spacing = (first.GetSpacing()[0], first.GetSpacing()[1], abs(mean))
+    origin = infos[0].GetOrigin()
+    direction = tuple(first.GetDirection())
+    shape = (int(size[0]), int(size[1]), len(files))
+    dtype = np.dtype(np.float32)
+    return VolumeHeader(path=folder, format="dicom", shape=shape, affine=itk_affine(spacing, origin, direction),
+                        dtype=dtype, series=series, files=[Path(f) for f in files],
+                        itk=(tuple(spacing), tuple(origin), direction))
+
+
+# --------------------------------------------------------------------------------------- .seg.nrrd labels
+
+def segmentation_labels(header: VolumeHeader, segment_values: dict[str, int] | None) -> np.ndarray:
+    """A Slicer ``.seg.nrrd`` as one integer label map ``(X, Y, Z)``; segments get the values ``segment_values``
+    gives their names (the dataset's labels), else the label values stored in the file."""
+    import slicerio
+
+    path = header.path
+    try:
+        seg = slicerio.read_segmentation(str(path))
+    except Exception as exc:  # noqa: BLE001 — slicerio/pynrrd raise many types for a damaged file
+        raise DatasetError(f"{path}: unreadable Slicer segmentation ({short_error(exc)})",
+                           "re-save it from 3D Slicer (Segmentations: Export/Save as .seg.nrrd)") from None
+    segments = seg.get("segments", [])
+    names = {}
+    for s in segments:
+        name = str(s.get("name", s.get("id", "")))
+        if segment_values is not None:
+            key = _segment_key(name, segment_values)
+            if key is None:
+                known = ", ".join(n for n in segment_values)
+                raise DatasetError(f"{path}: segment '{name}' is not a label of the dataset ({known})",
+                                   "rename the segment in Slicer to one of the dataset's label names, or add it to "
+                                   "'labels' in dataset.json")
+            names[name] = segment_values[key]
+        else:
+            names[name] = int(s["labelValue"])
+    if len(set(names.values())) != len(names):
+        raise DatasetError(f"{path}: two segments map to one label value", "give each segment its own name")
+    voxels = np.asarray(seg["voxels"])
+    layered = voxels.ndim == 4
+    out = np.zeros(voxels.shape[1:] if layered else voxels.shape, dtype=np.uint16)   # layers come first (pynrrd)
+    for s in segments:
+        name = str(s.get("name", s.get("id", "")))
+        layer = voxels[int(s.get("layer", 0))] if layered else voxels
+        mask = layer == int(s["labelValue"])
+        if np.any(out[mask]):
+            raise DatasetError(f"{path}: segment '{name}' overlaps another segment",
+                               "make segments exclusive (Segment Editor: Masking → 'Overwrite other segments')")
+        out[mask] = names[name]
+    return out
+
+
+def _segment_key(name: str, segment_values: dict[str, int]) -> str | None:
+    if name in segment_values:
+        return name
+    low = {k.strip().lower(): k for k in segment_values}
+    return low.get(name.strip().lower())
