@@ -68,9 +68,14 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
         final_time = DEMO_FINAL_SECONDS
     settings = SearchSettings(data=str(data), out=str(out / "search"), holdout=test, device=device,
                               base_config=DEMO_BASE, final_time=final_time, jobs=jobs, **opts)
+    events.emit("log", message=f"demo: searching on {len(names) - len(test)} of the {len(names)} cases of {data} "
+                               f"({opts['trials']} trials), then training the winner")
     summary = run_search(settings, events)
+    events.emit("log", message=f"demo: predicting the {len(test)} held-out cases")
     predictor = Predictor(out / "search" / "best", device=device)
-    predictor.predict_files([ds.case(n).images for n in test], out / "predictions", events)
+    # overwrite: the predictions of an earlier demo in this folder came from an earlier model
+    predictor.predict_files([ds.case(n).images for n in test], out / "predictions", events, overwrite=True)
+    events.emit("log", message="demo: evaluating the predictions")
     metrics = evaluate_folder(out / "predictions", ds, test)
     metrics["search"] = {k: summary.get(k) for k in ("counts", "best", "seconds")}
     metrics["final_validation"] = summary.get("final", {}).get("ensemble", {})

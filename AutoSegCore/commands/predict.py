@@ -1,23 +1,35 @@
-"""`autoseg predict MODEL_DIR INPUT... --out DIR` → training.inference.expand_inputs + Predictor.predict_files."""
+"""`autoseg predict MODEL_DIR INPUT... --out DIR` → AutoSegCore.prediction.predict_files."""
 from __future__ import annotations
 
 import argparse
+import signal
+from contextlib import contextmanager
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device
 
 
 def register(sub) -> None:
+    from AutoSegCore.prediction import DEFAULT_FORMAT, OUTPUT_FORMATS
+
     p = sub.add_parser("predict", help="segment images with a trained model (or a search's best/ folder)",
-                       description="Segment NIfTI images; writes <case>.nii.gz and <case>.seg.nrrd per image into "
-                                   "--out. Every input is checked before any is predicted, and nothing is written "
-                                   "unless all succeed.")
+                       description="Segment images; writes <case>.seg.nrrd and a label map per case into --out, "
+                                   "in the input's geometry. Every input is checked before any is predicted (a "
+                                   "bad one writes nothing); each case is written as soon as it is done, so "
+                                   "Ctrl-C keeps the finished ones and a re-run predicts only the rest.")
     p.add_argument("model", help="model folder (from 'autoseg train' or a search's best/)")
     p.add_argument("inputs", nargs="+",
-                   help="NIfTI image files (.nii or .nii.gz; a 4D file for multi-channel models; convert .nrrd/.mha "
-                        "first, e.g. with 3D Slicer), or a dataset folder with dataset.json (predicts its imagesTs/ "
-                        "if that holds images, else the images of imagesTr/)")
-    p.add_argument("--out", required=True, help="folder for <case>.nii.gz and <case>.seg.nrrd")
+                   help="image files (a 4D file or <case>_000N channel files for multi-channel models), a folder "
+                        "of images, or a dataset folder with dataset.json (predicts its imagesTs/ if that holds "
+                        "images, else the images of imagesTr/)")
+    p.add_argument("--out", required=True, help="folder for <case>.seg.nrrd and the label maps (created if missing)")
+    p.add_argument("--format", dest="output_format", choices=list(OUTPUT_FORMATS), default=DEFAULT_FORMAT,
+                   help="label map beside the .seg.nrrd: nifti (<case>.nii.gz, default), input (the input's own "
+                        "format: .nii.gz/.nii, .nrrd, .mha; NIfTI for a DICOM series), nrrd (<case>.nrrd) or "
+                        "mha (<case>.mha)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="predict again the cases whose outputs already exist in --out (default: skip them)")
+    p.add_argument("--series", help="DICOM SeriesInstanceUID to predict when a folder holds several series")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test-time augmentation on (--tta) or off (--no-tta); default: as the model folder "
                         "decided (a search's best/ keeps it only if it scored higher on validation)")
@@ -26,17 +38,35 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args, events) -> int:
-    from AutoSegCore.training.inference import Predictor, expand_inputs
-    from AutoSegCore.utils.progress import console, epoch_progress
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler, ``kill``, a closing front end) stops like Ctrl-C: the case in progress is
+    dropped (its temp files deleted), the finished ones stay."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
 
-    predictor = Predictor(args.model, device=args.device, tta=args.tta)
-    items, notes = expand_inputs(args.inputs)
-    for note in notes:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
-        events.emit("log", message=note)
-    events.emit("study_started", kind="predict", model=str(args.model), n=len(items), tta=predictor.tta)
-    with epoch_progress(events, len(items), "predicting"):
-        results = predictor.predict_files(items, args.out, events)
-    events.emit("done", predictions=results)
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:                      # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args, events) -> int:
+    from AutoSegCore.prediction import predict_files
+    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.utils.progress import predict_progress
+
+    with sigterm_as_interrupt():
+        predictor = Predictor(args.model, device=args.device, tta=args.tta)
+        events.emit("study_started", kind="predict", model=str(args.model), tta=predictor.tta)
+        with predict_progress(events):
+            results = predict_files(predictor, args.inputs, args.out, output_format=args.output_format,
+                                    overwrite=args.overwrite, series=args.series, events=events)
+    events.emit("done", predictions=results, predicted=sum(r["status"] == "predicted" for r in results),
+                skipped=sum(r["status"] == "skipped" for r in results))
     return 0

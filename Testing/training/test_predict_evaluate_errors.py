@@ -1,6 +1,7 @@
 """`autoseg predict` / `evaluate` on bad inputs, as a user runs them: a one-line error naming the file (exit 2, no
 traceback) and nothing written — NaN voxels, a truncated gzip among good images, a fake or damaged model folder,
-.nrrd input, a truncated prediction, unknown or missing prediction folders; and a dataset folder's imagesTs/."""
+an unreadable .nrrd, a truncated prediction, unknown or missing prediction folders; a failure while predicting
+keeps the finished cases; and a dataset folder's imagesTs/."""
 from __future__ import annotations
 
 import json
@@ -101,9 +102,11 @@ def test_a_truncated_image_among_good_ones_writes_nothing(model, files, tmp_path
     assert snapshot(out) == before
 
 
-def test_a_failure_while_predicting_leaves_no_partial_output(model, files, tmp_path, monkeypatch):
-    """What no up-front check can foresee (here: the second prediction fails) still leaves --out untouched:
-    predictions are staged in a hidden folder and moved into place only when all succeeded."""
+def test_a_failure_while_predicting_keeps_finished_cases_and_a_rerun_does_the_rest(model, files, tmp_path,
+                                                                                   monkeypatch):
+    """What no up-front check can foresee (here: the second prediction runs out of memory) keeps the case finished
+    before it, complete, and leaves no file of the failed one (not even a hidden temp file); an incomplete earlier
+    output of a case is redone; a re-run predicts only what is missing."""
     from AutoSegCore.training.inference import Predictor
 
     second = tmp_path / "second.nii.gz"
@@ -119,19 +122,18 @@ def test_a_failure_while_predicting_leaves_no_partial_output(model, files, tmp_p
     monkeypatch.setattr(predictor, "predict_array", failing)
     out = tmp_path / "existing"
     out.mkdir()
-    (out / "good.nii.gz").write_bytes(b"an earlier prediction")
-    before = snapshot(out)
-    for target in (out, tmp_path / "a" / "b"):
-        with pytest.raises(MemoryError):
-            predictor.predict_files([files / "good.nii.gz", second], target)
-    assert snapshot(out) == before
-    assert not (tmp_path / "a").exists()
+    (out / "good.nii.gz").write_bytes(b"an earlier, incomplete prediction (no good.seg.nrrd)")
+    with pytest.raises(MemoryError):
+        predictor.predict_files([files / "good.nii.gz", second], out)
+    assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz", "good.seg.nrrd"]
+    assert nib.load(str(out / "good.nii.gz")).shape == nib.load(str(files / "good.nii.gz")).shape
     monkeypatch.undo()
+    done = (out / "good.seg.nrrd").stat().st_mtime_ns
     results = predictor.predict_files([files / "good.nii.gz", second], out)
-    assert [r["case"] for r in results] == ["good", "second"]
+    assert [(r["case"], r["status"]) for r in results] == [("good", "skipped"), ("second", "predicted")]
     assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz", "good.seg.nrrd", "second.nii.gz",
                                                       "second.seg.nrrd"]
-    assert nib.load(str(out / "good.nii.gz")).shape == nib.load(str(files / "good.nii.gz")).shape
+    assert (out / "good.seg.nrrd").stat().st_mtime_ns == done
 
 
 def _fake(folder: Path, model: Path, kind: str) -> Path:
@@ -164,18 +166,18 @@ def test_a_fake_or_damaged_model_folder_is_a_one_line_error(model, files, tmp_pa
     assert not (tmp_path / "p").exists()
 
 
-def test_nrrd_input_is_refused_and_the_help_says_nifti_only(model, files, tmp_path, capsys):
+def test_an_unreadable_nrrd_is_refused_and_the_help_names_folders_and_formats(model, files, tmp_path, capsys):
     nrrd = tmp_path / "image.nrrd"
     nrrd.write_bytes(b"NRRD0004\n")
     r = cli(capsys, "predict", model, files / "good.nii.gz", nrrd, "--out", tmp_path / "p")
-    assert_user_error(r, nrrd, "not a NIfTI file", "convert it to .nii.gz")
+    assert_user_error(r, nrrd)
     assert not (tmp_path / "p").exists()
     from AutoSegCore.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["predict"]
     text = " ".join(sub.format_help().split())
-    assert "NIfTI image files (.nii or .nii.gz" in text and "convert .nrrd" in text
+    assert "a folder of images" in text and "--format {nifti,input,nrrd,mha}" in text and "--overwrite" in text
     assert "imagesTs/ if that holds images, else the images of imagesTr/" in text
 
 
@@ -185,7 +187,7 @@ def test_a_dataset_folder_predicts_imagesTs_if_it_holds_images_else_imagesTr(mod
     (data / "imagesTs" / ".DS_Store").write_text("")          # not an image: imagesTs/ counts as empty
     r = cli(capsys, "predict", model, data, "--out", tmp_path / "tr")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "imagesTs/ holds no NIfTI images: predicting the 2 training image(s) of imagesTr/" in r.stderr
+    assert "imagesTs/ holds no images: predicting the 2 training image(s) of imagesTr/" in r.stderr
     cases = sorted(json.loads((data / "dataset.json").read_text())["training"], key=lambda e: e["image"])
     names = [Path(e["image"]).name[: -len(".nii.gz")] for e in cases]
     assert sorted(p.name for p in (tmp_path / "tr").iterdir()) == sorted(

@@ -1,0 +1,446 @@
+"""Predicting files and folders of scans: which inputs, checked before any work, one atomic write per finished case.
+
+``autoseg predict``, the Python API (:func:`predict_files`, ``Predictor.predict_files``), the Slicer module and the
+browser UI (both run ``autoseg predict``) all go through this module, so they find, check, skip and write cases
+the same way.  What a user of ``nnUNetv2_predict -i IN -o OUT`` expects:
+
+* INPUT may be image files, a plain folder of images (every supported format; nnU-Net's ``<case>_000N`` channel
+  files are grouped into one case), or a dataset folder (its ``imagesTs/``, else its ``imagesTr/``).
+* Every input is checked before the first prediction: headers of all of them first (seconds, catches the common
+  mistakes), then the voxels of the cases to predict (truncated data, NaN/Inf).  A bad input writes nothing.
+* Each case is written as soon as it is predicted, every file through a hidden temp file renamed into place, the
+  label map before the ``.seg.nrrd``: a case counts as done only when all its outputs exist, so a file that is
+  there is complete, and Ctrl-C, SIGTERM, a crash or a full disk lose only the case in progress.
+* A re-run skips the cases already done (and says how many); ``overwrite=True`` (``--overwrite``) redoes them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from AutoSegCore.errors import ConfigError, DatasetError
+from AutoSegCore.events import NULL_EVENTS, EventWriter
+
+# --format choices → the label map's file ending ("input": the input's own format, see label_ending)
+OUTPUT_FORMATS = {"nifti": ".nii.gz", "input": None, "nrrd": ".nrrd", "mha": ".mha"}
+DEFAULT_FORMAT = "nifti"
+SEG_ENDING = ".seg.nrrd"
+# checked input arrays kept in memory for the prediction step (beyond it an input is read again)
+KEEP_CHECKED_BYTES = 512 * 2 ** 20
+_CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})$")
+
+
+@dataclass
+class CaseInput:
+    """One case to predict: its name (the outputs' stem) and its image file(s) — one file, one file per channel,
+    or a DICOM series folder."""
+    case: str
+    paths: list[Path]
+    series: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------ readers
+# The data layer's reader functions, through one place (so this module follows whatever formats it reads).
+
+def _volumes():
+    from AutoSegCore.data import volumes
+    return volumes
+
+
+def _writers():
+    from AutoSegCore.data import writers
+    return writers
+
+
+def image_endings() -> tuple[str, ...]:
+    v = _volumes()
+    return tuple(getattr(v, "IMAGE_ENDINGS", v.NIFTI_ENDINGS))
+
+
+def _strip(name: str) -> str:
+    v = _volumes()
+    return v.strip_ending(name)
+
+
+def _is_image_file(path: Path) -> bool:
+    v = _volumes()
+    if hasattr(v, "is_image_file"):
+        return bool(v.is_image_file(path))
+    return path.is_file() and path.name.endswith(image_endings())
+
+
+def case_name(path: str | Path) -> str:
+    """Case name from an image path: the file name without its ending and nnU-Net's ``_0000`` channel suffix
+    (a DICOM folder: the folder's name)."""
+    path = Path(path)
+    name = path.name if path.is_dir() else _strip(path.name)
+    m = _CHANNEL_FILE.match(name)
+    return m.group(1) if m else name
+
+
+def label_ending(output_format: str, first_input: Path) -> str:
+    """The label map's file ending for ``output_format`` (``input``: the input's own format; NIfTI for a DICOM
+    series, which has no label-map file format of its own here)."""
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format '{output_format}' is not one of {', '.join(OUTPUT_FORMATS)}",
+                          "use --format nifti (default), input, nrrd or mha")
+    fixed = OUTPUT_FORMATS[output_format]
+    if fixed is not None:
+        return fixed
+    v, w = _volumes(), _writers()
+    if hasattr(v, "image_format") and hasattr(w, "LABEL_ENDING"):
+        ending = w.LABEL_ENDING[v.image_format(first_input)]
+        return ".nii" if ending == ".nii.gz" and Path(first_input).name.lower().endswith(".nii") else ending
+    name = Path(first_input).name.lower()
+    if Path(first_input).is_dir():
+        return ".nii.gz"
+    for ending, out in ((".nii.gz", ".nii.gz"), (".nii", ".nii"), (".nrrd", ".nrrd"), (".nhdr", ".nrrd"),
+                        (".mha", ".mha"), (".mhd", ".mha")):
+        if name.endswith(ending):
+            return out
+    return ".nii.gz"
+
+
+def output_paths(out_dir: Path, case: str, ending: str) -> dict[str, Path]:
+    """The files one case writes, in the order they are written (the ``.seg.nrrd`` last: a case is done when
+    all exist)."""
+    return {"label": out_dir / f"{case}{ending}", "seg_nrrd": out_dir / f"{case}{SEG_ENDING}"}
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+def find_inputs(inputs, *, series: str | None = None) -> tuple[list[CaseInput], list[str]]:
+    """Image files as given; a plain folder becomes its images (every supported format, DICOM series in
+    subfolders, ``<case>_000N`` channel files grouped); a dataset folder (``dataset.json``) its ``imagesTs/``
+    if that holds images, else the cases of ``imagesTr/``.  Returns ``(cases, notes)``; the notes say what each
+    folder gave (for the user)."""
+    if isinstance(inputs, (str, Path)):          # one image, not a list of its path's characters
+        inputs = [inputs]
+    cases: list[CaseInput] = []
+    notes: list[str] = []
+    for raw in inputs:
+        if isinstance(raw, (list, tuple)):       # the channel files of one case
+            paths = [Path(p) for p in raw]
+            if not paths:
+                raise DatasetError("an input has no image file", "pass at least one image path per case")
+            cases.append(CaseInput(case_name(paths[0]), paths))
+            continue
+        p = Path(raw)
+        if p.is_dir() and (p / "dataset.json").is_file():
+            found, note = _dataset_inputs(p)
+            cases += found
+            notes.append(note)
+        elif p.is_dir():
+            found = _folder_inputs(p, series)
+            cases += found
+            notes.append(f"{p}: predicting its {len(found)} image(s)")
+        elif p.is_file():
+            cases.append(CaseInput(case_name(p), [p]))
+        else:
+            raise DatasetError(f"{p}: input not found", "pass existing image files, a folder of images or a "
+                                                        "dataset folder")
+    return cases, notes
+
+
+def _folder_inputs(folder: Path, series: str | None) -> list[CaseInput]:
+    """A plain folder's images (the data layer's ``find_images`` when it has one: it also knows DICOM)."""
+    v = _volumes()
+    if hasattr(v, "find_images"):
+        found = v.find_images(folder, series) if series is not None else v.find_images(folder)
+        items = [_as_case_input(x) for x in found]
+    else:
+        files = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and _is_image_file(f))
+        items = [CaseInput(case_name(f), [f]) for f in files]
+    items = _group_channels(items)
+    if not items:
+        raise DatasetError(f"{folder}: holds no image files ({', '.join(image_endings())})",
+                           "pass a folder of images, image files, or a dataset folder (with dataset.json)")
+    return items
+
+
+def _as_case_input(x) -> CaseInput:
+    """An entry of ``find_images``: a ``(case, paths)`` pair, an object with ``case``/``name`` and ``paths``/
+    ``images``, or a bare path."""
+    if isinstance(x, CaseInput):
+        return x
+    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str):
+        paths = x[1] if isinstance(x[1], (list, tuple)) else [x[1]]
+        return CaseInput(x[0], [Path(p) for p in paths])
+    if isinstance(x, (str, Path)):
+        return CaseInput(case_name(x), [Path(x)])
+    name = getattr(x, "case", None) or getattr(x, "name")
+    paths = getattr(x, "paths", None) or getattr(x, "images", None) or [getattr(x, "path")]
+    return CaseInput(str(name), [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])],
+                     getattr(x, "series", None))
+
+
+def _group_channels(items: list[CaseInput]) -> list[CaseInput]:
+    """nnU-Net's ``<case>_0000, <case>_0001 …`` files (all single files named so) become one case each."""
+    singles = [c for c in items if len(c.paths) == 1 and c.paths[0].is_file()]
+    if len(singles) != len(items) or not items:
+        return items
+    stems = [_strip(c.paths[0].name) for c in items]
+    if not all(_CHANNEL_FILE.match(s) for s in stems):
+        return items
+    by_case: dict[str, dict[int, Path]] = {}
+    for c, stem in zip(items, stems):
+        m = _CHANNEL_FILE.match(stem)
+        by_case.setdefault(m.group(1), {})[int(m.group(2))] = c.paths[0]
+    out = []
+    for case, channels in sorted(by_case.items()):
+        if sorted(channels) != list(range(len(channels))):
+            missing = next(i for i in range(len(channels) + 1) if i not in channels)
+            raise DatasetError(f"{next(iter(channels.values())).parent}: case '{case}' has channel files "
+                               f"{sorted(channels)} but no _{missing:04d}",
+                               "name a case's channel files <case>_0000, <case>_0001 … without gaps")
+        out.append(CaseInput(case, [channels[i] for i in sorted(channels)]))
+    return out
+
+
+def _dataset_inputs(root: Path) -> tuple[list[CaseInput], str]:
+    from AutoSegCore.data.dataset import load_dataset
+
+    ds = load_dataset(root, validate=False)
+    test = _test_images(root, ds)
+    if test:
+        return test, f"{root}: predicting the {len(test)} image(s) of imagesTs/"
+    why = "no imagesTs/" if not (root / "imagesTs").is_dir() else "imagesTs/ holds no images"
+    return ([CaseInput(c.name, list(c.images)) for c in ds.cases],
+            f"{root}: {why}: predicting the {len(ds.cases)} training image(s) of imagesTr/")
+
+
+def _test_images(root: Path, ds) -> list[CaseInput]:
+    """``imagesTs/`` as cases: one file per case (MSD), or the ``<case>_000N`` channel files of each case when
+    the dataset stores channels that way (nnU-Net); empty when it holds no images."""
+    folder = root / "imagesTs"
+    if not folder.is_dir():
+        return []
+    files = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and _is_image_file(f))
+    first = ds.cases[0] if ds.cases else None
+    split = ds.source == "nnunet" or (first is not None and _strip(first.images[0].name) != first.name)
+    if not split:
+        return [CaseInput(case_name(f), [f]) for f in files]
+    by_case: dict[str, dict[int, Path]] = {}
+    for f in files:
+        m = _CHANNEL_FILE.match(_strip(f.name))
+        if not m:
+            raise DatasetError(f"{f}: not named <case>_0000.nii.gz like the dataset's channel files",
+                               "name test images <case>_000N.nii.gz (one file per channel), as in imagesTr/")
+        by_case.setdefault(m.group(1), {})[int(m.group(2))] = f
+    items = []
+    for case, channels in sorted(by_case.items()):
+        for c in range(ds.num_channels):
+            if c not in channels:
+                ending = next(iter(channels.values())).name[len(case) + 5:]
+                raise DatasetError(f"{folder / f'{case}_{c:04d}{ending}'}: channel file missing (dataset.json names "
+                                   f"{ds.num_channels} channel(s): {', '.join(ds.channel_names)})",
+                                   "add the file, or remove the case's other channel files from imagesTs/")
+        extra = sorted(set(channels) - set(range(ds.num_channels)))
+        if extra:
+            raise DatasetError(f"{channels[extra[0]]}: channel {extra[0]} but dataset.json names "
+                               f"{ds.num_channels} channel(s)", "remove the file or fix dataset.json")
+        items.append(CaseInput(case, [channels[c] for c in range(ds.num_channels)]))
+    return items
+
+
+# ------------------------------------------------------------------------------------------------ checks
+
+def _where(paths: list[Path]) -> str:
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} channel file(s))"
+
+
+def check_header(predictor, item: CaseInput) -> None:
+    """The cheap checks (headers only): readable, 3D (or 4D with channels last), the model's number of
+    channels, channel files on one grid."""
+    v = _volumes()
+    paths = item.paths
+    shapes = [tuple((v.read_header(p, item.series) if item.series else v.read_header(p)).shape) for p in paths]
+    channels = 0
+    for p, shape in zip(paths, shapes):
+        if len(shape) == 3 or (len(shape) == 4 and (len(paths) == 1 or shape[3] == 1)):
+            channels += shape[3] if len(shape) == 4 else 1
+        else:
+            raise DatasetError(f"{p}: image has {len(shape)} dimensions {shape}",
+                               "use 3D volumes (one file per channel) or one 4D file (x, y, z, channel)")
+    for p, shape in zip(paths[1:], shapes[1:]):
+        if shape[:3] != shapes[0][:3]:
+            raise DatasetError(f"{p}: channel shape {shape[:3]} differs from {paths[0].name} {shapes[0][:3]}",
+                               "resample all channels of a case onto one grid")
+    if channels != predictor.in_channels:
+        raise DatasetError(f"{_where(paths)}: image has {channels} channel(s), the model expects "
+                           f"{predictor.in_channels}",
+                           "give one 4D file (x, y, z, channel) or the channel files of one case, in the order "
+                           "used for training")
+
+
+def read_checked(predictor, item: CaseInput) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of one input, checked (intact, finite): ``(image (C, X, Y, Z), affine)``."""
+    from AutoSegCore.data.validation import check_finite
+
+    v = _volumes()
+    image, affine = v.read_image(item.paths, item.series) if item.series else v.read_image(item.paths)
+    if image.shape[0] != predictor.in_channels:
+        raise DatasetError(f"{_where(item.paths)}: image has {image.shape[0]} channel(s), the model expects "
+                           f"{predictor.in_channels}", "give one 4D file (x, y, z, channel) or the channel files "
+                                                       "of one case, in the order used for training")
+    per_file = [image] if len(item.paths) == 1 else [image[c:c + 1] for c in range(len(item.paths))]
+    for p, voxels in zip(item.paths, per_file):
+        check_finite(p, voxels, before="predicting")
+    return image, affine
+
+
+def _check_out_dir(out: Path) -> None:
+    for d in (out, *out.parents):
+        if d.exists():
+            if not d.is_dir():
+                raise DatasetError(f"{d}: exists and is a file, not a folder",
+                                   "choose a folder for --out (it is created if missing)")
+            return
+
+
+def _is_done(targets: dict[str, Path]) -> bool:
+    return all(t.is_file() and t.stat().st_size > 0 for t in targets.values())
+
+
+def _remove_leftovers(targets: dict[str, Path]) -> None:
+    """Hidden temp files of a killed earlier run (``.<name>.XXXX<ending>``, see utils.io.atomic_path)."""
+    for t in targets.values():
+        if t.parent.is_dir():
+            for stale in t.parent.glob(f".{glob_escape(t.name)}.*"):
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+# ------------------------------------------------------------------------------------------------ predicting
+
+def predict_files(model, inputs, out_dir: str | Path, *, output_format: str = DEFAULT_FORMAT,
+                  overwrite: bool = False, series: str | None = None, device: str = "auto",
+                  tta: bool | None = None, events: EventWriter = NULL_EVENTS,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
+    """Predict image files and folders into ``out_dir``: ``<case>.seg.nrrd`` plus a label map per case
+    (``output_format``: ``nifti`` → ``.nii.gz``, ``input`` → the input's own format, ``nrrd``, ``mha``), in the
+    input's geometry.
+
+    ``model`` is a model folder (or a :class:`~AutoSegCore.training.inference.Predictor`); ``inputs`` one path
+    or a list of image files, folders of images, dataset folders, or per-channel file lists (see
+    :func:`find_inputs`; ``series`` picks a DICOM series).  Every input is checked before the first
+    prediction (a ``DatasetError`` naming the file, nothing written); each case is then written as soon as it is
+    done (atomically), and cases whose outputs all exist are skipped unless ``overwrite``.  Returns one dict per
+    case: ``case``, ``status`` (``predicted`` | ``skipped``) and the paths it has (``label``, ``seg_nrrd``, plus
+    ``nifti`` when the label map is NIfTI).
+    """
+    from AutoSegCore.training.inference import Predictor
+
+    predictor = model if isinstance(model, Predictor) else Predictor(model, device=device, tta=tta)
+    out = Path(out_dir)
+    cases, notes = find_inputs(inputs, series=series)
+    for note in notes:
+        events.emit("log", message=note)
+    if not cases:
+        raise DatasetError("no input images given", "pass image files, a folder of images or a dataset folder")
+    _check_out_dir(out)
+    total = len(cases)
+
+    # 1. headers of every input, unique names, outputs that can be written — cheap, before anything else
+    plans: list[tuple[CaseInput, dict[str, Path]]] = []
+    first_of: dict[str, Path] = {}
+    for i, item in enumerate(cases):
+        check_header(predictor, item)
+        if item.case in first_of:
+            raise DatasetError(f"{item.paths[0]}: same case name '{item.case}' as {first_of[item.case]}",
+                               f"predict them into different --out folders, or rename one (each case writes "
+                               f"<case>{SEG_ENDING} and a label map)")
+        first_of[item.case] = item.paths[0]
+        targets = output_paths(out, item.case, label_ending(output_format, item.paths[0]))
+        for target in targets.values():
+            if target.is_dir():
+                raise DatasetError(f"{target}: is a folder, a prediction would replace it",
+                                   "move it away or choose another --out folder")
+        plans.append((item, targets))
+    todo = [(item, t) for item, t in plans if overwrite or not _is_done(t)]
+    skipped = total - len(todo)
+    if skipped:
+        events.emit("log", message=f"skipping {skipped} of {total} case(s) already predicted in {out} "
+                                   "(--overwrite redoes them)")
+
+    # 2. voxels of the cases to predict (intact, finite), kept in memory up to a budget
+    kept: dict[str, tuple] = {}
+    budget = KEEP_CHECKED_BYTES
+    for i, (item, _) in enumerate(todo):
+        image, affine = read_checked(predictor, item)
+        if image.nbytes <= budget:
+            budget -= image.nbytes
+            kept[item.case] = (image, affine)
+        events.emit("progress", fraction=0.0, stage="checking", done=i + 1, total=len(todo),
+                    message=f"checked {i + 1}/{len(todo)} inputs")
+
+    # 3. predict and write each case as soon as it is done
+    results = {item.case: _result(item.case, t, "skipped") for item, t in plans}
+    finished = 0
+    try:
+        for item, targets in todo:
+            image, affine = kept.pop(item.case, None) or read_checked(predictor, item)
+            label = predictor.predict_array(image, affine, item.case)
+            del image
+            _remove_leftovers(targets)
+            write_case(label, affine, predictor.labels, item, targets)
+            finished += 1
+            results[item.case] = _result(item.case, targets, "predicted")
+            for kind, path in targets.items():
+                events.emit("artifact", kind=f"prediction_{'nifti' if kind == 'label' and _is_nifti(path) else kind}",
+                            path=str(path), case=item.case)
+            events.emit("progress", fraction=finished / len(todo), stage="predicting", done=finished,
+                        total=len(todo), case=item.case, message=f"predicted {item.case}")
+            if progress:
+                progress(finished, len(todo), item.case)
+    except BaseException as exc:
+        left = len(todo) - finished
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+        events.emit("log", message=f"{what}: {finished} case(s) finished and kept in {out}, {skipped} skipped; "
+                                   f"re-run the same command to predict the remaining {left}")
+        raise
+    summary = f"predicted {finished} case(s)" + (f", skipped {skipped} already predicted" if skipped else "")
+    events.emit("log", message=f"{summary} → {out}")
+    return [results[item.case] for item, _ in plans]
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith((".nii.gz", ".nii"))
+
+
+def _result(case: str, targets: dict[str, Path], status: str) -> dict:
+    res = {"case": case, "status": status, **{k: str(v) for k, v in targets.items()}}
+    if _is_nifti(targets["label"]):
+        res["nifti"] = str(targets["label"])
+    return res
+
+
+def write_case(label: np.ndarray, affine: np.ndarray, labels: dict, item: CaseInput,
+               targets: dict[str, Path]) -> None:
+    """Write one case's label map, then its ``.seg.nrrd`` (each through a temp file renamed into place)."""
+    from AutoSegCore.data.writers import save_prediction
+
+    out_dir = targets["seg_nrrd"].parent
+    if _is_nifti(targets["label"]) and targets["label"].name.endswith(".nii.gz"):
+        save_prediction(label, affine, labels, out_dir, item.case, nifti=True, seg_nrrd=False)
+    else:
+        _write_label_like(label, affine, item, targets["label"])
+    save_prediction(label, affine, labels, out_dir, item.case, nifti=False, seg_nrrd=True)
+
+
+def _write_label_like(label: np.ndarray, affine: np.ndarray, item: CaseInput, target: Path) -> None:
+    """A label map in a format other than ``.nii.gz`` (the data layer's writer)."""
+    from AutoSegCore.data import writers
+
+    writer = getattr(writers, "write_label_like", None)
+    if writer is None:
+        raise ConfigError(f"{target.name}: this engine writes label maps only as .nii.gz", "use --format nifti")
+    writer(label, affine, reference=item.paths[0], out_path=target)
