@@ -129,9 +129,10 @@ class EngineCommands:
 
     def predict_args(self, model_dir: str | Path, images: Sequence[str | Path], out_dir: str | Path,
                      tta: bool | None = None, device: str = "auto") -> list[str]:
-        """``tta`` None keeps the model folder's own decision; True/False force flips on/off."""
+        """``tta`` None keeps the model folder's own decision; True/False force flips on/off.  ``--overwrite``:
+        Apply predicts again into the same work folder, and a re-run must not keep an earlier model's mask."""
         model = self.resolve_model_dir(model_dir)
-        args = ["predict", str(model), *map(str, images), "--out", str(out_dir), "--device", device]
+        args = ["predict", str(model), *map(str, images), "--out", str(out_dir), "--device", device, "--overwrite"]
         return args + ({True: ["--tta"], False: ["--no-tta"]}.get(tta, []))
 
     def resolve_model_dir(self, model_dir: str | Path) -> Path:

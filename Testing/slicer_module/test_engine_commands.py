@@ -58,3 +58,4 @@ def test_apply_flips_as_decided_on_or_off(tmp_path):
               for tta in (None, True, False)}
     assert {k: p.tta for k, p in parsed.items()} == {None: None, True: True, False: False}
     assert all(p.command == "predict" and p.model == str(model) for p in parsed.values())
+    assert all(p.overwrite for p in parsed.values()), "Apply again must predict again, not keep an old mask"
