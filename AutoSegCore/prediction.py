@@ -18,14 +18,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 
+if TYPE_CHECKING:
+    import numpy as np
+
 # --format choices → the label map's file ending ("input": the input's own format, see label_ending)
+# (the data layer — SimpleITK, nibabel — is imported inside the functions: `autoseg --help` stays fast)
 OUTPUT_FORMATS = {"nifti": ".nii.gz", "input": None, "nrrd": ".nrrd", "mha": ".mha"}
 DEFAULT_FORMAT = "nifti"
 SEG_ENDING = ".seg.nrrd"
@@ -43,41 +45,13 @@ class CaseInput:
     series: str | None = None
 
 
-# ------------------------------------------------------------------------------------------------ readers
-# The data layer's reader functions, through one place (so this module follows whatever formats it reads).
-
-def _volumes():
-    from AutoSegCore.data import volumes
-    return volumes
-
-
-def _writers():
-    from AutoSegCore.data import writers
-    return writers
-
-
-def image_endings() -> tuple[str, ...]:
-    v = _volumes()
-    return tuple(getattr(v, "IMAGE_ENDINGS", v.NIFTI_ENDINGS))
-
-
-def _strip(name: str) -> str:
-    v = _volumes()
-    return v.strip_ending(name)
-
-
-def _is_image_file(path: Path) -> bool:
-    v = _volumes()
-    if hasattr(v, "is_image_file"):
-        return bool(v.is_image_file(path))
-    return path.is_file() and path.name.endswith(image_endings())
-
-
 def case_name(path: str | Path) -> str:
     """Case name from an image path: the file name without its ending and nnU-Net's ``_0000`` channel suffix
     (a DICOM folder: the folder's name)."""
+    from AutoSegCore.data.volumes import strip_ending
+
     path = Path(path)
-    name = path.name if path.is_dir() else _strip(path.name)
+    name = path.name if path.is_dir() else strip_ending(path.name)
     m = _CHANNEL_FILE.match(name)
     return m.group(1) if m else name
 
@@ -85,24 +59,17 @@ def case_name(path: str | Path) -> str:
 def label_ending(output_format: str, first_input: Path) -> str:
     """The label map's file ending for ``output_format`` (``input``: the input's own format; NIfTI for a DICOM
     series, which has no label-map file format of its own here)."""
+    from AutoSegCore.data.volumes import image_format
+    from AutoSegCore.data.writers import LABEL_ENDING
+
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"output format '{output_format}' is not one of {', '.join(OUTPUT_FORMATS)}",
                           "use --format nifti (default), input, nrrd or mha")
     fixed = OUTPUT_FORMATS[output_format]
     if fixed is not None:
         return fixed
-    v, w = _volumes(), _writers()
-    if hasattr(v, "image_format") and hasattr(w, "LABEL_ENDING"):
-        ending = w.LABEL_ENDING[v.image_format(first_input)]
-        return ".nii" if ending == ".nii.gz" and Path(first_input).name.lower().endswith(".nii") else ending
-    name = Path(first_input).name.lower()
-    if Path(first_input).is_dir():
-        return ".nii.gz"
-    for ending, out in ((".nii.gz", ".nii.gz"), (".nii", ".nii"), (".nrrd", ".nrrd"), (".nhdr", ".nrrd"),
-                        (".mha", ".mha"), (".mhd", ".mha")):
-        if name.endswith(ending):
-            return out
-    return ".nii.gz"
+    ending = LABEL_ENDING[image_format(first_input)]
+    return ".nii" if ending == ".nii.gz" and Path(first_input).name.lower().endswith(".nii") else ending
 
 
 def output_paths(out_dir: Path, case: str, ending: str) -> dict[str, Path]:
@@ -147,58 +114,10 @@ def find_inputs(inputs, *, series: str | None = None) -> tuple[list[CaseInput], 
 
 
 def _folder_inputs(folder: Path, series: str | None) -> list[CaseInput]:
-    """A plain folder's images (the data layer's ``find_images`` when it has one: it also knows DICOM)."""
-    v = _volumes()
-    if hasattr(v, "find_images"):
-        found = v.find_images(folder, series) if series is not None else v.find_images(folder)
-        items = [_as_case_input(x) for x in found]
-    else:
-        files = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and _is_image_file(f))
-        items = [CaseInput(case_name(f), [f]) for f in files]
-    items = _group_channels(items)
-    if not items:
-        raise DatasetError(f"{folder}: holds no image files ({', '.join(image_endings())})",
-                           "pass a folder of images, image files, or a dataset folder (with dataset.json)")
-    return items
+    """A plain folder's images and DICOM series (the data layer's ``find_images``)."""
+    from AutoSegCore.data.volumes import find_images
 
-
-def _as_case_input(x) -> CaseInput:
-    """An entry of ``find_images``: a ``(case, paths)`` pair, an object with ``case``/``name`` and ``paths``/
-    ``images``, or a bare path."""
-    if isinstance(x, CaseInput):
-        return x
-    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(x[0], str):
-        paths = x[1] if isinstance(x[1], (list, tuple)) else [x[1]]
-        return CaseInput(x[0], [Path(p) for p in paths])
-    if isinstance(x, (str, Path)):
-        return CaseInput(case_name(x), [Path(x)])
-    name = getattr(x, "case", None) or getattr(x, "name")
-    paths = getattr(x, "paths", None) or getattr(x, "images", None) or [getattr(x, "path")]
-    return CaseInput(str(name), [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])],
-                     getattr(x, "series", None))
-
-
-def _group_channels(items: list[CaseInput]) -> list[CaseInput]:
-    """nnU-Net's ``<case>_0000, <case>_0001 …`` files (all single files named so) become one case each."""
-    singles = [c for c in items if len(c.paths) == 1 and c.paths[0].is_file()]
-    if len(singles) != len(items) or not items:
-        return items
-    stems = [_strip(c.paths[0].name) for c in items]
-    if not all(_CHANNEL_FILE.match(s) for s in stems):
-        return items
-    by_case: dict[str, dict[int, Path]] = {}
-    for c, stem in zip(items, stems):
-        m = _CHANNEL_FILE.match(stem)
-        by_case.setdefault(m.group(1), {})[int(m.group(2))] = c.paths[0]
-    out = []
-    for case, channels in sorted(by_case.items()):
-        if sorted(channels) != list(range(len(channels))):
-            missing = next(i for i in range(len(channels) + 1) if i not in channels)
-            raise DatasetError(f"{next(iter(channels.values())).parent}: case '{case}' has channel files "
-                               f"{sorted(channels)} but no _{missing:04d}",
-                               "name a case's channel files <case>_0000, <case>_0001 … without gaps")
-        out.append(CaseInput(case, [channels[i] for i in sorted(channels)]))
-    return out
+    return [CaseInput(f.name, list(f.paths), f.series) for f in find_images(folder, series)]
 
 
 def _dataset_inputs(root: Path) -> tuple[list[CaseInput], str]:
@@ -216,17 +135,19 @@ def _dataset_inputs(root: Path) -> tuple[list[CaseInput], str]:
 def _test_images(root: Path, ds) -> list[CaseInput]:
     """``imagesTs/`` as cases: one file per case (MSD), or the ``<case>_000N`` channel files of each case when
     the dataset stores channels that way (nnU-Net); empty when it holds no images."""
+    from AutoSegCore.data.volumes import is_image_file, strip_ending
+
     folder = root / "imagesTs"
     if not folder.is_dir():
         return []
-    files = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and _is_image_file(f))
+    files = sorted(f for f in folder.iterdir() if not f.name.startswith(".") and f.is_file() and is_image_file(f))
     first = ds.cases[0] if ds.cases else None
-    split = ds.source == "nnunet" or (first is not None and _strip(first.images[0].name) != first.name)
+    split = ds.source == "nnunet" or (first is not None and strip_ending(first.images[0].name) != first.name)
     if not split:
         return [CaseInput(case_name(f), [f]) for f in files]
     by_case: dict[str, dict[int, Path]] = {}
     for f in files:
-        m = _CHANNEL_FILE.match(_strip(f.name))
+        m = _CHANNEL_FILE.match(strip_ending(f.name))
         if not m:
             raise DatasetError(f"{f}: not named <case>_0000.nii.gz like the dataset's channel files",
                                "name test images <case>_000N.nii.gz (one file per channel), as in imagesTr/")
@@ -256,9 +177,10 @@ def _where(paths: list[Path]) -> str:
 def check_header(predictor, item: CaseInput) -> None:
     """The cheap checks (headers only): readable, 3D (or 4D with channels last), the model's number of
     channels, channel files on one grid."""
-    v = _volumes()
+    from AutoSegCore.data import volumes
+
     paths = item.paths
-    shapes = [tuple((v.read_header(p, item.series) if item.series else v.read_header(p)).shape) for p in paths]
+    shapes = [tuple(volumes.read_header(p, item.series).shape) for p in paths]
     channels = 0
     for p, shape in zip(paths, shapes):
         if len(shape) == 3 or (len(shape) == 4 and (len(paths) == 1 or shape[3] == 1)):
@@ -279,10 +201,11 @@ def check_header(predictor, item: CaseInput) -> None:
 
 def read_checked(predictor, item: CaseInput) -> tuple[np.ndarray, np.ndarray]:
     """The voxels of one input, checked (intact, finite): ``(image (C, X, Y, Z), affine)``."""
+    from AutoSegCore.data import volumes
+
     from AutoSegCore.data.validation import check_finite
 
-    v = _volumes()
-    image, affine = v.read_image(item.paths, item.series) if item.series else v.read_image(item.paths)
+    image, affine = volumes.read_image(item.paths, item.series)
     if image.shape[0] != predictor.in_channels:
         raise DatasetError(f"{_where(item.paths)}: image has {image.shape[0]} channel(s), the model expects "
                            f"{predictor.in_channels}", "give one 4D file (x, y, z, channel) or the channel files "
@@ -426,21 +349,11 @@ def _result(case: str, targets: dict[str, Path], status: str) -> dict:
 def write_case(label: np.ndarray, affine: np.ndarray, labels: dict, item: CaseInput,
                targets: dict[str, Path]) -> None:
     """Write one case's label map, then its ``.seg.nrrd`` (each through a temp file renamed into place)."""
-    from AutoSegCore.data.writers import save_prediction
+    from AutoSegCore.data.writers import save_prediction, write_label_like
 
     out_dir = targets["seg_nrrd"].parent
-    if _is_nifti(targets["label"]) and targets["label"].name.endswith(".nii.gz"):
+    if targets["label"].name.endswith(".nii.gz"):
         save_prediction(label, affine, labels, out_dir, item.case, nifti=True, seg_nrrd=False)
-    else:
-        _write_label_like(label, affine, item, targets["label"])
+    else:          # .nrrd/.mha/.nii: on the input's exact ITK geometry
+        write_label_like(label, affine, item.paths[0] if not item.series else None, targets["label"])
     save_prediction(label, affine, labels, out_dir, item.case, nifti=False, seg_nrrd=True)
-
-
-def _write_label_like(label: np.ndarray, affine: np.ndarray, item: CaseInput, target: Path) -> None:
-    """A label map in a format other than ``.nii.gz`` (the data layer's writer)."""
-    from AutoSegCore.data import writers
-
-    writer = getattr(writers, "write_label_like", None)
-    if writer is None:
-        raise ConfigError(f"{target.name}: this engine writes label maps only as .nii.gz", "use --format nifti")
-    writer(label, affine, reference=item.paths[0], out_path=target)
