@@ -87,16 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        if exc.errno not in USER_PATH_ERRORS or args.command == "trial" or not _is_user_path(exc.filename):
-            raise        # a trial child's log keeps the traceback: the parent reports the failed trial from it
+        if exc.errno not in USER_PATH_ERRORS or not _is_user_path(exc.filename):
+            raise
         where = f"{exc.filename}: " if exc.filename else ""
         message, hint = f"{where}{exc.strerror}", USER_PATH_ERRORS[exc.errno]
         events.emit("error", message=message, hint=hint)
         print(f"autoseg {args.command}: error: {message}\n  hint: {hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        events.emit("error", message="interrupted", hint="re-run the same command to resume")
-        print(f"autoseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:            # Ctrl-C, or SIGTERM/SIGHUP where a command maps them to it
+        why = f" ({exc.args[0]})" if exc.args else ""
+        events.emit("error", message="interrupted" + why, hint="re-run the same command to resume")
+        print(f"autoseg {args.command}: interrupted{why}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     finally:
         events.close()

@@ -34,6 +34,7 @@ from AutoSegCore.data.splits import holdout_split
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.runner import SearchRunner
 from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.search.trial_process import read_metrics
 from AutoSegCore.training.api import train_model
 from AutoSegCore.training.inference import Predictor
 from AutoSegCore.training.metrics import evaluate_pair
@@ -125,11 +126,12 @@ def time_breakdown(work: Path, clock: TrialClock) -> dict:
         if not res_path.is_file():
             continue
         res = read_json(res_path)
-        ep = sum(float(h.get("seconds") or 0) for h in res.get("history") or [])
+        history = read_metrics(res_path.parent)              # the trial's per-epoch records
+        ep = sum(float(h.get("seconds") or 0) for h in history)
         child = float(res.get("seconds") or 0)
         out["epochs"] += ep
-        out["validate"] += sum(float(h.get("val_seconds") or 0) for h in res.get("history") or [])
-        out["n_epochs"] += len(res.get("history") or [])
+        out["validate"] += sum(float(h.get("val_seconds") or 0) for h in history)
+        out["n_epochs"] += len(history)
         out["data"] += max(0.0, child - ep)
         out["startup"] += max(0.0, wall - child)
     out["other"] = max(0.0, out["wall"] - out["startup"] - out["data"] - out["epochs"])

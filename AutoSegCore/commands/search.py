@@ -64,10 +64,11 @@ def settings_from_args(args):
 def run(args, events) -> int:
     from AutoSegCore.search.api import run_search
     from AutoSegCore.search.runner import describe_summary
+    from AutoSegCore.search.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console, search_progress
 
     settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work
-    with search_progress(events, settings.trials):
+    with stop_signals_interrupt(), search_progress(events, settings.trials):     # SIGTERM/SIGHUP act as Ctrl-C
         summary = run_search(settings, events)
     if not summary["counts"].get("COMPLETE"):
         return _nothing_completed(summary)

@@ -21,10 +21,12 @@ def run(args, events) -> int:
 
     from AutoSegCore.search.api import run_worker
     from AutoSegCore.search.runner import describe_summary
+    from AutoSegCore.search.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console
 
     out = args.out or f"autoseg-worker-{socket.gethostname()}"
-    summary = run_worker(args.storage, args.study, out, trials=args.trials, events=events, jobs=args.jobs)
+    with stop_signals_interrupt():                                    # SIGTERM/SIGHUP act as Ctrl-C
+        summary = run_worker(args.storage, args.study, out, trials=args.trials, events=events, jobs=args.jobs)
     console.print(f"worker done: {describe_summary(summary)}")
     events.emit("done", **summary)
     return 0

@@ -72,6 +72,7 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     from AutoSegCore.data.dataset import read_case
     from AutoSegCore.data.splits import holdout_split, kfold_splits
     from AutoSegCore.data.writers import save_prediction
+    from AutoSegCore.search.stages import preprocess_cache, stage_fingerprint
     from AutoSegCore.training.api import train_model
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.training.metrics import dice_per_class, evaluate_pair
@@ -106,8 +107,9 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
             cfg["training"]["steps_per_epoch"] = steps
         out = work / "final" / tag
         events.emit("progress", fraction=i / len(jobs), message=f"final training {tag} ({i + 1}/{len(jobs)})")
+        fingerprint, _ = stage_fingerprint(ds, tr, work)        # the search's, when it trained on these cases
         res = train_model(ds, cfg, out, train_cases=tr, val_cases=va, device=settings.device, events=events,
-                          cache_dir=work / "cache", trial=-1 - i)
+                          cache=preprocess_cache(cfg, ds, tr, fingerprint, work / "cache"), trial=-1 - i)
         members.append(out)
         per_member.append({"trial": t.number, "tag": tag, "params": t.params, "full_val_dice": res.val_dice,
                            "proxy_val_dice": t.user_attrs.get("val_dice"), "val_dice_per_class": res.val_dice_per_class,

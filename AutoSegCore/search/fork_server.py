@@ -25,8 +25,6 @@ def preload() -> None:
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401  - torch.optim imports it on the first optimizer (1.7 s)
 
-    import AutoSegCore.cli  # noqa: F401
-    import AutoSegCore.commands.trial  # noqa: F401
     import AutoSegCore.data.dataset  # noqa: F401
     import AutoSegCore.data.preprocess  # noqa: F401
     import AutoSegCore.networks  # noqa: F401
@@ -37,19 +35,8 @@ def preload() -> None:
     import AutoSegCore.training.inference  # noqa: F401
 
 
-def _limit_native_threads(threads: str | None) -> None:
-    """OpenMP/BLAS pools read OMP_NUM_THREADS when loaded, i.e. in the server; apply the trial's value now."""
-    if not threads:
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=max(1, int(threads)))
-
-
 def _run_child(request: dict, keep: tuple[int, ...]) -> None:
-    """In the forked child: own session, own output, the request's environment, then ``autoseg trial``."""
+    """In the forked child: own session, own output, the request's environment, then the trial's entry point."""
     code = 1
     try:
         os.setsid()
@@ -59,7 +46,6 @@ def _run_child(request: dict, keep: tuple[int, ...]) -> None:
             if fd > 2:
                 os.close(fd)
         os.environ.update(request.get("env") or {})
-        _limit_native_threads(os.environ.get("OMP_NUM_THREADS"))
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -70,9 +56,9 @@ def _run_child(request: dict, keep: tuple[int, ...]) -> None:
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False, buffering=1)
         sys.stderr = open(2, "w", closefd=False, buffering=1)
-        from AutoSegCore.cli import main
+        from AutoSegCore.search.trial_process import main
 
-        code = main(["trial", request["trial_dir"]])
+        code = main(request["trial_dir"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:                              # noqa: BLE001 - the log is how the parent learns why

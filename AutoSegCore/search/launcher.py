@@ -1,6 +1,6 @@
 """How a trial's child process starts: forked from a pre-imported server, or as a fresh interpreter.
 
-A fresh ``python -m AutoSegCore trial DIR`` spends ≈ 3.5 s importing torch, MONAI and Optuna before it
+A fresh ``python -m AutoSegCore.search.trial_process DIR`` spends ≈ 3.5 s importing torch, MONAI and Optuna before it
 trains (≈ 4.5 s per trial on 2 busy cores), more than a proxy trial's epochs.  The fork server
 (:mod:`AutoSegCore.search.fork_server`) imports them once per search; each trial is then a ``fork()`` of it:
 a real process of its own (own pid and session, own memory limit, killable, its exit code or signal reported
@@ -133,8 +133,10 @@ class TrialLauncher:
             except OSError:
                 self.use_fork_server, self._server = False, None
 
-    def start(self, trial_dir: Path, env: dict, log_path: Path):
-        """Start ``autoseg trial trial_dir`` with ``env`` on top of this process's environment."""
+    def start(self, trial_dir: Path, env: dict | None, log_path: Path):
+        """Start the trial of ``trial_dir`` (its spec.json) with ``env`` (or nothing) on top of this process's
+        environment; the trial's own settings (threads, device) are in its spec, not here."""
+        env = dict(env or {})
         self.warm()
         if self._server is not None:
             try:
@@ -143,7 +145,7 @@ class TrialLauncher:
                 self.close()
                 self.use_fork_server = False
         with open(log_path, "ab") as log:
-            return subprocess.Popen([sys.executable, "-m", "AutoSegCore", "trial", str(trial_dir)], stdout=log,
+            return subprocess.Popen([sys.executable, "-m", "AutoSegCore.search.trial_process", str(trial_dir)], stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **env},
                                     start_new_session=True)
 

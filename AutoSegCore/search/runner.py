@@ -7,7 +7,7 @@ running study looks for such trials at start and every ``RECOVERY_SECONDS`` (``r
 A study killed with SIGKILL resumes when the same command is run again: its interrupted trial is re-queued
 with the same parameters and continues from the last epoch's checkpoint.  Ctrl-C and the end of the search's
 time budget (``--time``, a hard limit) stop the running trials the same way: each is recorded as FAIL "…;
-re-queued" (no penalty: ``strategies.penalty.was_requeued``) and queued again, so nothing trained is lost.
+re-queued" with the trial attribute ``requeued`` (no penalty: ``strategies.penalty.was_requeued``) and queued again, so nothing trained is lost.
 """
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.resume import check_same_settings, study_cases
 from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.search.stages import preprocessor_file, stage_fingerprint
 from AutoSegCore.search.storage import GRACE_SECONDS
-from AutoSegCore.search.trial_process import METRICS, RESULT, SPEC
-from AutoSegCore.strategies.penalty import REQUEUED, state_counts, was_requeued
+from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
+from AutoSegCore.search.trial_spec import TrialSpec, study_pruner
+from AutoSegCore.strategies.penalty import REQUEUED, REQUEUED_ATTR, state_counts, was_requeued
 from AutoSegCore.utils.io import read_json, write_json
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -136,7 +138,7 @@ class SearchRunner:
     def _prepare(self) -> None:
         from AutoSegCore.data.dataset import load_dataset
         from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
-        from AutoSegCore.strategies import make_pruner, make_sampler
+        from AutoSegCore.strategies import make_sampler
 
         s = self.s
         self.proxy_fixed: list[str] = []
@@ -163,7 +165,7 @@ class SearchRunner:
             raise ConfigError(f"space '{s.space}' has {len(directions)} objectives but strategy '{s.strategy}' "
                               "optimises one", f"use one of {', '.join(MULTI_OBJECTIVE)}")
         sampler = make_sampler(s.strategy, seed=s.seed)
-        pruner = make_pruner(s.strategy, min_resource=s.min_epochs, max_resource=s.epochs) if len(directions) == 1 else None
+        pruner = study_pruner(s.strategy, len(directions), s.min_epochs, s.epochs)
         if self.join:
             self.study = load_study(self.storage, s.study_name, sampler=sampler, pruner=pruner)
             self.train_cases, self.val_cases = study_cases(self.study.user_attrs, names, s, self.storage_url,
@@ -182,6 +184,8 @@ class SearchRunner:
                 if attrs.get(key) != value:
                     self.study.set_user_attr(key, value)
         self._reseed_sampler()
+        # stage output: the one reading of the training cases' voxels that every trial's preprocessing needs
+        self.fingerprint, self.fingerprint_path = stage_fingerprint(self.ds, self.train_cases, self.work)
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
             **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url,
@@ -248,6 +252,7 @@ class SearchRunner:
                 continue
             try:
                 storage.set_trial_user_attr(t._trial_id, "error", f"{why}; {REQUEUED}")
+                storage.set_trial_user_attr(t._trial_id, REQUEUED_ATTR, True)
                 if not storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -301,27 +306,33 @@ class SearchRunner:
             config["training"]["steps_per_epoch"] = self.s.steps_per_epoch
         trial_dir = self.work / "trials" / f"{trial.number:04d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
-        spec = {
-            "number": trial.number, "trial_id": trial._trial_id, "storage": self.storage_url,
-            "study_name": self.s.study_name, "strategy": self.s.strategy, "directions": self.directions,
-            "data": str(Path(self.s.data).resolve()), "config": config, "train_cases": self.train_cases,
-            "val_cases": self.val_cases, "epochs": self.s.epochs, "min_epochs": self.s.min_epochs,
-            "threads": self.s.threads_per_job(), "device": self.s.device, "memory_gb": self.s.trial_memory_gb,
-            "cache_dir": str(self.work / "cache"), "resume_from": trial.user_attrs.get("resume_from"),
-        }
-        write_json(trial_dir / SPEC, spec)
-        write_json(trial_dir / "config.json", config)
+        spec = TrialSpec(
+            number=trial.number, trial_id=trial._trial_id, storage=self.storage_url, study_name=self.s.study_name,
+            strategy=self.s.strategy, directions=self.directions, data=str(Path(self.s.data).resolve()),
+            config=config, train_cases=self.train_cases, val_cases=self.val_cases, min_epochs=self.s.min_epochs,
+            threads=self.s.threads_per_job(), device=self._trial_device(trial.number),
+            memory_gb=self.s.trial_memory_gb, cache_dir=str(self.work / "cache"),
+            resume_from=trial.user_attrs.get("resume_from"), fingerprint=str(self.fingerprint_path),
+            preprocessor=self._preprocessor_file(config))
+        spec.write(trial_dir)
         trial.set_user_attr("config", config)
         trial.set_user_attr("full_config", full_config)
         trial.set_user_attr("fidelity", self.fidelity.to_dict())
-        env = {"OMP_NUM_THREADS": str(spec["threads"]), "AUTOSEG_THREADS": str(spec["threads"]),
-               **self._gpu_env(trial.number)}
-        proc = self.launcher.start(trial_dir, env, trial_dir / "log.txt")
+        proc = self.launcher.start(trial_dir, None, trial_dir / "log.txt")
         self.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
             "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
         self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
                          fidelity=self.fidelity.to_dict())
         return RunningTrial(trial, proc, trial_dir, params, time.time())
+
+    def _preprocessor_file(self, config: dict) -> str | None:
+        """The trial's fitted preprocessing as a stage output; None for a config that cannot build one (its trial
+        then fails on it, in its own process, as any bad config does)."""
+        try:
+            return str(preprocessor_file(config, self.ds, self.train_cases, self.fingerprint,
+                                         self.work / "preprocessing"))
+        except Exception:
+            return None
 
     def _pack_longest_first(self) -> None:
         """Longest-processing-time-first packing of the remaining trials of a random search on several jobs.
@@ -365,12 +376,13 @@ class SearchRunner:
         except Exception:          # an illegal point fails at once in its trial; it costs nothing to run
             return 0.0
 
-    def _gpu_env(self, number: int) -> dict:
+    def _trial_device(self, number: int) -> str:
+        """The device of trial ``number`` (its TrialSpec's): parallel trials on several GPUs take turns over them."""
         import torch
 
-        if self.s.device in ("auto", "cuda") and torch.cuda.is_available() and self.s.jobs > 1:
-            return {"CUDA_VISIBLE_DEVICES": str(number % torch.cuda.device_count())}
-        return {}
+        if self.s.device in ("auto", "cuda") and self.s.jobs > 1 and torch.cuda.is_available():
+            return f"cuda:{number % torch.cuda.device_count()}"
+        return self.s.device
 
     def _poll_metrics(self, rt: RunningTrial) -> None:
         from AutoSegCore.events import read_events
@@ -405,8 +417,9 @@ class SearchRunner:
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=rt.params, error=error,
                              value=None)
             return
-        for key in ("val_dice", "val_dice_per_class", "num_params", "seconds", "epochs", "history"):
+        for key in ("val_dice", "val_dice_per_class", "num_params", "seconds", "epochs"):
             trial.set_user_attr(key, result.get(key))
+        trial.set_user_attr("history", read_metrics(rt.trial_dir))      # the study's one per-epoch record
         if result["status"] == "pruned":
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self.events.emit("trial_finished", trial=trial.number, state="PRUNED", params=rt.params,
@@ -482,9 +495,11 @@ class SearchRunner:
                                      "their last checkpoint and re-queued; re-run the command with more --time to "
                                      "continue them")
                 self._progress(started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:         # Ctrl-C, or SIGTERM/SIGHUP (search/signals.py)
             self.stop_requested = True
-            self._stop_and_requeue(running, "interrupted by the user")
+            signum = getattr(exc, "signum", None)
+            why = f"stopped by {signal.Signals(signum).name}" if signum else "interrupted by the user"
+            self._stop_and_requeue(running, why)
             self.events.emit("log", message="interrupted: " + describe_summary(self.study_summary(time.time() - started))
                              + "; re-run the same command to resume (stopped trials continue from their last "
                                "checkpoint)")
@@ -505,6 +520,7 @@ class SearchRunner:
             running.remove(rt)
             try:
                 rt.trial.set_user_attr("error", error)
+                rt.trial.set_user_attr(REQUEUED_ATTR, True)
                 rt.trial.set_user_attr("seconds", time.time() - rt.started)
                 self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -513,7 +529,7 @@ class SearchRunner:
             self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
                                                             "requeued_from": rt.trial.number})
             self.events.emit("trial_finished", trial=rt.trial.number, state="FAIL", params=rt.params, error=error,
-                             value=None)
+                             value=None, requeued=True)
 
     def _progress(self, started: float) -> None:
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)

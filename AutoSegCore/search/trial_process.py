@@ -1,23 +1,37 @@
-"""The child side of a trial (``python -m AutoSegCore trial TRIAL_DIR``): train one config, report every
-epoch to the study (so pruners / Hyperband can stop it), checkpoint every epoch, write ``result.json``.
+"""The child side of a trial (``python -m AutoSegCore.search.trial_process TRIAL_DIR``, or forked by the fork
+server): read its :class:`~AutoSegCore.search.trial_spec.TrialSpec`, train that config, report every epoch to
+the study (so pruners / Hyperband can stop it), checkpoint every epoch, write ``result.json``.
 
 Running trials in child processes means a crash, an out-of-memory kill or a hang takes down the trial,
 never the study: the parent reads the exit status and records the failure.  The reverse holds too: a child
 whose parent (the study or worker) was killed stops after the epoch it is in, with that epoch's checkpoint
 written, so that re-running the study resumes from it instead of racing an orphan that trains on alone.
+
+Per-epoch records go to one place, ``metrics.jsonl`` (the parent streams it as ``epoch`` events and stores it
+in the study as the trial's ``history``); ``result.json`` holds only the trial's outcome.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from AutoSegCore.utils.io import read_json, write_json
+from AutoSegCore.search.trial_spec import SPEC_FILE, TrialSpec, study_pruner
+from AutoSegCore.utils.io import write_json
 
-SPEC, RESULT, METRICS = "spec.json", "result.json", "metrics.jsonl"
+SPEC, RESULT, METRICS = SPEC_FILE, "result.json", "metrics.jsonl"
 EXIT_PARENT_GONE = 75      # the study/worker that started this trial is gone (EX_TEMPFAIL: retry later)
+
+
+def read_metrics(trial_dir: str | Path) -> list[dict]:
+    """The per-epoch records a trial wrote so far (its history)."""
+    path = Path(trial_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
 
 
 def _limit_memory(gigabytes: float | None) -> None:
@@ -29,30 +43,59 @@ def _limit_memory(gigabytes: float | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def apply_threads(threads: int) -> None:
+    """The trial's thread count, applied here only: torch's intra-op pool, and the OpenMP/BLAS pools that a fork
+    server loaded before this trial existed (they read OMP_NUM_THREADS once, at load)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=max(1, int(threads)))
+    except ImportError:
+        pass
+    from AutoSegCore.utils.device import set_threads
+
+    set_threads(threads)
+
+
+def _preprocessing(spec: TrialSpec, ds):
+    """The trial's preprocessing cache from the search's stage outputs (no case is read to fit it), or None when
+    the spec names none: ``train_model`` then fits it from the training cases, as a plain training does."""
+    from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor
+    from AutoSegCore.utils.io import read_json
+
+    if spec.preprocessor:
+        return PreprocessCache(Preprocessor.from_state(read_json(spec.preprocessor)), spec.cache_dir)
+    if spec.fingerprint:
+        from AutoSegCore.data.fingerprint import load_fingerprint
+        from AutoSegCore.search.stages import preprocess_cache
+
+        return preprocess_cache(spec.config, ds, spec.train_cases, load_fingerprint(spec.fingerprint), spec.cache_dir)
+    return None
+
+
 def run_trial_process(trial_dir: str | Path) -> int:
+    """Train the trial of ``trial_dir/spec.json``; 0 with ``result.json`` written (complete or pruned)."""
     import optuna
 
     from AutoSegCore.data.dataset import load_dataset
+    from AutoSegCore.data.volumes import IO_STATS
     from AutoSegCore.search.storage import load_study, open_storage
-    from AutoSegCore.strategies import make_pruner
     from AutoSegCore.training.api import train_model
-    from AutoSegCore.utils.device import set_threads
 
     trial_dir = Path(trial_dir)
-    spec = read_json(trial_dir / SPEC)
-    _limit_memory(spec.get("memory_gb"))
-    set_threads(spec.get("threads"))
+    spec = TrialSpec.read(trial_dir)
+    _limit_memory(spec.memory_gb)
+    apply_threads(spec.threads)
     started = time.time()
-    resume_from = spec.get("resume_from")
-    if resume_from and not (trial_dir / "checkpoint.pt").exists() and (Path(resume_from) / "checkpoint.pt").exists():
-        shutil.copy2(Path(resume_from) / "checkpoint.pt", trial_dir / "checkpoint.pt")
+    if spec.resume_from and not (trial_dir / "checkpoint.pt").exists() \
+            and (Path(spec.resume_from) / "checkpoint.pt").exists():
+        shutil.copy2(Path(spec.resume_from) / "checkpoint.pt", trial_dir / "checkpoint.pt")
 
-    storage = open_storage(spec["storage"], heartbeat=False)
-    single = len(spec["directions"]) == 1
-    pruner = make_pruner(spec["strategy"], min_resource=spec["min_epochs"], max_resource=spec["epochs"]) if single else None
-    study = load_study(storage, spec["study_name"], pruner=pruner)
-    trial = optuna.trial.Trial(study, spec["trial_id"])
-    reported = {s for s in trial.storage.get_trial(spec["trial_id"]).intermediate_values}
+    storage = open_storage(spec.storage, heartbeat=False)
+    pruner = study_pruner(spec.strategy, len(spec.directions), spec.min_epochs, spec.epochs)
+    study = load_study(storage, spec.study_name, pruner=pruner)
+    trial = optuna.trial.Trial(study, spec.trial_id)
+    reported = {s for s in trial.storage.get_trial(spec.trial_id).intermediate_values}
 
     parent = os.getppid()
 
@@ -61,23 +104,24 @@ def run_trial_process(trial_dir: str | Path) -> int:
             raise SystemExit(EXIT_PARENT_GONE)
         with open(trial_dir / METRICS, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({k: v for k, v in record.items() if k != "val_dice_per_case"}) + "\n")
-        if single and record.get("val_dice") is not None:
+        if spec.single_objective and record.get("val_dice") is not None:
             if epoch not in reported:
                 trial.report(float(record["val_dice"]), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
-    ds = load_dataset(spec["data"], validate=False)
+    ds = load_dataset(spec.data, validate=False)
+    reads_before = IO_STATS["data_reads"]
+    cache = _preprocessing(spec, ds)
+    fit_reads = IO_STATS["data_reads"] - reads_before
     status, last = "complete", None
     try:
-        result = train_model(ds, spec["config"], trial_dir, train_cases=spec["train_cases"],
-                             val_cases=spec["val_cases"], device=spec.get("device", "auto"), callback=on_epoch,
-                             cache_dir=spec.get("cache_dir"), trial=spec["number"])
-        last = result
+        last = train_model(ds, spec.config, trial_dir, train_cases=spec.train_cases, val_cases=spec.val_cases,
+                           device=spec.device, callback=on_epoch, cache=cache, cache_dir=spec.cache_dir,
+                           trial=spec.number)
     except optuna.TrialPruned:
         status = "pruned"
-    history = [json.loads(line) for line in (trial_dir / METRICS).read_text().splitlines() if line.strip()] \
-        if (trial_dir / METRICS).exists() else []
+    history = read_metrics(trial_dir)
     vals = [h["val_dice"] for h in history if h.get("val_dice") is not None]
     out = {
         "status": status,
@@ -87,16 +131,30 @@ def run_trial_process(trial_dir: str | Path) -> int:
         "num_params": last.num_params if last else None,
         "epochs": len(history),
         "train_dice": history[-1].get("train_dice") if history else None,
-        "val_dice_history": vals,
+        "val_dice_history": vals,          # the objectives' overfitting term (spaces/objectives.py)
         "best_epoch": (int(max(range(len(vals)), key=lambda i: vals[i])) + 1) if vals else None,
-        "history": history,
         "seconds": time.time() - started,
+        # voxel reads this trial spent fitting its preprocessing (0 when the search's stage outputs were given)
+        "preprocessing_fit_reads": fit_reads if cache is not None else None,
     }
     if out["num_params"] is None:
         from AutoSegCore.networks import count_parameters
 
-        out["num_params"] = count_parameters(spec["config"]["network"], ds.num_channels, max(ds.labels) + 1)
+        out["num_params"] = count_parameters(spec.config["network"], ds.num_channels, max(ds.labels) + 1)
     if status == "complete":
         (trial_dir / "checkpoint.pt").unlink(missing_ok=True)   # the final model.pt is kept; saves disk
     write_json(trial_dir / RESULT, out)
     return 0
+
+
+def main(trial_dir: str | Path) -> int:
+    """The child's entry point (fresh interpreter or fork): the exit code the parent reads; a traceback goes to
+    the trial's log, from which the parent reports a failed trial."""
+    return run_trial_process(trial_dir)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m AutoSegCore.search.trial_process TRIAL_DIR (started by autoseg search)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))

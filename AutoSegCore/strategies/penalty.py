@@ -19,13 +19,19 @@ from optuna.trial import FrozenTrial, TrialState
 
 DICE_FLOOR = 1e-4
 STRATEGY_PENALTY = float(math.ceil(-math.log(DICE_FLOOR)))   # 10.0
-REQUEUED = "re-queued"      # how the runner ends the error text of a trial it stopped and queued again
+REQUEUED = "re-queued"      # how the runner ends the error text of a trial it stopped and queued again (for people)
+REQUEUED_ATTR = "requeued"  # the trial attribute (True) that says so (for code)
 
 
 def was_requeued(trial: FrozenTrial) -> bool:
     """A FAIL the runner recorded for a trial it stopped and queued again, which a re-run continues from its
-    last checkpoint: not the config's fault, so it carries no penalty and does not count as a finished trial."""
-    return trial.state == TrialState.FAIL and str(trial.user_attrs.get("error", "")).endswith(REQUEUED)
+    last checkpoint: not the config's fault, so it carries no penalty and does not count as a finished trial.
+    Read from the ``requeued`` attribute; studies written before it existed only end their error text so."""
+    if trial.state != TrialState.FAIL:
+        return False
+    if REQUEUED_ATTR in trial.user_attrs:
+        return trial.user_attrs[REQUEUED_ATTR] is True
+    return str(trial.user_attrs.get("error", "")).endswith(REQUEUED)
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:

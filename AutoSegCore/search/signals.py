@@ -1,0 +1,45 @@
+"""SIGTERM and SIGHUP stop a search as Ctrl-C does.
+
+``timeout``, systemd, job schedulers and a closed terminal send SIGTERM or SIGHUP, whose default ends the
+process at once: its running trials (own sessions, so they never see the terminal's signals) would train on
+as orphans.  Inside :func:`stop_signals_interrupt` those signals raise :class:`StopSignal`, a
+``KeyboardInterrupt``: the trial loop stops its trials at their last checkpoint, re-queues them, prints the
+summary and closes the fork server, exactly as for Ctrl-C.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopSignal(KeyboardInterrupt):
+    """A stop signal received; ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _raise_stop(signum: int, frame) -> None:
+    for sig in STOP_SIGNALS:           # the stop under way (killing trials, telling the study) is not cut short
+        signal.signal(sig, signal.SIG_IGN)
+    raise StopSignal(signum)
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM/SIGHUP raise ``StopSignal`` in the main thread (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
