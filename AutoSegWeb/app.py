@@ -151,7 +151,7 @@ class AutoSegWebApp(TrameApp):
         self.state.panels = ["data", "proxy"]
 
     def _case_names(self, path: Path, meta: dict) -> list[str]:
-        from AutoSegSearchLib.logic import case_name_from_file  # noqa: PLC0415 - on sys.path via slicer_lib
+        from AutoSegSearchLib.logic import case_name_from_file  # noqa: PLC0415
 
         cases = [case_name_from_file(e["image"]) for e in meta.get("training", []) if isinstance(e, dict)]
         if not cases and (path / "imagesTr").is_dir():

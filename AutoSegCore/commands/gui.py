@@ -1,17 +1,14 @@
 """`autoseg gui`: serve the browser front end (AutoSegWeb, trame + trame-slicer) for a data and a work folder.
 
-AutoSegWeb is imported inside run() only, so importing the engine never pulls trame, VTK or slicer.
+AutoSegWeb is imported inside run() only, so importing the engine never pulls trame, VTK or slicer.  It is an
+installed package (``pip install 'AutoSegCore[web]'``, or ``pip install -e .`` in a checkout), never found by
+editing ``sys.path``.
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from AutoSegCore.errors import ConfigError
-
-# the source tree holds AutoSegWeb beside AutoSegCore (and the Slicer module it reuses)
-SOURCE_TREE = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers) -> None:
@@ -29,8 +26,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, events) -> int:
-    if (SOURCE_TREE / "AutoSegWeb" / "__init__.py").is_file() and str(SOURCE_TREE) not in sys.path:
-        sys.path.append(str(SOURCE_TREE))
     try:
         from AutoSegWeb import serve  # noqa: PLC0415 - optional front end, heavy imports
     except ImportError as exc:
