@@ -63,8 +63,8 @@ def run(args, events) -> int:
 
     with sigterm_as_interrupt():
         predictor = Predictor(args.model, device=args.device, tta=args.tta)
-        events.emit("study_started", kind="predict", model=str(args.model), tta=predictor.tta)
         with predict_progress(events):
+            events.emit("study_started", kind="predict", model=str(args.model), tta=predictor.tta)
             results = predict_files(predictor, args.inputs, args.out, output_format=args.output_format,
                                     overwrite=args.overwrite, series=args.series, events=events)
     events.emit("done", predictions=results, predicted=sum(r["status"] == "predicted" for r in results),

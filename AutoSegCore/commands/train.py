@@ -47,8 +47,8 @@ def run(args, events) -> int:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out))
     if (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a trained model", "choose another --out folder")
-    events.emit("study_started", kind="train", data=str(args.data), out=str(out))
     with epoch_progress(events, cfg["training"]["epochs"], "training"):
+        events.emit("study_started", kind="train", data=str(args.data), out=str(out))   # a log's first line
         result = train_model(args.data, cfg, out, val_fraction=args.val_fraction, device=args.device,
                              events=events, cache_dir=args.cache_dir, resume=not args.no_resume)
     events.emit("artifact", kind="model", path=str(out))
