@@ -233,12 +233,12 @@ def _remove_leftovers(targets: dict[str, Path]) -> None:
     """Hidden temp files of a killed earlier run (``.<name>.XXXX<ending>``, see utils.io.atomic_path)."""
     for t in targets.values():
         if t.parent.is_dir():
-            for stale in t.parent.glob(f".{glob_escape(t.name)}.*"):
+            for stale in t.parent.glob(f".{_glob_escape(t.name)}.*"):
                 if stale.is_file():
                     stale.unlink(missing_ok=True)
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
