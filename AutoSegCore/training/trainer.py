@@ -1,12 +1,16 @@
 """The trainer: epochs are the fidelity unit; per-epoch callback; checkpoint every epoch; exact resume.
 
-Cases are preloaded as tensors (the preprocessing cache makes that cheap), batches are cut and augmented in
-torch with one seeded generator, and validation runs sliding-window inference on the training canvas
-(padding validation volumes differently from training shifts InstanceNorm statistics — baselines.md).
+Cases are moved to the training device once (``augment.CaseBank``); batches are cut and augmented there with one
+seeded generator on that device, and nothing is read back to the host until the epoch ends: losses, the train
+Dice's confusion matrix, the skipped-step count and the divergence check stay on the device (issue 21: a
+per-step copy and host sync made the trainer 0.32× a plain loop on a GPU).  Validation runs sliding-window
+inference on the training canvas (padding validation volumes differently from training shifts InstanceNorm
+statistics — baselines.md).
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import warnings
@@ -20,19 +24,26 @@ import torch.nn.functional as F
 
 from AutoSegCore.errors import AutoSegError, ConfigError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.augment import augment_batch, safe_flip_axes
+from AutoSegCore.training.augment import CaseBank, augment_on_device, safe_flip_axes
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, confusion
 from AutoSegCore.training.fused_loss import available as fused_available
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
 from AutoSegCore.training.metrics import dice_per_class
 from AutoSegCore.training.model_io import save_model
 from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
-from AutoSegCore.utils.device import pick_device
+from AutoSegCore.utils.device import apply_memory_cap, pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.pt"
 MAX_PATCH_VOXELS = 96 * 96 * 96   # CPU-friendly default; a user/config patch_size overrides it
 MAX_BAD_STEPS = 20          # consecutive non-finite steps before a run is declared diverged
+# ``training.amp: auto`` on CUDA: autocast only for nets at least this large.  Measured (issue 21, H200): fp16
+# autocast + GradScaler made the 1.19 M-parameter recipe net slower than fp32 (15.8 vs 10.5 ms per step of a
+# lean loop): small 3D U-Nets are launch-bound, the casts cost more than the tensor cores save.  The value
+# itself is a conservative guess above that point, to be placed by `make gpu-check`'s per-setting table.
+AMP_MIN_PARAMS_CUDA = 10_000_000
+DETERMINISTIC_ENV = "AUTOSEG_DETERMINISTIC"    # 1: deterministic CUDA kernels (bit-exact resume), no cudnn.benchmark
+BANK_SHARE = 0.5            # the cases live on the GPU when they take at most this share of its free memory
 
 
 class TrainingDiverged(AutoSegError):
@@ -74,24 +85,56 @@ def choose_patch(shapes: list[tuple[int, ...]], divisor: tuple[int, int, int], r
     return tuple(int(c) for c in canvas)
 
 
-def _center_pad(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
-    pads = []
-    for n, s in zip(reversed(x.shape[-3:]), reversed(size)):
-        diff = max(0, s - n)
-        pads += [diff // 2, diff - diff // 2]
-    return F.pad(x, pads) if any(pads) else x
+def amp_dtype(setting: str, device: torch.device, num_params: int = 0) -> torch.dtype | None:
+    """The autocast dtype of ``training.amp`` (docs/performance.md), None for fp32.
 
-
-def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CPUs with native bf16, fp16 on CUDA; ``off`` keeps fp32 (docs/performance.md)."""
+    ``auto``: on CUDA bf16 where the GPU has it and the net has ≥ ``AMP_MIN_PARAMS_CUDA`` parameters, else fp32
+    (with TF32 convolutions); on CPU bf16 where the CPU has native bf16 (AVX-512 bf16), else fp32.  ``bf16`` and
+    ``fp16`` force that type (fp16 only on CUDA, always with a GradScaler); ``on`` (older configs) is the
+    device's reduced type: bf16, or fp16 on a GPU without bf16."""
     if setting == "off":
         return None
     if device.type == "cuda":
-        return torch.float16
+        bf16 = torch.cuda.is_bf16_supported()
+        if setting == "bf16" and not bf16:
+            raise ConfigError(f"training.amp = bf16 but {torch.cuda.get_device_name(device)} has no bf16",
+                              "set training.amp to fp16, off or auto")
+        if setting in ("bf16", "fp16"):
+            return torch.bfloat16 if setting == "bf16" else torch.float16
+        if setting == "on":
+            return torch.bfloat16 if bf16 else torch.float16
+        return torch.bfloat16 if (bf16 and num_params >= AMP_MIN_PARAMS_CUDA) else None
+    if setting == "fp16":
+        raise ConfigError(f"training.amp = fp16 needs a CUDA GPU (training on {device.type})",
+                          "set training.amp to bf16, off or auto")
     has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    if setting == "on" or has_bf16:
+    if setting in ("on", "bf16") or has_bf16:
         return torch.bfloat16
     return None
+
+
+def deterministic_wanted() -> bool:
+    return os.environ.get(DETERMINISTIC_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """CUDA kernel choices for a fixed-canvas run: TF32 for fp32 convolutions and matmuls, ``cudnn.benchmark``
+    (the canvas never changes, so the tuned algorithm is reused every step) — or, with ``deterministic``,
+    deterministic kernels and no autotuning, so that an interrupted run resumes bit-exactly on the same GPU."""
+    if device.type != "cuda":
+        return
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):        # torch ≥ 2.9's precision API
+        conv.fp32_precision = "tf32"
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+    else:
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:
@@ -116,6 +159,30 @@ def fast_argmax(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return logits.max(dim).indices
 
 
+def add_confusion(confusion: torch.Tensor, codes: torch.Tensor, k: int) -> None:
+    """``confusion`` (k, k) += counts of ``codes`` (prediction · k + label).  ``bincount`` on CPU; elsewhere
+    ``index_add_`` into the fixed k² bins, because CUDA's ``bincount`` reads the largest code back to size its
+    output (a host sync per step)."""
+    codes = codes.flatten()
+    if codes.device.type == "cpu":
+        confusion += torch.bincount(codes, minlength=k * k).view(k, k)
+    else:
+        ones = torch.ones(1, dtype=confusion.dtype, device=codes.device).expand(codes.numel())
+        confusion.view(-1).index_add_(0, codes, ones)
+
+
+def out_of_memory(device: torch.device, epoch: int, batch: int, patch, num_params: int, exc: BaseException
+                  ) -> AutoSegError:
+    """A GPU out-of-memory as one line naming what was being trained and the ways out.  In a search the trial
+    fails with it (the runner's ``describe_exit`` reads "CUDA out of memory") and the study goes on."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+    return AutoSegError(f"CUDA out of memory on {device} in epoch {epoch} (batch {batch}, canvas "
+                        f"{'×'.join(str(p) for p in patch)}, {num_params:,} parameters): {first[:200]}",
+                        "lower training.batch_size or training.patch_size, or run fewer trials per GPU (--jobs)")
+
+
 class Trainer:
     """Train one config on preprocessed cases. ``callback(epoch, record)`` may raise to stop/prune."""
 
@@ -131,6 +198,8 @@ class Trainer:
         self.out_classes = max(self.labels) + 1
         self.out_dir = Path(out_dir)
         self.device = pick_device(device)
+        apply_memory_cap(self.device)               # a trial sharing its GPU (--jobs N on one device)
+        configure_backends(self.device, deterministic_wanted())
         self.events, self.callback, self.trial = events, callback, trial
         self.extra_info = extra_info or {}
         self.in_channels = in_channels
@@ -148,7 +217,7 @@ class Trainer:
         flip = self.tcfg["augmentation"].get("flip_axes", "auto")
         self.flip_axes = safe_flip_axes([c.label for c in train_cases]) if flip == "auto" else list(flip)
         self.train_cases, self.val_cases = train_cases, val_cases
-        self._prepare_tensors()
+        self.bank = self._make_bank(train_cases)
         self.loss_fn = DeepSupervisionWrapper(make_loss(self.tcfg["loss"]))
         self.fused_loss = isinstance(self.loss_fn.loss, FusedDiceCELoss) and fused_available(self.device)
         self.optimizer = make_optimizer(self.net.parameters(), self.tcfg)
@@ -157,55 +226,44 @@ class Trainer:
         # training.time_limit (seconds): the schedule ends at the wall-clock budget; epochs is then only a cap
         self.time_limit = self.tcfg.get("time_limit")
         self.horizon = self.tcfg["epochs"]         # the epoch at which the lr schedule ends
-        self.amp = amp_dtype(self.tcfg.get("amp", "auto"), self.device)
+        self.amp = amp_dtype(self.tcfg.get("amp", "auto"), self.device, self.num_params)
         self.channels_last = use_channels_last(self.tcfg.get("channels_last", "auto"), self.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self.scaler = torch.amp.GradScaler("cuda") if (self.amp == torch.float16) else None
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.gen = torch.Generator(device=self.bank.device).manual_seed(seed)
         self.epoch = 0
         self.history: list[dict] = []
         self.best = -1.0
-        self.skipped_steps, self._bad_steps = 0, 0
+        self.skipped_steps = 0
+        # per-run counters on the device, read once per epoch: skipped steps, the current and the longest run of
+        # consecutive non-finite steps (the divergence check)
+        self._skipped = self._bad_run = self._worst_run = torch.zeros((), dtype=torch.long, device=self.device)
+        self._host_skip = False              # an optimiser without an on-device skip skipped a step (see _step)
 
     # ----------------------------------------------------------------------------------------- data
-    def _prepare_tensors(self) -> None:
-        """Whole cases that fit the canvas are padded once (fast path); larger ones are cropped per sample."""
-        self.fits = all(all(s <= p for s, p in zip(c.image.shape[1:], self.patch)) for c in self.train_cases)
-        if self.fits:
-            self.images = torch.stack([_center_pad(torch.from_numpy(np.ascontiguousarray(c.image)), self.patch)
-                                       for c in self.train_cases])
-            self.labels_t = torch.stack([_center_pad(torch.from_numpy(c.label.astype(np.int64))[None], self.patch)
-                                         for c in self.train_cases]).to(torch.uint8)
-        else:
-            self.images = [torch.from_numpy(np.ascontiguousarray(c.image)) for c in self.train_cases]
-            self.labels_t = [torch.from_numpy(c.label.astype(np.uint8))[None] for c in self.train_cases]
-            self.fg = [np.argwhere(c.label > 0)[:: max(1, int((c.label > 0).sum()) // 5000)] for c in self.train_cases]
+    def _make_bank(self, cases: list) -> CaseBank:
+        """The training cases on the training device — or, when they would take more than ``BANK_SHARE`` of the
+        GPU's free memory (a large CT dataset), in pinned host memory, each batch then copied over."""
+        where = self.device
+        if self.device.type == "cuda":
+            need = sum(int(np.prod(c.image.shape)) * 4 + int(np.prod(c.label.shape)) for c in cases)
+            free, total = torch.cuda.mem_get_info(self.device)
+            fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(self.device)
+            budget = BANK_SHARE * min(free, fraction * total - torch.cuda.memory_reserved(self.device))
+            if need > budget:
+                where = torch.device("cpu")
+                self.events.emit("log", message=f"training cases ({need / 2**30:.1f} GiB) kept in host memory: "
+                                                f"more than {BANK_SHARE:.0%} of the GPU memory free for them")
+        return CaseBank([c.image for c in cases], [c.label for c in cases], where, pin=where != self.device)
 
     def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.tcfg["batch_size"]
-        idx = torch.randint(len(self.train_cases), (b,), generator=self.gen)
-        if self.fits:
-            return self.images[idx].clone(), self.labels_t[idx].clone()
-        imgs, labs = [], []
-        for i in idx.tolist():
-            img, lab = self.images[i], self.labels_t[i]
-            shape = img.shape[1:]
-            use_fg = len(self.fg[i]) and float(torch.rand(1, generator=self.gen)) < 1 / 3
-            starts = []
-            for a in range(3):
-                room = shape[a] - self.patch[a]
-                if room <= 0:
-                    starts.append(0)
-                elif use_fg:
-                    c = self.fg[i][int(torch.randint(len(self.fg[i]), (1,), generator=self.gen))][a]
-                    starts.append(int(np.clip(c - self.patch[a] // 2, 0, room)))
-                else:
-                    starts.append(int(torch.randint(room + 1, (1,), generator=self.gen)))
-            sl = tuple(slice(s, s + p) for s, p in zip(starts, self.patch))
-            imgs.append(_center_pad(img[(slice(None),) + sl], self.patch))
-            labs.append(_center_pad(lab[(slice(None),) + sl], self.patch))
-        return torch.stack(imgs), torch.stack(labs)
+        """One augmented batch on the training device: (B, C, *patch) float images, (B, 1, *patch) uint8 labels."""
+        aug = self.tcfg["augmentation"]
+        img, lab = self.bank.sample(self.tcfg["batch_size"], self.patch, aug, self.flip_axes, self.gen, self.two_d)
+        img, lab = img.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
+        return augment_on_device(img, lab, aug, self.gen, self.two_d)
 
     # ------------------------------------------------------------------------------------ checkpoint
     def _checkpoint_state(self) -> dict:
@@ -213,6 +271,7 @@ class Trainer:
             "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history, "best": self.best, "horizon": self.horizon,
             "trained_as": self._trained_as(),
         }
@@ -249,8 +308,15 @@ class Trainer:
             raise ConfigError(f"{path} does not fit this config's network ({short_error(exc)})", hint) from None
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
-        self.gen.set_state(state["generator"])
+        try:
+            self.gen.set_state(state["generator"])
+        except (RuntimeError, TypeError):      # written on another device type: same run, another random stream
+            self.gen.manual_seed(self.seed + int(state["epoch"]))
+            self.events.emit("log", message=f"{path}: written on another device type; the augmentation's random "
+                                            "stream restarts (the run continues, not bit-identically)")
         torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch, self.history, self.best = int(state["epoch"]), list(state["history"]), float(state["best"])
         if int(state.get("horizon", self.horizon)) != self.horizon:    # LambdaLR does not save its function
             self._set_horizon(int(state["horizon"]))
@@ -289,9 +355,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ loop
     def _train_step(self) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor.  Nothing here waits for the device."""
         img, lab = self._sample_batch()
-        img, lab = augment_batch(img, lab, self.tcfg["augmentation"], self.flip_axes, self.gen, self.two_d)
-        img, lab = img.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
         if self.channels_last:
             img = img.contiguous(memory_format=torch.channels_last_3d)
         self.optimizer.zero_grad(set_to_none=True)
@@ -309,52 +374,82 @@ class Trainer:
         if self.scaler:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-            self._clip_gradients()
-            self.scaler.step(self.optimizer)          # skips a step whose gradients are not finite itself
+            finite = self._clip_gradients()
+            # the scaler skips a non-finite step itself and halves its scale: while the scale is ≥ 1 that is its
+            # calibration (fp16 overflow of scaled gradients), not divergence; below 1 the gradients overflow
+            # unscaled and the step counts as bad
+            calibrating = self.scaler._get_scale_async() >= 1.0
+            self.scaler.step(self.optimizer)
             self.scaler.update()
+            self._count_steps(finite, finite | calibrating)
         else:
             loss.backward()
-            if self._clip_gradients():
-                self.optimizer.step()
+            finite = self._clip_gradients()
+            self._step(finite)
+            self._count_steps(finite, finite)
         with warnings.catch_warnings():
-            if self._bad_steps:   # torch warns when a scheduler step precedes every optimiser step; this skip is ours
+            if self._host_skip:   # torch warns when a scheduler step precedes every optimiser step; this skip is ours
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)`")
             self.scheduler.step()
         return loss.detach()
 
-    def _clip_gradients(self) -> bool:
-        """Clip the gradient norm (``grad_clip``); False — and no update — when it is not finite.
+    def _clip_gradients(self) -> torch.Tensor:
+        """Clip the gradient norm (``grad_clip``); returns whether it is finite, as a device tensor (no sync).
 
         One NaN step would poison every weight for good.  Besides diverging losses, measured here: oneDNN's bf16
         weight gradient of a 3×3×3 conv on a 2×2×2 input (a depth-6 U-Net's bottleneck at a 64³ patch) is
         sporadically NaN with 2 threads (≈ 1 in 30 calls; never with 1 thread or fp32), which turned a 0.82
-        validation-Dice config into 0 after 300 steps.  Skipping the step is what GradScaler does for fp16."""
+        validation-Dice config into 0 after 300 steps.  Such a step is skipped (``_step``), as GradScaler does."""
         clip = self.tcfg.get("grad_clip")
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(clip) if clip else float("inf"))
-        if bool(torch.isfinite(norm)):        # one host sync per step: free on CPU, a few µs on CUDA
-            self._bad_steps = 0
-            return True
-        self.optimizer.zero_grad(set_to_none=True)
-        self.skipped_steps += 1
-        self._bad_steps += 1
-        if self._bad_steps >= MAX_BAD_STEPS:
+        return torch.isfinite(norm)
+
+    def _step(self, finite: torch.Tensor) -> None:
+        """``optimizer.step()`` that leaves weights and optimiser state untouched when ``finite`` is False.
+
+        torch's fused Adam / AdamW / SGD (``make_optimizer``) take a ``found_inf`` flag on the device — the way
+        GradScaler skips steps — so the skip needs no host sync; the other optimisers read the flag (one host
+        sync per step: free on CPU, a pipeline stall on a GPU)."""
+        if getattr(self.optimizer, "_step_supports_amp_scaling", False):
+            self.optimizer.grad_scale, self.optimizer.found_inf = None, (~finite).float()
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.grad_scale, self.optimizer.found_inf
+        elif bool(finite):
+            self.optimizer.step()
+        else:
+            self._host_skip = True
+
+    def _count_steps(self, finite: torch.Tensor, good: torch.Tensor) -> None:
+        """Device-side counters: skipped (non-finite) steps, and runs of consecutive bad steps (divergence)."""
+        self._skipped = self._skipped + (~finite).long()
+        self._bad_run = (self._bad_run + 1) * (~good).long()
+        self._worst_run = torch.maximum(self._worst_run, self._bad_run)
+
+    def _check_divergence(self) -> None:
+        """Once per epoch: the run diverged if ``MAX_BAD_STEPS`` steps in a row had non-finite gradients."""
+        skipped, worst = (int(v) for v in torch.stack([self._skipped, self._worst_run]).cpu())
+        self.skipped_steps = skipped
+        if worst >= MAX_BAD_STEPS:
+            hint = "lower training.lr or set training.grad_clip"
+            if self.amp == torch.float16:
+                hint += ", or set training.amp to bf16 or off (fp16 overflows)"
             raise TrainingDiverged(f"training diverged: the gradients were not finite for {MAX_BAD_STEPS} steps in "
-                                   f"a row (epoch {self.epoch + 1})", "lower training.lr or set training.grad_clip")
-        return False
+                                   f"a row (epoch {self.epoch + 1})", hint)
 
     @torch.no_grad()
     def _accumulate_train_dice(self, logits: torch.Tensor, lab: torch.Tensor) -> None:
         """Running foreground Dice on the (augmented) training batches — the train_dice of paper d's f1.
 
-        One confusion matrix per batch (compiled on CPU, else ``bincount``), summed on the device: no host sync
-        per step."""
+        One confusion matrix per batch (compiled on CPU, else counted on the device), summed on the device: no
+        host sync per step."""
         counts = confusion(logits, lab)
         if counts is not None:
             self._confusion += counts
             return
         k = self.out_classes
-        codes = fast_argmax(logits, 1) * k + lab[:, 0]
-        self._confusion += torch.bincount(codes.flatten(), minlength=k * k).view(k, k)
+        add_confusion(self._confusion, fast_argmax(logits, 1) * k + lab[:, 0], k)
 
     def _train_dice(self) -> float:
         cm = self._confusion.double().cpu().numpy()          # rows: prediction, columns: truth
@@ -393,6 +488,7 @@ class Trainer:
         # a time-limited run that already reached its horizon or spent its budget trains no further epoch
         finished = bool(self.time_limit and self.history
                         and (self.epoch >= self.horizon or self._spent() >= float(self.time_limit)))
+        self._skipped = torch.full((), self.skipped_steps, dtype=torch.long, device=self.device)
         try:
             while self.epoch < epochs and not finished:
                 t0 = time.perf_counter()
@@ -400,6 +496,7 @@ class Trainer:
                                               device=self.device)
                 # losses stay tensors until the epoch ends: one host sync per epoch, not per step
                 losses = torch.stack([self._train_step() for _ in range(steps)]).double().cpu().numpy()
+                self._check_divergence()
                 self.epoch += 1
                 finite = losses[np.isfinite(losses)]
                 record = {"epoch": self.epoch, "loss": float(finite.mean()) if finite.size else float("nan"),
@@ -425,6 +522,9 @@ class Trainer:
                     self.callback(self.epoch, record)
         except StopTraining:
             pass
+        except torch.OutOfMemoryError as exc:
+            raise out_of_memory(self.device, self.epoch + 1, self.tcfg["batch_size"], self.patch, self.num_params,
+                                exc) from None
         result = TrainResult(
             model_dir=self.out_dir, epochs_done=self.epoch, val_dice=float(last_val.get("val_dice", 0.0)),
             val_dice_per_class=last_val.get("val_dice_per_class", {}),
