@@ -68,8 +68,9 @@ class PlainLines:
             self.trials_done += 1
             v = rec.get("value")
             shown = f"{v:.4f}" if isinstance(v, float) else ("–" if v is None else str(v))
+            why = f": {' '.join(str(rec['error']).split())[:160]}" if rec.get("error") else ""
             self.line(f"search: trial {rec.get('trial')} {str(rec.get('state', '')).lower()} {shown} "
-                      f"({self.trials_done} finished)")
+                      f"({self.trials_done} finished){why}")
         elif ev == "progress":
             self._progress(rec)
         elif ev == "log" and rec.get("message"):
