@@ -135,3 +135,49 @@ def test_the_seg_nrrd_and_its_input_load_in_mrml_on_the_same_grid_voxel_for_voxe
         ours = sitk.GetArrayFromImage(sitk.ReadImage(str(predicted / f"{case}{ending}")))
         assert ours.any(), case
         np.testing.assert_array_equal(exported, ours)
+
+
+@pytest.fixture(scope="module")
+def formatkit():
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "Testing" / "data"))
+    return pytest.importorskip("formatkit", reason="Testing/data/formatkit.py (DICOM writer) is not there")
+
+
+def test_dicom_series_in_a_folder_are_cases_and_several_series_need_series(model, formatkit, tmp_path, capsys):
+    """A plain folder holding a NIfTI scan and a DICOM series subfolder: both predicted, the series named after its
+    folder, its label map on the series' grid.  A folder of two series is refused with their UIDs (exit 2, nothing
+    written) until --series picks one."""
+    from AutoSegCore.cli import main
+    from AutoSegCore.data.volumes import read_header
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / f"{NRRD_CASE}.nii.gz").write_bytes((DEMO / "imagesTr" / f"{NRRD_CASE}.nii.gz").read_bytes())
+    formatkit.dicom_series(DEMO / "imagesTr" / f"{MHA_CASE}.nii.gz", scans / "patient_b")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["predict", str(model), str(scans), "--out", str(out), "--format", "input"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{NRRD_CASE}.nii.gz", f"{NRRD_CASE}.seg.nrrd",
+                                                            "patient_b.nii.gz", "patient_b.seg.nrrd"])
+    series = read_header(scans / "patient_b")
+    label = sitk.ReadImage(str(out / "patient_b.nii.gz"))
+    assert label.GetSize() == tuple(series.shape[:3])
+    np.testing.assert_allclose(read_header(out / "patient_b.nii.gz").affine, series.affine, atol=1e-4)
+
+    two = tmp_path / "two"
+    uid_a = formatkit.dicom_series(DEMO / "imagesTr" / f"{NRRD_CASE}.nii.gz", two, description="first")
+    uid_b = formatkit.dicom_series(DEMO / "imagesTr" / f"{MHA_CASE}.nii.gz", two, description="second")
+    capsys.readouterr()
+    assert main(["predict", str(model), str(two), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert uid_a in err and uid_b in err and "hint:" in err, err
+    assert not (tmp_path / "o2").exists()
+    assert main(["predict", str(model), str(two), "--out", str(tmp_path / "o2"), "--series", uid_b]) == 0
+    written = sorted(p.name for p in (tmp_path / "o2").iterdir())
+    assert written == ["two.nii.gz", "two.seg.nrrd"], written
+    assert sitk.ReadImage(str(tmp_path / "o2" / "two.nii.gz")).GetSize() == sitk.ReadImage(
+        str(DEMO / "imagesTr" / f"{MHA_CASE}.nii.gz")).GetSize()
