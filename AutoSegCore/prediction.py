@@ -225,6 +225,18 @@ def _check_out_dir(out: Path) -> None:
             return
 
 
+def _check_out_apart(out: Path, inputs, cases: list[CaseInput]) -> None:
+    """``--out`` must not be a folder of scans given as input (its label maps would overwrite same-named
+    ``.nii.gz`` scans, and a re-run would read them as scans)."""
+    given = [inputs] if isinstance(inputs, (str, Path)) else inputs
+    folders = {Path(p).resolve() for p in given if not isinstance(p, (list, tuple)) and Path(p).is_dir()}
+    folders |= {p.parent.resolve() for c in cases for p in c.paths}
+    if out.resolve() in folders:
+        raise DatasetError(f"{out}: is the folder of the scans to predict",
+                           "choose another --out folder (a prediction <case>.nii.gz would replace a scan of the "
+                           "same name, and a re-run would read the predictions as scans)")
+
+
 def _is_done(targets: dict[str, Path]) -> bool:
     return all(t.is_file() and t.stat().st_size > 0 for t in targets.values())
 
@@ -270,6 +282,7 @@ def predict_files(model, inputs, out_dir: str | Path, *, output_format: str = DE
     if not cases:
         raise DatasetError("no input images given", "pass image files, a folder of images or a dataset folder")
     _check_out_dir(out)
+    _check_out_apart(out, inputs, cases)
     total = len(cases)
 
     # 1. headers of every input, unique names, outputs that can be written — cheap, before anything else

@@ -150,3 +150,20 @@ def test_a_bad_input_in_a_folder_writes_nothing_even_next_to_finished_cases(mode
     err = capsys.readouterr().err
     assert "hippocampus_376.nii.gz: truncated or corrupt" in err and "hint:" in err
     assert not out.exists()
+
+
+def test_out_cannot_be_the_folder_of_the_scans(model, tmp_path, capsys):
+    """`-o` = `-i` would replace each `<case>.nii.gz` scan by its label map: refused before anything is read."""
+    from AutoSegCore.cli import main
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copyfile(DEMO / "imagesTr" / "hippocampus_003.nii.gz", scans / "hippocampus_003.nii.gz")
+    before = (scans / "hippocampus_003.nii.gz").read_bytes()
+    for args in ([str(scans)], [str(scans / "hippocampus_003.nii.gz")]):
+        capsys.readouterr()
+        assert main(["predict", str(model), *args, "--out", str(scans)]) == 2
+        err = capsys.readouterr().err
+        assert f"{scans}: is the folder of the scans to predict" in err and "hint:" in err
+    assert sorted(p.name for p in scans.iterdir()) == ["hippocampus_003.nii.gz"]
+    assert (scans / "hippocampus_003.nii.gz").read_bytes() == before
