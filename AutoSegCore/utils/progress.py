@@ -2,7 +2,8 @@
 
 On a terminal: rich bars.  Otherwise (a log file, a pipe, CI), where rich would draw nothing until the end: one
 plain, timestamped line per stage, per epoch (training), per finished trial (search) and per few cases
-(prediction) — ``make demo > log`` shows where the work is.  Never both.
+(prediction).  Never both on one stream: with stderr on a terminal and stdout into a file (``make demo > log``)
+the terminal gets the bars and the file the lines.
 """
 from __future__ import annotations
 
@@ -111,6 +112,17 @@ def on_terminal() -> bool:
     return console.is_terminal
 
 
+def stdout_lines(events: EventWriter) -> PlainLines | None:
+    """Plain lines for stdout when the bars draw on a terminal but stdout goes to a file or pipe
+    (``make demo > log``): the log shows where the work is, the terminal only the bars.  None when stdout is a
+    terminal too, or carries the events (``--events -``)."""
+    try:
+        redirected = not sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return None
+    return PlainLines(sys.stdout) if redirected and not events.to_stdout else None
+
+
 def _hide(progress: Progress) -> None:
     """Clear the bars when the command fails: its one-line error should stand alone, not under a frozen
     "0/20 0:00:06" that looks like work was done (a non-terminal console prints the bars' last state)."""
@@ -132,7 +144,11 @@ def epoch_progress(events: EventWriter, total: int, description: str) -> Iterato
                         console=console, transient=False)
     task = progress.add_task(description, total=total, status="")
 
+    log = stdout_lines(events)
+
     def on_event(rec: dict) -> None:
+        if log is not None:
+            log.on_event(rec)
         if rec["event"] == "epoch":
             vd = rec.get("val_dice")
             status = f"loss {rec['loss']:.3f}" + (f"  val Dice {vd:.3f}" if vd is not None else "")
@@ -167,7 +183,11 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
     epochs = progress.add_task("epochs", total=1, status="")
     state = {"done": 0}
 
+    log = stdout_lines(events)
+
     def on_event(rec: dict) -> None:
+        if log is not None:
+            log.on_event(rec)
         ev = rec["event"]
         if ev == "trial_finished":
             state["done"] += 1
@@ -207,7 +227,11 @@ def predict_progress(events: EventWriter) -> Iterator[None]:
                         console=console, transient=False)
     task = progress.add_task("checking", total=None, status="")
 
+    log = stdout_lines(events)
+
     def on_event(rec: dict) -> None:
+        if log is not None:
+            log.on_event(rec)
         if rec["event"] == "progress" and rec.get("stage") in ("checking", "predicting"):
             progress.update(task, description=rec["stage"], completed=rec.get("done", 0), total=rec.get("total"),
                             status=rec.get("case", ""))

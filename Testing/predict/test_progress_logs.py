@@ -35,15 +35,18 @@ def test_train_log_has_a_line_per_epoch(tmp_path):
     assert "━" not in r.stderr                       # no bar drawn into the log
 
 
-def test_on_a_terminal_only_the_bars_are_drawn(model, tmp_path):
-    """stderr a real pseudo-terminal: the rich bar, and none of the plain lines."""
+def test_on_a_terminal_only_the_bars_are_drawn_and_a_redirected_stdout_gets_the_lines(model, tmp_path):
+    """stderr a real pseudo-terminal: the rich bar and none of the plain lines; stdout into a file (as in
+    `make demo > log`): the plain lines and no bar."""
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
     env.pop("CI", None)
+    log = open(tmp_path / "log", "w")
     proc = subprocess.Popen(autoseg_cmd("predict", model, DEMO / "imagesTr" / "hippocampus_003.nii.gz", "--out",
-                                        tmp_path / "p"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        tmp_path / "p"), stdin=subprocess.DEVNULL, stdout=log,
                             stderr=slave, env=env)
     os.close(slave)
+    log.close()
     chunks = []
     while True:
         try:
@@ -58,6 +61,9 @@ def test_on_a_terminal_only_the_bars_are_drawn(model, tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert "predicting" in text and "━" in text, text[-2000:]
     assert not re.search(LINE, text, re.M), text[-2000:]
+    logged = (tmp_path / "log").read_text()
+    assert re.search(LINE + r"predicting: 1/1 cases done \(last: hippocampus_003\)", logged, re.M), logged
+    assert "━" not in logged
     assert (tmp_path / "p" / "hippocampus_003.seg.nrrd").is_file()
 
 
