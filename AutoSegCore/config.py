@@ -66,7 +66,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "intensity_shift": 0.1,
             "translate": 4,
         },
-        "amp": "auto",               # auto (bf16 on capable CPUs / fp16 on CUDA) | on | off
+        "amp": "auto",               # auto | off | bf16 | fp16 | on (docs/performance.md: by device and net size)
         "channels_last": "auto",     # auto (on for CPU) | on | off: NDHWC memory format (docs/performance.md)
         "seed": 0,
         "val_every": 1,
@@ -87,7 +87,7 @@ CHOICES = {
     ("training", "loss"): ("dice", "generalized_dice", "dice_ce", "dice_focal", "dice_topk", "dice_hausdorff"),
     ("training", "optimizer"): ("adam", "adamw", "rmsprop", "adamax", "novograd", "sgd"),
     ("training", "scheduler"): ("cosine", "poly", "constant"),
-    ("training", "amp"): ("auto", "on", "off"),
+    ("training", "amp"): ("auto", "off", "bf16", "fp16", "on"),
     ("training", "channels_last"): ("auto", "on", "off"),
 }
 
