@@ -90,6 +90,8 @@ class PlainLines:
                 self.last_case_line = now
                 self.line(f"predicting: {done}/{total} cases done (last: {rec.get('case', '?')})")
             return
+        if str(rec.get("message", "")).endswith("trials finished"):
+            return                                          # the search's count: each trial has its own line
         if rec.get("message"):                              # a stage of its own (final training, report …)
             self.enter(f"progress {rec['message']}", str(rec["message"]))
         elif stage and done == total:

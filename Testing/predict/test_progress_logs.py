@@ -83,6 +83,7 @@ def test_search_and_demo_events_become_one_line_per_trial_and_stage():
             for e in (1, 2, 3):
                 events.emit("epoch", trial=t, epoch=e, epochs=3, loss=1.0, val_dice=0.3, seconds=1.0)
             events.emit("trial_finished", trial=t, state="COMPLETE" if value else "PRUNED", value=value, params={})
+            events.emit("progress", fraction=(t + 1) / 2, message=f"{t + 1} trials finished")
         events.emit("progress", fraction=0.0, message="final training top1 (1/1)")
         for e in (1, 2):
             events.emit("epoch", trial=-1, epoch=e, epochs=2, loss=0.5, val_dice=0.8, seconds=3.0)
