@@ -48,7 +48,7 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
     ``jobs`` runs trials in parallel.
     """
     from AutoSegCore.data.dataset import load_dataset
-    from AutoSegCore.search.api import run_search
+    from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.settings import SearchSettings
     from AutoSegCore.training.api import evaluate_folder
     from AutoSegCore.training.inference import Predictor

@@ -24,6 +24,10 @@ class ConfigError(AutoSegError):
     """Invalid configuration / search-space file or option."""
 
 
+class StrategyError(ConfigError, ValueError):
+    """Unknown strategy or bad strategy option (a ValueError too, as Optuna expects from samplers)."""
+
+
 class StorageError(AutoSegError):
     """Study storage unreachable or corrupt."""
 

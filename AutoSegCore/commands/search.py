@@ -1,4 +1,4 @@
-"""`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.search.api.run_search."""
+"""`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.pipeline.run_search."""
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
@@ -62,7 +62,7 @@ def settings_from_args(args):
 
 
 def run(args, events) -> int:
-    from AutoSegCore.search.api import run_search
+    from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.search.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console, search_progress

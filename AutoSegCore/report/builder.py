@@ -15,7 +15,7 @@ from AutoSegCore.report import html as H
 from AutoSegCore.report import plots
 from AutoSegCore.report.overlays import prediction_overlays
 from AutoSegCore.report.workdir import open_search_folder
-from AutoSegCore.search.analysis import json_safe, summarize
+from AutoSegCore.report.analysis import json_safe, summarize
 from AutoSegCore.utils.io import write_json, write_text
 
 REPORT_HTML, SUMMARY_JSON = "report.html", "summary.json"

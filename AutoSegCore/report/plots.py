@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from AutoSegCore.search.analysis import trial_curve, trial_score
+from AutoSegCore.report.analysis import trial_curve, trial_score
 
 STATE_COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728"}
 DPI = 90

@@ -1,35 +1,9 @@
-"""Public entry points of a search (the CLI's `search`, `worker` and `trial` commands wrap these)."""
+"""Joining a running study (``autoseg worker``).  The whole pipeline (select → search → final → report) is
+:func:`AutoSegCore.pipeline.run_search`; this package never imports the report."""
 from __future__ import annotations
 
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.settings import SearchSettings
-
-
-def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, report: bool = True) -> dict:
-    """Select proxy data, run (or resume) the study, retrain the winner(s) at full fidelity, write the report.
-
-    Re-running with the same ``settings.out`` resumes: finished trials are kept, interrupted ones continue
-    from their last checkpoint.  Returns a summary dict (also in ``out/summary.json`` when a report is built).
-    """
-    from AutoSegCore.search.final import finalize_search
-    from AutoSegCore.search.runner import SearchRunner
-
-    runner = SearchRunner(settings, events)
-    runner.prepare()
-    summary = runner.run_trials()
-    if settings.final:
-        summary["final"] = finalize_search(settings, runner.study, runner.ds, events=events)
-    if report:
-        try:
-            from AutoSegCore.report import build_report
-        except ImportError:
-            build_report = None
-        if build_report:
-            html, summ = build_report(settings.out)
-            events.emit("artifact", kind="report", path=str(html))
-            summary["report"] = str(html)
-    events.emit("done", **{k: v for k, v in summary.items() if k in ("counts", "best", "seconds", "report")})
-    return summary
 
 
 def run_worker(storage: str, study_name: str, out: str, *, trials: int | None = None,

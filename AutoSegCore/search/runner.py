@@ -15,44 +15,28 @@ import os
 import signal
 import socket
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import psutil
 
-from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
-from AutoSegCore.search.resume import check_same_settings, study_cases
+from AutoSegCore.search.packing import LongestFirstPacking
+from AutoSegCore.search.processes import describe_exit, kill_tree  # noqa: F401 - kill_tree: part of the runner's API
+from AutoSegCore.search.recovery import DeadWorkerRecovery
 from AutoSegCore.search.settings import SearchSettings
-from AutoSegCore.search.stages import preprocessor_file, stage_fingerprint
+from AutoSegCore.search.setup import StudySetup
+from AutoSegCore.search.signals import finish_stop_undisturbed
+from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
+from AutoSegCore.search.summary import FINISHED, StudySummary, counted, describe_summary  # noqa: F401
 from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
-from AutoSegCore.search.trial_spec import TrialSpec, study_pruner
-from AutoSegCore.strategies.penalty import REQUEUED, REQUEUED_ATTR, state_counts, was_requeued
-from AutoSegCore.utils.io import read_json, write_json
+from AutoSegCore.search.trial_spec import TrialSpec
+from AutoSegCore.strategies.penalty import REQUEUED, REQUEUED_ATTR
+from AutoSegCore.utils.io import read_json
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 RECOVERY_SECONDS = GRACE_SECONDS       # how often a running study looks for trials of dead workers
-
-
-def describe_summary(summary: dict) -> str:
-    """One line for people: "8 complete, 37 pruned, 2 stopped and re-queued after 2244 s; best trial 26 (0.8359)"."""
-    counts = dict(summary["counts"])
-    requeued = counts.pop("REQUEUED", 0)
-    counts["FAIL"] = counts.get("FAIL", 0) - requeued
-    names = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
-    parts = [f"{counts[k]} {name}" for k, name in names.items() if counts.get(k)]
-    parts += [f"{requeued} stopped and re-queued"] if requeued else []
-    if counts.get("WAITING"):
-        parts.append(f"{counts['WAITING']} queued")
-    text = f"{', '.join(parts) or 'no trials'} after {summary['seconds']:.0f} s"
-    best = summary.get("best")
-    if best:
-        text += f"; best trial {best['number']} ({best['value']:.4f})"
-    return text
 
 
 @dataclass
@@ -66,45 +50,9 @@ class RunningTrial:
     reported_epochs: set = field(default_factory=set)
 
 
-def kill_tree(pid: int, timeout: float = 5.0) -> None:
-    """Terminate a process and all its children (SIGTERM, then SIGKILL)."""
-    try:
-        parent = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    procs = parent.children(recursive=True) + [parent]
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=timeout)
-
-
-def describe_exit(code: int, log_tail: str) -> str:
-    """Human reason for a failed child: signal, out-of-memory, or the last error line of its log."""
-    if "CUDA out of memory" in log_tail or "OutOfMemoryError" in log_tail:
-        return "out of memory (CUDA)"
-    if "MemoryError" in log_tail or "std::bad_alloc" in log_tail or "DefaultCPUAllocator: can't allocate" in log_tail:
-        return "out of memory"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}" + (" (possibly out of memory)" if -code == signal.SIGKILL else "")
-    lines = [ln for ln in log_tail.strip().splitlines() if ln.strip()]
-    return f"exit code {code}: {lines[-1][:300] if lines else 'no output'}"
-
-
-class SearchRunner:
-    """Runs (or resumes, or joins) one study. ``run_trials`` is the loop; ``run`` adds data selection + final."""
+class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySummary):
+    """Runs (or resumes, or joins) one study: ``prepare`` (search/setup.py) then ``run_trials``, the loop here;
+    dead-worker recovery, longest-first packing and the summary are in their own modules."""
 
     def __init__(self, settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, join: bool = False) -> None:
         self.s = settings
@@ -114,156 +62,6 @@ class SearchRunner:
         self.host = socket.gethostname()
         self.launcher = TrialLauncher()
         self.stop_requested = False
-
-    # ------------------------------------------------------------------------------------------ set-up
-    def prepare(self) -> None:
-        """Open or create the study and select the cases; the fork server starts meanwhile (stopped on error)."""
-        from AutoSegCore.proxy.fidelity import Fidelity
-        from AutoSegCore.spaces import get_space
-
-        # a mistyped space or proxy spec is refused before the fork server starts (that takes seconds)
-        self.fidelity = Fidelity.parse(self.s.proxy_data, self.s.proxy_net)
-        self.space = get_space(self.s.space)
-        if not Path(self.s.data).exists():
-            raise DatasetError(f"{self.s.data}: dataset not found",
-                               "pass the dataset folder (dataset.json + imagesTr/ + labelsTr/) or its dataset.json")
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.launcher.warm()          # the fork server imports torch & co. while the cases are selected
-        try:
-            self._prepare()
-        except BaseException:
-            self.launcher.close()
-            raise
-
-    def _prepare(self) -> None:
-        from AutoSegCore.data.dataset import load_dataset
-        from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
-        from AutoSegCore.strategies import make_sampler
-
-        s = self.s
-        self.proxy_fixed: list[str] = []
-        # Only paper a's fixed proxy (levels=N without width) trains one size for every trial, so only then are
-        # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
-        if self.fidelity.fixes_network_size:
-            from AutoSegCore.networks.proxy import PROXY_KEYS
-
-            self.space, self.proxy_fixed = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
-        self.ds = load_dataset(s.data)
-        unknown = sorted(set(s.holdout) - {c.name for c in self.ds.cases})
-        if unknown:
-            raise ConfigError(f"holdout case(s) not in {s.data}: {', '.join(unknown[:5])}", "check the case names")
-        names = [c.name for c in self.ds.cases if c.name not in set(s.holdout)]
-        if len(names) < 2:
-            raise ConfigError("fewer than 2 cases remain for the search", "use a larger dataset or a smaller holdout")
-        self.search_pool = names
-        self.storage_url = s.storage_url()
-        self.storage = open_storage(self.storage_url, must_exist=self.join)
-        directions = list(self.space.directions)
-        from AutoSegCore.strategies import MULTI_OBJECTIVE
-
-        if len(directions) > 1 and s.strategy not in MULTI_OBJECTIVE:
-            raise ConfigError(f"space '{s.space}' has {len(directions)} objectives but strategy '{s.strategy}' "
-                              "optimises one", f"use one of {', '.join(MULTI_OBJECTIVE)}")
-        sampler = make_sampler(s.strategy, seed=s.seed)
-        pruner = study_pruner(s.strategy, len(directions), s.min_epochs, s.epochs)
-        if self.join:
-            self.study = load_study(self.storage, s.study_name, sampler=sampler, pruner=pruner)
-            self.train_cases, self.val_cases = study_cases(self.study.user_attrs, names, s, self.storage_url,
-                                                           self.events, join=True)
-        else:
-            # the study's own settings are checked before the proxy selection writes proxy.json
-            self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
-            attrs = self.study.user_attrs
-            check_same_settings(attrs, s, self.fidelity, self.storage_url)
-            self.train_cases, self.val_cases = (study_cases(attrs, names, s, self.storage_url, self.events, join=False)
-                                                or self._select_cases(names))
-            for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
-                               ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
-                               ("fixed_by_proxy_net", self.proxy_fixed),
-                               ("cases", {"train": self.train_cases, "val": self.val_cases})):
-                if attrs.get(key) != value:
-                    self.study.set_user_attr(key, value)
-        self._reseed_sampler()
-        # stage output: the one reading of the training cases' voxels that every trial's preprocessing needs
-        self.fingerprint, self.fingerprint_path = stage_fingerprint(self.ds, self.train_cases, self.work)
-        self.directions = [d.name.lower() for d in self.study.directions]
-        write_json(self.work / "search.json", {
-            **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url,
-            "storage_is_default": not s.storage, "directions": self.directions,
-            "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
-
-    def _reseed_sampler(self) -> None:
-        """A sampler's random stream restarts from its seed in every process, so a resumed study or a joining
-        worker with the study's seed would draw the configurations already drawn (random search; the start-up
-        trials of TPE, BOHB, …).  A fresh study keeps ``--seed`` (reproducible); a resumed one offsets it by the
-        trials it holds (still reproducible); a worker also mixes in its host and process id, since workers
-        that join at the same moment see the same trial count."""
-        from AutoSegCore.strategies import make_sampler
-
-        n = len(self.study.get_trials(deepcopy=False))
-        if not n and not self.join:
-            return
-        salt = n if not self.join else n + zlib.crc32(f"{self.host}:{os.getpid()}".encode())
-        self.study.sampler = make_sampler(self.s.strategy, seed=(self.s.seed + salt) % 2**32)
-
-    def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
-        """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""
-        from AutoSegCore.data.splits import holdout_split
-
-        if self.fidelity.data_method is None:
-            return holdout_split(sorted(names), self.s.val_fraction, self.s.seed)
-        proxy_json = self.work / "proxy.json"
-        if proxy_json.is_file():
-            saved = read_json(proxy_json)
-            if saved.get("method") == self.fidelity.data_method and set(saved.get("selected", [])) <= set(names):
-                return list(saved["train"]), list(saved["val"])
-        from AutoSegCore.proxy.selection import save_proxy, select_proxy_data
-
-        sel = select_proxy_data(self.ds.subset(names), method=self.fidelity.data_method,
-                                roi="label" if self.fidelity.roi else "none", budget=self.fidelity.budget,
-                                seed=self.s.seed, val_fraction=0.5, cache_dir=self.work / "cache",
-                                device=self.s.device)
-        save_proxy(sel, proxy_json)
-        self.events.emit("artifact", kind="proxy", path=str(proxy_json))
-        return list(sel.train), list(sel.val)
-
-    # ---------------------------------------------------------------------------------------- recovery
-    def recover_interrupted(self) -> int:
-        """Trials left RUNNING by a dead worker are failed and re-queued with the same parameters; the re-run
-        continues from the dead trial's last checkpoint.  Dead means: of this host and its process is gone, or of
-        any host and without a heartbeat for the storage's grace period (a machine that lost power).  Safe with
-        many workers at once: only the one whose FAIL lands re-queues, and no one reclaims its own trials."""
-        storage = self.study._storage
-        try:          # Optuna's fail_stale_trials fails them but returns nothing: they could not be re-queued
-            stale = set(storage._get_stale_trial_ids(self.study._study_id))
-        except Exception:            # no heartbeat on this storage (journal file), or heartbeats disabled
-            stale = set()
-        n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            worker = t.system_attrs.get("autoseg_worker") or {}
-            here = worker.get("host") == self.host
-            if here and int(worker.get("parent_pid", -1)) == os.getpid():
-                continue                         # our own running trial (its heartbeat may merely be late)
-            if here and not psutil.pid_exists(int(worker.get("parent_pid", -1))):
-                why = "worker died"
-            elif t._trial_id in stale:
-                why = f"worker on {worker.get('host', 'an unknown host')} stopped sending heartbeats"
-            else:
-                continue
-            try:
-                storage.set_trial_user_attr(t._trial_id, "error", f"{why}; {REQUEUED}")
-                storage.set_trial_user_attr(t._trial_id, REQUEUED_ATTR, True)
-                if not storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
-                    continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue                         # it just finished, or another worker reclaimed it first
-            child = worker.get("child_pid")
-            if here and child and psutil.pid_exists(int(child)):
-                kill_tree(int(child))            # an orphaned trial of this host (pids mean nothing elsewhere)
-            self.study.enqueue_trial(t.params, user_attrs={"resume_from": worker.get("trial_dir", ""),
-                                                            "requeued_from": t.number}, skip_if_exists=False)
-            n += 1
-        return n
 
     # -------------------------------------------------------------------------------------------- loop
     def _out_of_time(self, started: float) -> bool:
@@ -279,11 +77,7 @@ class SearchRunner:
             return True        # re-queued trials always run
         return self._counted(trials) < self.s.trials
 
-    @staticmethod
-    def _counted(trials) -> int:
-        """Trials that use up ``--trials``: finished or running; one failed as "re-queued" is replaced by its re-run."""
-        return sum(t.state == optuna.trial.TrialState.RUNNING or (t.state in FINISHED and not was_requeued(t))
-                   for t in trials)
+    _counted = staticmethod(counted)
 
     def _start_trial(self) -> RunningTrial | None:
 
@@ -333,48 +127,6 @@ class SearchRunner:
                                          self.work / "preprocessing"))
         except Exception:
             return None
-
-    def _pack_longest_first(self) -> None:
-        """Longest-processing-time-first packing of the remaining trials of a random search on several jobs.
-
-        With jobs in parallel the study ends when its last trial does; started in sampling order, a long trial
-        drawn late runs alone while the other jobs idle.  A strategy that ignores results (random) can draw
-        every remaining point now: they are queued (Optuna ``enqueue_trial``, durable across a resume) from
-        the most to the least estimated compute — network FLOPs per voxel × batch × steps × epochs — which is
-        the classic LPT schedule.  The points are exactly the sampler's stream, only their order changes.
-        Adaptive strategies (TPE, BOHB, …) must see results first, so they keep one point per free job; a
-        time-limited study keeps the sampling order too.
-        """
-        if self.s.strategy != "random" or self.s.jobs < 2 or self.s.trials is None or self.s.time_limit is not None:
-            return             # under a time budget, long trials first would finish fewer trials
-        trials = self.study.get_trials(deepcopy=False)
-        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
-            return                 # already packed by an earlier run of this study, or re-queued work first
-        remaining = self.s.trials - self._counted(trials)
-        if remaining < 2:
-            return
-        scratch = optuna.create_study(directions=self.study.directions, sampler=self.study.sampler)
-        points = [self.space.suggest(scratch.ask()) for _ in range(remaining)]
-        costs = [self._estimated_cost(p) for p in points]
-        order = sorted(range(remaining), key=lambda i: -costs[i])      # stable: ties keep the sampling order
-        for i in order:
-            self.study.enqueue_trial(points[i], user_attrs={"packed_cost": costs[i]})
-        self.events.emit("log", message=f"random search on {self.s.jobs} jobs: {remaining} trials queued "
-                                        "longest first (estimated compute) so no job idles at the end")
-
-    def _estimated_cost(self, params: dict) -> float:
-        """Relative compute of a point as its trial would train it (0 for a point that will not train)."""
-        from AutoSegCore.networks.measure import flops_per_voxel
-
-        try:
-            cfg = self.space.to_config(params, self.s.base_config)
-            net = self.fidelity.apply_network(cfg["network"])
-            t = cfg["training"]
-            steps = self.s.steps_per_epoch or t["steps_per_epoch"]
-            per_voxel = flops_per_voxel(net, self.ds.num_channels, len(self.ds.labels))
-            return per_voxel * t["batch_size"] * steps * self.s.epochs
-        except Exception:          # an illegal point fails at once in its trial; it costs nothing to run
-            return 0.0
 
     def _trial_device(self, number: int) -> str:
         """The device of trial ``number`` (its TrialSpec's): parallel trials on several GPUs take turns over them."""
@@ -497,6 +249,7 @@ class SearchRunner:
                 self._progress(started)
         except KeyboardInterrupt as exc:         # Ctrl-C, or SIGTERM/SIGHUP (search/signals.py)
             self.stop_requested = True
+            finish_stop_undisturbed()
             signum = getattr(exc, "signum", None)
             why = f"stopped by {signal.Signals(signum).name}" if signum else "interrupted by the user"
             self._stop_and_requeue(running, why)
@@ -547,20 +300,3 @@ class SearchRunner:
         from AutoSegCore.search.storage import redact
 
         return redact(self.storage_url)
-
-    def study_summary(self, seconds: float) -> dict:
-        trials = self.study.get_trials(deepcopy=False)
-        counts = state_counts(trials)
-        best = None
-        if len(self.directions) == 1:
-            try:
-                bt = self.study.best_trial
-                best = {"number": bt.number, "value": bt.value, "params": bt.params,
-                        "folder": str(self.work / "trials" / f"{bt.number:04d}")}
-            except ValueError:
-                best = None
-        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
-        last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
-                       "folder": str(self.work / "trials" / f"{failed[-1].number:04d}")} if failed else None)
-        return {"study": self.s.study_name, "out": str(self.work), "counts": counts, "best": best,
-                "seconds": seconds, "last_error": last_error}

@@ -43,3 +43,14 @@ def stop_signals_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def finish_stop_undisturbed() -> None:
+    """While a stop (Ctrl-C) is under way, a following SIGTERM/SIGHUP (a front end escalating its cancel) must not
+    cut the re-queueing short; only where :func:`stop_signals_interrupt` is active (the commands), never in a
+    caller's own process."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is _raise_stop:
+            signal.signal(sig, signal.SIG_IGN)

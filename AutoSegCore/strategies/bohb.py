@@ -63,7 +63,7 @@ def make_hyperband_pruner(min_budget: int = 1, max_budget: int = 27, eta: int = 
 
 
 def _check_budgets(min_budget: int, max_budget: int, eta: float) -> None:
-    from AutoSegCore.strategies.registry import StrategyError
+    from AutoSegCore.errors import StrategyError
 
     if not (isinstance(min_budget, int) and isinstance(max_budget, int) and 1 <= min_budget <= max_budget):
         raise StrategyError(f"bohb budgets min_budget={min_budget!r}, max_budget={max_budget!r} are invalid",
@@ -87,7 +87,7 @@ class BOHBSampler(UnitCubeSampler):
         _check_budgets(min_budget or 1, max_budget or max(27, min_budget or 1), eta or 3)
         self.budgets = rung_budgets(min_budget or 1, max_budget or 27, eta or 3)
         if model not in ("tpe", "kde"):
-            from AutoSegCore.strategies.registry import StrategyError
+            from AutoSegCore.errors import StrategyError
             raise StrategyError(f"bohb model={model!r} is unknown", "use model='tpe' (default) or 'kde' (hpbandster's)")
         self.model, self.multivariate, self.stopped_as_bad = model, multivariate, stopped_as_bad
         self._tpe_studies: dict[tuple, tuple[optuna.Study, set[int]]] = {}

@@ -52,7 +52,7 @@ class MOEADSampler(UnitCubeSampler):
                  n_candidates: int = 30, surrogate_after: int | None = None, n_trees: int = 30, refit_every: int = 5,
                  de_f: float = 0.5, de_cr: float = 1.0, eta_mutation: float = 20.0) -> None:
         super().__init__(seed=seed)
-        from AutoSegCore.strategies.registry import StrategyError
+        from AutoSegCore.errors import StrategyError
 
         if population_size < 2:
             raise StrategyError(f"moead population_size={population_size} is too small", "use ≥ 2 (e.g. 20)")

@@ -52,7 +52,7 @@ def _is_minimize(direction: StudyDirection | str) -> bool:
         return direction == StudyDirection.MINIMIZE
     text = str(direction).lower()
     if text not in ("minimize", "maximize"):
-        from AutoSegCore.strategies.registry import StrategyError
+        from AutoSegCore.errors import StrategyError
 
         raise StrategyError(f"direction {direction!r} is not 'minimize' or 'maximize'",
                             "pass 'minimize' or 'maximize' (or an optuna StudyDirection)")

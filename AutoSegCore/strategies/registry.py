@@ -6,11 +6,7 @@ from typing import Any, Callable
 
 import optuna
 
-from AutoSegCore.errors import ConfigError
-
-
-class StrategyError(ConfigError, ValueError):
-    """Unknown strategy or bad strategy option (a ValueError too, as Optuna expects from samplers)."""
+from AutoSegCore.errors import StrategyError  # noqa: F401 - defined with the other errors; re-exported here
 
 
 def _random(seed, **options):

@@ -1,4 +1,4 @@
-"""AutoSegCore.search.analysis on real Optuna studies, checked against SciPy and hand-computed cases."""
+"""AutoSegCore.report.analysis on real Optuna studies, checked against SciPy and hand-computed cases."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import optuna
 import pytest
 from scipy import stats
 
-from AutoSegCore.search import analysis as A
+from AutoSegCore.report import analysis as A
 
 
 def _study_from_curves(curves: dict[int, list[float]], finals: dict[int, float]) -> optuna.Study:

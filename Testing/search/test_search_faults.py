@@ -11,7 +11,7 @@ import yaml
 
 from searchkit import TINY, autoseg, events, load, start, wait_for
 
-from AutoSegCore.search.analysis import summarize
+from AutoSegCore.report.analysis import summarize
 
 pytestmark = pytest.mark.slow
 

@@ -48,7 +48,7 @@ def test_search_settings_take_durations_as_text_and_a_config_path(tmp_path):
 
 
 def test_run_search_on_a_missing_dataset_leaves_no_folder(tmp_path):
-    from AutoSegCore.search.api import run_search
+    from AutoSegCore.pipeline import run_search
 
     with pytest.raises(DatasetError, match="dataset not found"):
         run_search(SearchSettings(data=str(tmp_path / "nope"), out=str(tmp_path / "s"), trials=1))

@@ -1,0 +1,97 @@
+"""The engine's import graph, read from the source (ast, every import, also those inside functions): no circles,
+and no arrow from the lower layers (search, training, data) up to the front ends of the engine (cli, commands,
+report) — the end-to-end pipeline that joins them is ``AutoSegCore.pipeline``."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[2] / "AutoSegCore"
+LOWER = ("AutoSegCore.search", "AutoSegCore.training", "AutoSegCore.data")
+HIGHER = ("AutoSegCore.cli", "AutoSegCore.commands", "AutoSegCore.report", "AutoSegCore.pipeline")
+MAX_LINES = 400
+# Circles still there, each in files other engineers were changing when this test was written; listed so that no new
+# one can appear, and to be emptied by their owners (a cycle that disappears fails the test until removed here).
+KNOWN_CYCLES = {
+    # networks/__init__ imports torch and every builder, so config (imported by every CLI start) cannot import the
+    # network rules from networks/ without torch; needs a torch-free networks package __init__ first
+    ("AutoSegCore.config", "AutoSegCore.networks.validate"),
+    # networks/measure.py imports build_network, which lives in networks/__init__.py (needs networks/build.py)
+    ("AutoSegCore.networks", "AutoSegCore.networks.measure"),
+    # data/ (the reader engineer's): dataset ↔ validation ↔ volumes
+    ("AutoSegCore.data.dataset", "AutoSegCore.data.validation"),
+    ("AutoSegCore.data.dataset", "AutoSegCore.data.validation", "AutoSegCore.data.volumes"),
+    ("AutoSegCore.data.dataset", "AutoSegCore.data.volumes"),
+    # predict (the predict engineer's) ↔ training.inference (the GPU engineer's)
+    ("AutoSegCore.prediction", "AutoSegCore.training.inference"),
+}
+# Checked for length: the search engine, the report, the pipeline and the command layer (training/trainer.py,
+# proxy/experiment.py and config.py, shared with other engineers, were over 400 lines and are not split here)
+LENGTH_CHECKED = ("search", "report", "commands", "cli.py", "pipeline.py", "errors.py")
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ENGINE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _inside(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {_module(p): p for p in ENGINE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                names = [f"{base}.{a.name}" for a in node.names]
+                # `from package import submodule` runs the package's __init__ as any `import package.sub` does: an
+                # arrow to the package only when a name comes from its __init__ itself
+                targets = names + ([base] if any(n not in files for n in names) else [])
+            for t in targets:
+                while t and t not in files:          # a name imported from a module → that module
+                    t = t.rpartition(".")[0]
+                if t and t != mod and t.startswith("AutoSegCore"):
+                    graph[mod].add(t)
+    return graph
+
+
+def _graph():
+    g = nx.DiGraph()
+    for mod, deps in import_graph().items():
+        g.add_node(mod)
+        g.add_edges_from((mod, d) for d in deps if d != "AutoSegCore")
+    return g
+
+
+def test_the_engine_imports_have_no_circles():
+    cycles = {tuple(sorted(c)) for c in nx.simple_cycles(_graph()) if len(c) > 1}
+    new = sorted(cycles - KNOWN_CYCLES)
+    assert not new, "\n".join(" ↔ ".join(c) for c in new)
+    assert not KNOWN_CYCLES - cycles, f"gone (remove from KNOWN_CYCLES): {sorted(KNOWN_CYCLES - cycles)}"
+    strategies = [c for c in cycles if any(m.startswith("AutoSegCore.strategies") for m in c)]
+    assert not strategies                  # StrategyError lives in errors.py: samplers no longer import registry
+
+
+def test_lower_layers_never_import_the_front_ends():
+    up = sorted(f"{a} → {b}" for a, b in _graph().edges if _inside(a, LOWER) and _inside(b, HIGHER))
+    assert not up, "\n".join(up)
+
+
+@pytest.mark.parametrize("part", LENGTH_CHECKED)
+def test_no_engine_file_is_over_400_lines(part):
+    target = ENGINE / part
+    files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    long = {str(p.relative_to(ENGINE)): n for p in files if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
