@@ -3,6 +3,8 @@ input's exact grid (size, spacing, origin, direction cosines — an oblique scan
 predicted from the NIfTI original; and the .seg.nrrd with its input volume loaded in real MRML (slicer-core)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -141,9 +143,8 @@ def test_the_seg_nrrd_and_its_input_load_in_mrml_on_the_same_grid_voxel_for_voxe
 def formatkit():
     import sys
 
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "Testing" / "data"))
+    # by path, not `from conftest import REPO`: under xdist 'conftest' may be another folder's module by then
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
     return pytest.importorskip("formatkit", reason="Testing/data/formatkit.py (DICOM writer) is not there")
 
 
