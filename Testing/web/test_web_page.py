@@ -263,12 +263,16 @@ def test_cancel_stops_the_search_at_once_and_the_page_stays_usable(page, server,
 
     clicked = time.monotonic()
     page.click("#cancel")
-    wait_until(lambda: "cancel" in page.inner_text("#run-status"), 10, "the page's answer to Cancel")
+    first_answer = wait_until(lambda: (lambda t: "cancel" in t and t)(page.inner_text("#run-status")), 20,
+                              "the page's answer to Cancel", interval=0.1)
     answered = time.monotonic() - clicked
+    # the page answers before the engine has stopped (a blocking handler would first show 'search cancelled —')
+    assert "cancelling" in first_answer, first_answer
     wait_until(lambda: page.evaluate("window.trame.state.get('run_state')") == "cancelled", 60, "the cancel")
     status = page.inner_text("#run-status")
     assert "search cancelled — interrupted:" in status and "stopped and re-queued" in status, status
-    assert answered < 5, f"the page took {answered:.1f} s to answer Cancel"
+    # the time is loose: on 2 loaded CI cores (browser, server, engine and another test) the round trip took 6.7 s
+    assert answered < 15, f"the page took {answered:.1f} s to answer Cancel"
     for p in engine:
         assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE, f"pid {p.pid} survived Cancel"
     assert page.locator("#start-search").is_enabled() and not page.locator("#cancel").is_enabled()
