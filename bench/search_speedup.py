@@ -10,6 +10,7 @@ Target: search ≥ 10× faster at ≤ 0.01 held-out Dice loss.
 
     .venv/bin/python bench/search_speedup.py            # defaults: ≈ 16 min on 2 idle cores
     .venv/bin/python bench/search_speedup.py --quick    # a small end-to-end check (≈ 10 min)
+    .venv/bin/python bench/search_speedup.py --quick --device cuda --no-save   # on a GPU (make gpu-check)
 
 Output is printed and saved to bench/results/search_speedup.txt (atomic write).
 """
@@ -43,6 +44,7 @@ from AutoSegCore.utils.io import read_json, write_text
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = os.environ.get("AUTOSEG_HIPPO", "/work/shared/data/Task04_Hippocampus")
 SPEEDUP_TARGET, DICE_LOSS_TARGET = 10.0, 0.01
+DEVICE = "cpu"                        # --device: where trials, final trainings and held-out predictions run
 
 
 class Tee(io.TextIOBase):
@@ -78,7 +80,7 @@ def evaluate_holdout(model_dir: Path, ds, holdout: list[str], tta: bool = False)
 
     ``tta``: also average the flips along the axes the model was trained to mirror (``autoseg predict --tta``).
     """
-    predictor = Predictor(model_dir, device="cpu", tta=tta)
+    predictor = Predictor(model_dir, device=DEVICE, tta=tta)
     per_case: dict[str, float] = {}
     per_class: dict[str, list[float]] = {}
     for name in holdout:
@@ -148,7 +150,7 @@ def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data:
     settings = SearchSettings(
         data=args.data, out=str(work), space=args.space, strategy=args.strategy, proxy_data=proxy_data,
         proxy_net=proxy_net, trials=args.trials, epochs=args.epochs, min_epochs=args.min_epochs,
-        steps_per_epoch=steps, seed=args.seed, device="cpu", holdout=holdout, final=False, jobs=args.jobs,
+        steps_per_epoch=steps, seed=args.seed, device=DEVICE, holdout=holdout, final=False, jobs=args.jobs,
         trial_timeout=args.trial_timeout)
     t0 = time.perf_counter()
     runner = SearchRunner(settings, events)
@@ -171,7 +173,7 @@ def final_train(full_config: dict, ds, pool: list[str], out: Path, *, epochs: in
     cfg = copy.deepcopy(full_config)
     cfg["training"].update(epochs=epochs, steps_per_epoch=steps, seed=seed, val_every=epochs)
     t0 = time.perf_counter()
-    res = train_model(ds, cfg, out, train_cases=train, val_cases=val, device="cpu", cache_dir=out / "cache")
+    res = train_model(ds, cfg, out, train_cases=train, val_cases=val, device=DEVICE, cache_dir=out / "cache")
     return {"seconds": time.perf_counter() - t0, "val_dice": res.val_dice, "params": res.num_params,
             "n_train": len(train), "n_val": len(val)}
 
@@ -212,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/autoseg_bench/search_speedup", help="scratch folder (wiped)")
     ap.add_argument("--quick", action="store_true", help="4 trials × 2 epochs × 10 steps, final 6 × 25 steps")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results/search_speedup.txt")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (make gpu-check): trials, final "
+                    "trainings and held-out predictions run there; --jobs trials share it, each with a memory cap")
     args = ap.parse_args(argv)
+    global DEVICE
+    from AutoSegCore.utils.device import pick_device
+
+    DEVICE = str(pick_device(args.device))
     if args.quick:
         args.trials, args.epochs, args.steps, args.final_epochs, args.final_steps = 4, 2, 10, 6, 25
     return run_saved("search_speedup", args, _run)

@@ -18,6 +18,10 @@ running ``Trainer.fit``; aggregate voxels/s of both, timed in rounds alternating
 
     .venv/bin/python bench/train_throughput.py               # ≈ 9 min on 2 idle cores
     .venv/bin/python bench/train_throughput.py --quick       # a short smoke run (not saved)
+    .venv/bin/python bench/train_throughput.py --device cuda --nets full --jobs 1   # on a GPU (make gpu-check)
+
+``--device``: both loops train there; the lean loop's cases and flips live on that device too (issue 21), and
+every timed block ends with a device synchronisation.  ``--nets`` picks the arms (full, proxy or both).
 
 Output is printed and saved to bench/results/train_throughput.txt (atomic write); then run
 ``python bench/collect_results.py``.
@@ -25,6 +29,7 @@ Output is printed and saved to bench/results/train_throughput.txt (atomic write)
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -64,6 +69,12 @@ NETS = {
 }
 LABELS = {0: "background", 1: "anterior", 2: "posterior"}
 BUSY_AT_START = 0.0
+DEVICE = torch.device("cpu")          # --device
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def busy_cores(seconds: float = 2.0) -> float:
@@ -109,30 +120,37 @@ class LeanLoop:
 
         channels, strides, res, _ = NETS[net_name]
         torch.manual_seed(seed)
-        self.net = UNet(3, 1, 3, channels=channels, strides=strides, num_res_units=res, norm="INSTANCE")
+        self.net = UNet(3, 1, 3, channels=channels, strides=strides, num_res_units=res, norm="INSTANCE").to(DEVICE)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
-        self.images = torch.stack([center_pad(torch.from_numpy(c.image)) for c in train])
-        self.labels = torch.stack([center_pad(torch.from_numpy(c.label.astype(np.int64))[None]) for c in train])
-        self.gen = torch.Generator().manual_seed(seed)
+        self.images = torch.stack([center_pad(torch.from_numpy(c.image)) for c in train]).to(DEVICE)
+        self.labels = torch.stack([center_pad(torch.from_numpy(c.label.astype(np.int64))[None])
+                                   for c in train]).to(DEVICE)
+        self.gen = torch.Generator(device=DEVICE).manual_seed(seed)
         self.steps = 0
 
     def run(self, n: int) -> float:
         """``n`` training steps; returns wall seconds."""
+        sync()
         start = time.perf_counter()
         self.net.train()
         for _ in range(n):
-            idx = torch.randint(len(self.images), (BATCH,), generator=self.gen)
+            idx = torch.randint(len(self.images), (BATCH,), generator=self.gen, device=DEVICE)
             x, y = self.images[idx], self.labels[idx]
-            flip = torch.rand(BATCH, generator=self.gen) < 0.5
-            for i in range(BATCH):
-                if flip[i]:
-                    x[i], y[i] = x[i].flip(1), y[i].flip(1)
+            flip = torch.rand(BATCH, generator=self.gen, device=DEVICE) < 0.5
+            if DEVICE.type == "cpu":
+                for i in range(BATCH):
+                    if flip[i]:
+                        x[i], y[i] = x[i].flip(1), y[i].flip(1)
+            else:                                   # the same flips without reading the decisions back
+                m = flip.view(BATCH, 1, 1, 1, 1)
+                x, y = torch.where(m, x.flip(2), x), torch.where(m, y.flip(2), y)
             self.opt.zero_grad(set_to_none=True)
             loss = self.loss(self.net(x), y)
             loss.backward()
             self.opt.step()
             self.steps += 1
+        sync()
         return time.perf_counter() - start
 
     @torch.no_grad()
@@ -141,10 +159,10 @@ class LeanLoop:
         self.net.eval()
         scores = []
         for c in val:
-            x = center_pad(torch.from_numpy(c.image)[None])
+            x = center_pad(torch.from_numpy(c.image)[None]).to(DEVICE)
             out = self.net(x)[0]
             sl = [slice((s - n) // 2, (s - n) // 2 + n) for n, s in zip(c.image.shape[1:], CANVAS)]
-            pred = out[:, sl[0], sl[1], sl[2]].max(0).indices.numpy()
+            pred = out[:, sl[0], sl[1], sl[2]].max(0).indices.cpu().numpy()
             scores.append(float(np.mean(list(dice_per_class(pred, c.label, [1, 2]).values()))))
         self.net.train()
         return float(np.mean(scores))
@@ -163,13 +181,14 @@ def our_config(net_name: str, epochs: int, block: int, **training) -> dict:
 
 
 def make_trainer(cfg: dict, train, out_dir) -> Trainer:
-    return Trainer(cfg, train, [], labels=LABELS, out_dir=out_dir, in_channels=1, device="cpu")
+    return Trainer(cfg, train, [], labels=LABELS, out_dir=out_dir, in_channels=1, device=str(DEVICE))
 
 
 def train_flops(net: torch.nn.Module) -> float:
     """FLOPs of one training step: forward of one batch counted by FlopCounterMode, ×3 (forward + backward)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    net = net.cpu()
     x = torch.zeros((BATCH, 1) + CANVAS)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
@@ -187,6 +206,7 @@ def interleaved(net_name: str, train, val, steps: int, block: int, work: Path) -
     mark = [time.perf_counter()]
 
     def after_epoch(epoch: int, record: dict) -> None:
+        sync()
         times["ours"].append(time.perf_counter() - mark[0])
         times["ref"].append(ref.run(block))
         mark[0] = time.perf_counter()
@@ -198,8 +218,9 @@ def interleaved(net_name: str, train, val, steps: int, block: int, work: Path) -
     dice_ours = trainer.validate()["val_dice"]
     t_val_ours = time.perf_counter() - t_val
     dice_ref = ref.validate(val)
+    flops = (train_flops(copy.deepcopy(ref.net)), train_flops(_plain_copy(trainer)))
     return {"times": times, "dice": (dice_ref, dice_ours), "steps": (ref.steps, trainer.epoch * block),
-            "flops": (train_flops(ref.net), train_flops(_plain_copy(trainer))), "flip_axes": trainer.flip_axes,
+            "flops": flops, "flip_axes": trainer.flip_axes,
             "amp": str(trainer.amp).replace("torch.", ""), "channels_last": trainer.channels_last,
             "val_seconds": t_val_ours, "ref": ref}
 
@@ -208,25 +229,28 @@ def _plain_copy(trainer: Trainer) -> torch.nn.Module:
     from AutoSegCore.networks import build_network
 
     net = build_network(trainer.config["network"], 1, 3)
-    net.load_state_dict(trainer.net.state_dict())
+    net.load_state_dict({k: v.cpu() for k, v in trainer.net.state_dict().items()})
     return net.eval()
 
 
 def candidates(net_name: str, train, block: int, rounds: int, work: Path) -> list[tuple[str, float, float]]:
     """ms/step of the reference and of ours under each amp × channels_last setting, interleaved per round."""
-    settings = [("fp32, contiguous", "off", "off"), ("bf16, contiguous", "on", "off"),
-                ("fp32, channels_last", "off", "on"), ("bf16, channels_last (auto)", "on", "on")]
+    settings = [("fp32, contiguous", "off", "off"), ("bf16, contiguous", "bf16", "off"),
+                ("fp32, channels_last", "off", "on"), ("bf16, channels_last", "bf16", "on")]
+    if DEVICE.type == "cuda":                  # where issue 21 measured fp16 slower than fp32 for small nets
+        settings.append(("fp16 + GradScaler, contiguous", "fp16", "off"))
     ref = LeanLoop(net_name, train)
     trainers = [make_trainer(our_config(net_name, 1, block, amp=a, channels_last=c), train, work / "cand")
                 for _, a, c in settings]
     for t in trainers:
-        t._confusion = torch.zeros(3, 3, dtype=torch.long)
+        t._confusion = torch.zeros(3, 3, dtype=torch.long, device=DEVICE)
     ref.run(2)
     for t in trainers:
         [t._train_step() for _ in range(2)]
     totals = [[] for _ in range(len(settings) + 1)]
 
     def ours(t: Trainer) -> float:
+        sync()
         start = time.perf_counter()
         torch.stack([t._train_step() for _ in range(block)]).sum().item()
         return time.perf_counter() - start
@@ -250,9 +274,12 @@ def packed(net_name: str, train, block: int, rounds: int, jobs: int, ref: LeanLo
            work: Path) -> dict:
     """``jobs`` trial processes with 1 thread each (as ``autoseg search --jobs`` runs them), in rounds of
     ``block`` steps each, alternating with ``block`` reference steps in this process."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", AUTOSEG_THREADS="1")
+    from AutoSegCore.utils.device import trial_device_env
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", AUTOSEG_THREADS="1",
+               **trial_device_env([str(DEVICE)], jobs, str(DEVICE)))     # each trial's memory cap on a GPU
     procs = [subprocess.Popen([sys.executable, str(CHILD_SCRIPT), "--child", net_name, "--data", data,
-                               "--block", str(block), "--child-rounds", str(rounds + 1),
+                               "--block", str(block), "--child-rounds", str(rounds + 1), "--device", str(DEVICE),
                                "--work", str(work / f"child{i}")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
              for i in range(jobs)]
@@ -311,12 +338,21 @@ def main(argv=None) -> int:
     ap.add_argument("--packed-rounds", type=int, default=4, help="timed rounds of the packed arm")
     ap.add_argument("--candidate-rounds", type=int, default=3, help="rounds of the per-setting table (0: skip)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where both loops train")
+    ap.add_argument("--nets", default="full,proxy", help="arms to run: full, proxy or full,proxy")
     ap.add_argument("--quick", action="store_true", help="few steps, nothing saved")
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-rounds", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    global DEVICE
+    from AutoSegCore.utils.device import pick_device
+
+    DEVICE = pick_device(args.device)
+    args.nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    if not args.nets or set(args.nets) - set(NETS):
+        ap.error(f"--nets: choose among {', '.join(NETS)}")
     if args.child:
         return child_main(args)
     if args.quick:
@@ -336,7 +372,8 @@ def run(args, work: Path) -> int:
     started = time.perf_counter()
     print(f"# bench/train_throughput.py — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 native: "
-          f"{torch.cpu._is_avx512_bf16_supported()}")
+          f"{torch.cpu._is_avx512_bf16_supported()}, device {DEVICE}"
+          + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""))
     global BUSY_AT_START
     BUSY_AT_START = busy_cores()
     print(f"start: {load_line()}; other processes used {BUSY_AT_START:.2f} cores over the last 2 s "
@@ -350,6 +387,8 @@ def run(args, work: Path) -> int:
     rows, verdicts, notes = [], [], []
     results = {}
     for name, steps in (("full", args.steps_full), ("proxy", args.steps_proxy)):
+        if name not in args.nets:
+            continue
         res = interleaved(name, train, val, steps, args.block, work)
         results[name] = res
         rt, ot = res["times"]["ref"][1:], res["times"]["ours"][1:]      # first block = warm-up
@@ -358,12 +397,13 @@ def run(args, work: Path) -> int:
         paired = statistics.median(r / o for r, o in zip(rt, ot))
         f_ref, f_ours = res["flops"]
         d_ref, d_ours = res["dice"]
-        rows.append((name, "reference (MONAI UNet, fp32)", ms_ref, voxels / ms_ref * 1000, f_ref / ms_ref / 1e6,
+        rows.append((name, f"reference (MONAI UNet, fp32, {DEVICE.type})", ms_ref, voxels / ms_ref * 1000, f_ref / ms_ref / 1e6,
                      1.0, d_ref))
         rows.append((name, f"ours ({res['amp'] or 'fp32'}, channels_last={'on' if res['channels_last'] else 'off'})",
                      ms_ours, voxels / ms_ours * 1000, f_ours / ms_ours / 1e6, paired, d_ours))
         dd = abs(d_ref - d_ours)
-        verdicts.append((name, "single trainer, 2 threads", paired, TARGETS[name], dd))
+        verdicts.append((name, "single trainer" + (f", {args.threads} threads" if DEVICE.type == "cpu" else
+                                                   f", {DEVICE}"), paired, TARGETS[name], dd))
         notes.append(f"{name}: {res['steps'][0]} steps each (blocks of {args.block}, first block untimed); "
                      f"train GFLOP/step reference {f_ref / 1e9:.2f}, ours {f_ours / 1e9:.2f}; our flip axes "
                      f"{res['flip_axes']}; ratio of total times {ms_ref / ms_ours:.2f}×, median of paired blocks "
@@ -371,7 +411,7 @@ def run(args, work: Path) -> int:
         print(f"[{time.perf_counter() - started:5.0f} s] {notes[-1]}; Dice ref {d_ref:.3f} ours {d_ours:.3f}; "
               f"{load_line()}")
     if args.jobs > 1:
-        for name in ("proxy", "full"):
+        for name in [n for n in ("proxy", "full") if n in args.nets]:
             pk = packed(name, train, args.block, args.packed_rounds, args.jobs, results[name]["ref"], args.data, work)
             n = len(pk["wall"]) * args.block
             ms_ref = 1000 * sum(pk["ref"]) / n
@@ -407,7 +447,7 @@ def run(args, work: Path) -> int:
     if args.candidate_rounds:
         print()
         print("Per-setting step time (same data, interleaved rounds; ratio = reference / ours, median of rounds):")
-        for name in ("full", "proxy"):
+        for name in args.nets:
             for label, ms, ratio in candidates(name, train, max(5, args.block // 2), args.candidate_rounds, work):
                 print(f"  {name:6s} {label:42s} {ms:8.1f} ms/step {ratio:5.2f}×")
     print()
