@@ -19,20 +19,10 @@ from typing import Any, Callable
 import yaml
 
 from AutoSegCore.errors import ConfigError
+from AutoSegCore.networks.defaults import ARCH_DEFAULTS, NETWORK_CHOICES, NETWORK_DEFAULTS
 
 DEFAULT_CONFIG: dict[str, Any] = {
-    "network": {
-        "arch": "unet",          # unet | segnas | emonas
-        "depth": 4,              # number of resolution levels (paper b: 2–6)
-        "channels": 16,          # channels in the first level (paper b: 2^3–2^7)
-        "multiplier": 2.0,       # channel multiplier per level (paper b: 0.5–3, channels floored)
-        "conv": "3d",            # 3d | 2d (k×k×1 kernels)
-        "n_convs": 2,            # convolutions per level; 0 = one convolution without residual path
-        "norm": "instance",      # instance | batch
-        "deep_supervision": False,
-        "max_channels": 320,
-        "dropout": 0.0,
-    },
+    "network": dict(NETWORK_DEFAULTS),   # AutoSegCore.networks.defaults owns the network keys
     "preprocessing": {
         "normalization": "zscore",   # zscore | percentile_zscore | minmax | none | ct_window
         "ct_window": [-1000.0, 1000.0],
@@ -79,9 +69,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 CHOICES = {
-    ("network", "arch"): ("unet", "segnas", "emonas"),
-    ("network", "conv"): ("3d", "2d"),
-    ("network", "norm"): ("instance", "batch"),
+    **{("network", key): values for key, values in NETWORK_CHOICES.items()},
     ("preprocessing", "normalization"): ("zscore", "percentile_zscore", "minmax", "none", "ct_window"),
     ("preprocessing", "resampling"): ("none", "median", "mean"),
     ("training", "loss"): ("dice", "generalized_dice", "dice_ce", "dice_focal", "dice_topk", "dice_hausdorff"),
@@ -235,8 +223,8 @@ def _label_values(v) -> bool:
     return v == "auto" or (isinstance(v, list) and all(_is_int(c) and c >= 1 for c in v))
 
 
-# network.segnas / network.emonas: the arch sub-sections; their keys and values are AutoSegCore.networks.validate's
-# (ARCH_DEFAULTS, validate_network), which validate_config calls
+# network.segnas / network.emonas: the arch sub-sections; their keys and values are AutoSegCore.networks' (defaults
+# ARCH_DEFAULTS, checks validate_network), which validate_config calls
 ARCH_SECTION = "arch sub-section"
 
 RULES: dict[str, dict[str, Any]] = {
@@ -359,9 +347,9 @@ def _check_mapping(source: str, path: str, value: Any, rules: dict) -> None:
 
 
 def _check_arch_sections(source: str, net: dict) -> None:
-    """network.segnas / network.emonas: known keys (networks.validate.ARCH_DEFAULTS), then the whole network as
+    """network.segnas / network.emonas: known keys (networks.defaults.ARCH_DEFAULTS), then the whole network as
     the model builder will check it (e.g. a SegNAS block that is an illegal graph)."""
-    from AutoSegCore.networks.validate import ARCH_DEFAULTS, validate_network
+    from AutoSegCore.networks.validate import validate_network  # torch (segnas/emonas), imported on use
 
     for arch, defaults in ARCH_DEFAULTS.items():
         if arch in net:

@@ -4,46 +4,32 @@
 (B, C, X, Y, Z) to logits (B, out, X, Y, Z); in train mode with ``deep_supervision`` it returns
 ``[full-resolution logits, 1/2-resolution logits, ...]``.  X, Y, Z must be multiples of ``size_divisor``.
 
-- ``unet``   paper b's U-Net knobs (``unet.py``, MONAI blocks)
-- ``segnas`` paper c's DAG-block network (``segnas.py``; sub-section ``network.segnas``)
-- ``emonas`` paper d's cell network (``emonas.py``; sub-section ``network.emonas``)
+- ``unet``   the U-Net search's knobs (``unet.py``, MONAI blocks)
+- ``segnas`` SegNAS's DAG-block network (``segnas.py``; sub-section ``network.segnas``)
+- ``emonas`` EMONAS's cell network (``emonas.py``; sub-section ``network.emonas``)
+
+This ``__init__`` imports nothing (no torch): the names below are loaded from their module on first use, so
+``AutoSegCore.config`` can read the network's choices and defaults (``networks.defaults``) without torch, and
+no module of the package imports the package back.
 """
 from __future__ import annotations
 
-from torch import nn
+import importlib
 
-from AutoSegCore.errors import ConfigError
-from AutoSegCore.networks.emonas import EMONAS
-from AutoSegCore.networks.measure import count_parameters, flops_per_voxel
-from AutoSegCore.networks.proxy import proxy_network
-from AutoSegCore.networks.segnas import SegNAS, segnas_is_legal, segnas_matrix
-from AutoSegCore.networks.unet import UNet, unet_channels
-from AutoSegCore.networks.validate import ARCH_DEFAULTS, validate_network, with_arch_defaults
-
-ARCHS = {"unet": UNet, "segnas": SegNAS, "emonas": EMONAS}
-
-
-def build_network(net_cfg: dict, in_channels: int, out_channels: int) -> nn.Module:
-    """Build the network described by ``net_cfg`` (= ``config["network"]``); ``ConfigError`` if it cannot be built."""
-    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if not (isinstance(value, int) and value >= 1):
-            raise ConfigError(f"{name} = {value!r} must be a positive integer",
-                              "pass the number of image channels / label classes (incl. background)")
-    cfg = validate_network(net_cfg)
-    return ARCHS[cfg["arch"]](cfg, in_channels, out_channels)
+_WHERE = {
+    "build_network": "build", "size_divisor": "build", "ARCHS": "build",
+    "count_parameters": "measure", "flops_per_voxel": "measure", "proxy_network": "proxy",
+    "segnas_is_legal": "segnas", "segnas_matrix": "segnas", "SegNAS": "segnas", "EMONAS": "emonas",
+    "unet_channels": "unet", "UNet": "unet",
+    "validate_network": "validate", "with_arch_defaults": "validate", "ARCH_DEFAULTS": "defaults",
+    "NETWORK_DEFAULTS": "defaults", "NETWORK_CHOICES": "defaults",
+}
+__all__ = sorted(_WHERE)
 
 
-def size_divisor(net_cfg: dict) -> tuple[int, int, int]:
-    """Every spatial size of a patch must be a multiple of this (2^number of poolings; 1 on the 2D slice axis)."""
-    cfg = validate_network(net_cfg)
-    arch = cfg["arch"]
-    if arch == "unet":
-        d = 2 ** (cfg["depth"] - 1)
-        return (d, d, 1) if cfg["conv"] == "2d" else (d, d, d)
-    d = 2 ** (cfg["segnas"]["poolings"] if arch == "segnas" else cfg["emonas"]["n_c"])
-    return (d, d, d)
-
-
-__all__ = ["build_network", "size_divisor", "count_parameters", "flops_per_voxel", "proxy_network",
-           "segnas_is_legal", "segnas_matrix", "unet_channels", "validate_network", "with_arch_defaults",
-           "ARCH_DEFAULTS", "UNet", "SegNAS", "EMONAS"]
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

@@ -17,7 +17,7 @@ from torch import nn
 
 def count_parameters(net_cfg: dict, in_channels: int, out_channels: int) -> int:
     """Number of trainable parameters (deep-supervision heads included when enabled)."""
-    from AutoSegCore.networks import build_network
+    from AutoSegCore.networks.build import build_network
     with torch.device("meta"):
         model = build_network(net_cfg, in_channels, out_channels)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -35,7 +35,7 @@ def conv_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 def flops_per_voxel(net_cfg: dict, in_channels: int, out_channels: int,
                     patch: tuple[int, int, int] = (48, 64, 48)) -> float:
     """Forward FLOPs (2 × conv multiply-adds) of one patch in eval mode, divided by the patch's voxel count."""
-    from AutoSegCore.networks import build_network, size_divisor
+    from AutoSegCore.networks.build import build_network, size_divisor
     div = size_divisor(net_cfg)
     # round the patch up to the divisor so any net can be measured at the requested size
     patch = tuple(int(math.ceil(p / d) * d) for p, d in zip(patch, div))

@@ -1,23 +1,19 @@
 """Checks of a ``config["network"]`` section, with errors that name the key and say the fix.
 
-``AutoSegCore.config.validate_config`` checks the U-Net keys of every config; the SegNAS / EMONAS sub-sections
-(``network.segnas``, ``network.emonas``) are checked here, with their defaults in ``ARCH_DEFAULTS``.
+The one owner of the network rules: ``AutoSegCore.config.validate_config`` calls ``validate_network`` for the
+network section (choices and defaults in ``networks.defaults``).  A section that passed is remembered (by its JSON
+text), so the builders' own ``validate_network`` calls on the config ``make_config`` returned cost a dict look-up.
 """
 from __future__ import annotations
 
 import copy
+import json
 
-from AutoSegCore.config import CHOICES, DEFAULT_CONFIG
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.networks import emonas, segnas
+from AutoSegCore.networks.defaults import ARCH_DEFAULTS, NETWORK_CHOICES, NETWORK_DEFAULTS
 
-# Defaults of the arch-specific sub-sections (paper c: V-Net-like n=16, p=4, residual, a 2-conv block;
-# ops are the 4×4 upper triangle, of which nodes = 3 use (0,1) and (1,2): two cascaded conv(3,1), as SegNAS4;
-# paper d: the Hippocampus optimum of its slides, 7 cells, 32 filters).
-ARCH_DEFAULTS: dict[str, dict] = {
-    "segnas": {"filters": 16, "poolings": 4, "residual": True, "nodes": 3, "ops": [2, 0, 0, 2, 0, 0]},
-    "emonas": {"inputs": [0, 1, 1], "ops": ["conv3d_3", "p3d_3", "p3d_3", "conv2d_5"], "n_c": 3, "n_f": 5},
-}
+_VALID: dict[str, dict] = {}   # JSON text of a network section that passed → its checked form
 
 
 def with_arch_defaults(net_cfg: dict) -> dict:
@@ -37,9 +33,22 @@ def validate_network(net_cfg: dict, source: str = "config") -> dict:
     """Raise ``ConfigError`` if ``net_cfg`` cannot be built; return it with the arch defaults filled in."""
     if not isinstance(net_cfg, dict):
         raise ConfigError(f"{source}: network must be a mapping", "e.g. network: {arch: unet, depth: 4}")
-    cfg = with_arch_defaults({**DEFAULT_CONFIG["network"], **net_cfg})
+    try:
+        key = json.dumps(net_cfg, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        key = None                      # not JSON (e.g. a numpy value): checked every time
+    if key is not None and key in _VALID:
+        return copy.deepcopy(_VALID[key])
+    cfg = _check_network(net_cfg, source)
+    if key is not None and len(_VALID) < 4096:
+        _VALID[key] = copy.deepcopy(cfg)
+    return cfg
+
+
+def _check_network(net_cfg: dict, source: str) -> dict:
+    cfg = with_arch_defaults({**NETWORK_DEFAULTS, **net_cfg})
     for key in ("arch", "conv", "norm"):
-        allowed = CHOICES[("network", key)]
+        allowed = NETWORK_CHOICES[key]
         if cfg[key] not in allowed:
             raise ConfigError(f"{source}: network.{key} = {cfg[key]!r} is not one of {list(allowed)}",
                               f"set network.{key} to one of {', '.join(allowed)}")

@@ -27,7 +27,8 @@ def preload() -> None:
 
     import AutoSegCore.data.dataset  # noqa: F401
     import AutoSegCore.data.preprocess  # noqa: F401
-    import AutoSegCore.networks  # noqa: F401
+    import AutoSegCore.networks.build  # noqa: F401
+    import AutoSegCore.networks.measure  # noqa: F401
     import AutoSegCore.search.storage  # noqa: F401
     import AutoSegCore.search.trial_process  # noqa: F401
     import AutoSegCore.strategies  # noqa: F401
