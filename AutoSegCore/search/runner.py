@@ -46,6 +46,7 @@ class RunningTrial:
     trial_dir: Path
     params: dict
     started: float
+    device: str = ""
     metrics_offset: int = 0
     reported_epochs: set = field(default_factory=set)
 
@@ -79,7 +80,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
 
     _counted = staticmethod(counted)
 
-    def _start_trial(self) -> RunningTrial | None:
+    def _start_trial(self, running: list[RunningTrial] | None = None) -> RunningTrial | None:
 
         trial = self.study.ask()
         params = self.space.suggest(trial)
@@ -100,11 +101,12 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             config["training"]["steps_per_epoch"] = self.s.steps_per_epoch
         trial_dir = self.work / "trials" / f"{trial.number:04d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
+        device, fraction = self._trial_device([rt.device for rt in running or []])
         spec = TrialSpec(
             number=trial.number, trial_id=trial._trial_id, storage=self.storage_url, study_name=self.s.study_name,
             strategy=self.s.strategy, directions=self.directions, data=str(Path(self.s.data).resolve()),
             config=config, train_cases=self.train_cases, val_cases=self.val_cases, min_epochs=self.s.min_epochs,
-            threads=self.s.threads_per_job(), device=self._trial_device(trial.number),
+            threads=self.s.threads_per_job(), device=device, memory_fraction=fraction,
             memory_gb=self.s.trial_memory_gb, cache_dir=str(self.work / "cache"),
             resume_from=trial.user_attrs.get("resume_from"), fingerprint=str(self.fingerprint_path),
             preprocessor=self._preprocessor_file(config))
@@ -117,7 +119,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
         self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
                          fidelity=self.fidelity.to_dict())
-        return RunningTrial(trial, proc, trial_dir, params, time.time())
+        return RunningTrial(trial, proc, trial_dir, params, time.time(), device=device)
 
     def _preprocessor_file(self, config: dict) -> str | None:
         """The trial's fitted preprocessing as a stage output; None for a config that cannot build one (its trial
@@ -128,13 +130,23 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         except Exception:
             return None
 
-    def _trial_device(self, number: int) -> str:
-        """The device of trial ``number`` (its TrialSpec's): parallel trials on several GPUs take turns over them."""
-        import torch
+    def _trial_device(self, running: list[str]) -> tuple[str, float | None]:
+        """The next trial's device and GPU memory share (its TrialSpec's), given the devices of the trials
+        running now: trials spread over ``--devices`` (default: every visible GPU when ``device`` is auto or
+        cuda), the least busy first; trials sharing a GPU each get an equal cap of its memory.  Asking torch
+        for the GPU count does not initialise CUDA here, and the fork server is a separate process anyway."""
+        from AutoSegCore.utils.device import memory_fraction, next_device, parse_devices
 
-        if self.s.device in ("auto", "cuda") and self.s.jobs > 1 and torch.cuda.is_available():
-            return f"cuda:{number % torch.cuda.device_count()}"
-        return self.s.device
+        if self.s.devices:
+            devices = parse_devices(self.s.devices)
+        elif self.s.device in ("auto", "cuda"):
+            devices = parse_devices(self.s.device)
+            if devices == ["cpu"]:                 # no GPU: the trial resolves "auto" itself, as before
+                return self.s.device, None
+        else:
+            devices = [self.s.device]
+        device = next_device(devices, running)
+        return device, memory_fraction(devices, self.s.jobs, device)
 
     def _poll_metrics(self, rt: RunningTrial) -> None:
         from AutoSegCore.events import read_events
@@ -211,7 +223,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         try:
             while True:
                 while len(running) < self.s.jobs and self._budget_left(started):
-                    rt = self._start_trial()
+                    rt = self._start_trial(running)
                     if rt:
                         running.append(rt)
                 if not running:

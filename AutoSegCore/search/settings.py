@@ -87,6 +87,7 @@ class SearchSettings:
     steps_per_epoch: int | None = None
     seed: int = 0
     device: str = "auto"
+    devices: str | None = None                # GPUs the trials spread over (--devices; None: from device)
     trial_timeout: float | None = None        # seconds; a trial past it is killed and recorded as failed
     trial_memory_gb: float | None = None      # address-space limit per trial process (Linux)
     val_fraction: float = 0.2
@@ -145,6 +146,9 @@ class SearchSettings:
             raise ConfigError(f"--final-tta {self.final_tta!r} is not auto, on or off", "e.g. --final-tta auto")
         if not DEVICE_NAME.fullmatch(str(self.device).lower()):
             raise ConfigError(f"device '{self.device}' is not a device", "use auto, cpu, cuda or cuda:N")
+        if self.devices is not None and not all(DEVICE_NAME.fullmatch(d.strip()) for d in str(self.devices).lower().split(",")):
+            raise ConfigError(f"devices '{self.devices}' is not a list of devices",
+                              "use auto, cpu, cuda or a list such as cuda:0,cuda:1")
         from AutoSegCore.strategies import list_strategies
 
         if self.strategy not in list_strategies():

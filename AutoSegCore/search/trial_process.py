@@ -85,6 +85,10 @@ def run_trial_process(trial_dir: str | Path) -> int:
     trial_dir = Path(trial_dir)
     spec = TrialSpec.read(trial_dir)
     _limit_memory(spec.memory_gb)
+    if spec.memory_fraction:                      # read by the Trainer before it allocates anything on the GPU
+        from AutoSegCore.utils.device import MEMORY_FRACTION_ENV
+
+        os.environ[MEMORY_FRACTION_ENV] = str(spec.memory_fraction)
     apply_threads(spec.threads)
     started = time.time()
     if spec.resume_from and not (trial_dir / "checkpoint.pt").exists() \

@@ -23,7 +23,9 @@ class TrialSpec:
     """One trial as its child process runs it.
 
     ``config`` is the complete trial config (proxy network applied; ``training.epochs`` is the trial's epoch
-    budget).  ``device``: "auto", "cpu", "cuda" or "cuda:N", the device this trial trains on.  ``fingerprint``
+    budget).  ``device``: "auto", "cpu", "cuda" or "cuda:N", the device this trial trains on; ``memory_fraction``:
+    its share of that GPU's memory when it shares the GPU with other trials (--jobs N on one device; applied in
+    the child before its first CUDA allocation), None for none.  ``fingerprint``
     and ``preprocessor``: stage outputs of the search (``fingerprint.json`` and a fitted preprocessor state in
     the work folder), read instead of re-reading every training case; None makes the child fit its own.
     """
@@ -41,6 +43,7 @@ class TrialSpec:
     threads: int
     device: str = "auto"
     memory_gb: float | None = None
+    memory_fraction: float | None = None
     cache_dir: str | None = None
     resume_from: str | None = None
     fingerprint: str | None = None
@@ -90,6 +93,10 @@ class TrialSpec:
         if self.memory_gb is not None and (isinstance(self.memory_gb, bool) or not isinstance(self.memory_gb, (int, float))
                                            or not self.memory_gb > 0):
             raise bad("memory_gb", "a positive number or null")
+        if self.memory_fraction is not None and (isinstance(self.memory_fraction, bool)
+                                                 or not isinstance(self.memory_fraction, (int, float))
+                                                 or not 0 < self.memory_fraction <= 1):
+            raise bad("memory_fraction", "a number in (0, 1] or null")
         for name in ("cache_dir", "resume_from", "fingerprint", "preprocessor"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a path or null")

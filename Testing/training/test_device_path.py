@@ -177,6 +177,48 @@ def test_trial_devices_are_parsed_and_spread():
     assert memory_fraction(devices, 2, "cuda:1") is None
 
 
+def _runner(tmp_path, **kw):
+    from AutoSegCore.search.runner import SearchRunner
+    from AutoSegCore.search.settings import SearchSettings
+
+    return SearchRunner(SearchSettings(data=str(tmp_path), out=str(tmp_path / "out"), space="unet-pipeline",
+                                       strategy="random", trials=2, **kw))
+
+
+def test_each_trial_spec_carries_its_device_and_gpu_memory_share(tmp_path):
+    """The search chooses each trial's device (``--devices`` / ``device``) and, for trials sharing a GPU, its
+    memory share; both travel in the TrialSpec, and the child sets the share before the Trainer starts."""
+    from AutoSegCore.search.settings import SearchSettings
+    from AutoSegCore.search.trial_spec import TrialSpec
+
+    assert _runner(tmp_path, jobs=2, device="cpu")._trial_device(["cpu"]) == ("cpu", None)
+    assert _runner(tmp_path, jobs=2, devices="cpu")._trial_device([]) == ("cpu", None)
+    if not CUDA:                                            # no GPU: "auto" stays auto, no cap
+        assert _runner(tmp_path, jobs=2)._trial_device([]) == ("auto", None)
+    with pytest.raises(ConfigError, match="devices"):
+        SearchSettings(data=str(tmp_path), out=str(tmp_path / "o"), devices="gpu0,gpu1")
+    base = dict(number=0, trial_id=1, storage="sqlite:///s.db", study_name="s", strategy="random",
+                directions=["maximize"], data="/d", config={"training": {"epochs": 1}}, train_cases=["a"],
+                val_cases=[], min_epochs=1, threads=1, device="cuda:0")
+    spec = TrialSpec(**base, memory_fraction=0.45)
+    spec.write(tmp_path)
+    assert TrialSpec.read(tmp_path).memory_fraction == 0.45
+    for bad in (0, 1.5, True, "0.4"):
+        with pytest.raises(ConfigError, match="memory_fraction"):
+            TrialSpec(**base, memory_fraction=bad)
+
+
+@needs_cuda
+def test_trials_sharing_one_gpu_each_get_a_memory_cap(tmp_path):
+    runner = _runner(tmp_path, jobs=2, devices="cuda:0")
+    first = runner._trial_device([])
+    assert first == ("cuda:0", pytest.approx(0.45))
+    assert runner._trial_device(["cuda:0"]) == first
+    gpus = torch.cuda.device_count()
+    spread = _runner(tmp_path, jobs=gpus, device="auto")
+    assert spread._trial_device([]) == ("cuda:0", None)    # one trial per GPU: no cap needed
+
+
 def test_gpu_out_of_memory_is_a_one_line_trial_fault(hippo, tmp_path):
     """torch's OutOfMemoryError in a step (raised here by a forward hook: a CPU cannot run out of GPU memory)
     becomes one line naming the run and the fix, which the search runner classifies as a CUDA out-of-memory."""
