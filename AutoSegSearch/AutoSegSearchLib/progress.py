@@ -45,6 +45,7 @@ class RunProgress:
     error: str | None = None
     done: dict | None = None
     last_epoch: dict | None = None
+    forecast: str | None = None           # the search's cost forecast line (a ``forecast`` event), kept all run
 
     def update(self, event: dict) -> int | None:
         kind = event.get("event")
@@ -73,6 +74,8 @@ class RunProgress:
                 row.state = "stopped, re-queued"
             self.status = f"trial {trial} {row.state}"
             return trial
+        elif kind == "forecast" and event.get("text"):      # before the first trial: expected wall-clock
+            self.forecast = self.status = str(event["text"])
         elif kind == "log" and event.get("message"):     # the engine's notes: time limit reached, Ctrl-C summary
             self.status = str(event["message"])
         elif kind == "progress":
