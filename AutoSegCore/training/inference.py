@@ -16,15 +16,35 @@ from AutoSegCore.training.postprocess import keep_largest_component
 from AutoSegCore.utils.device import pick_device
 
 
+ACCUMULATE_SHARE = 0.5     # of the GPU's free memory the probability maps of one volume may take there
+
+
+def accumulation_device(device: torch.device, shape: tuple[int, ...], classes: int | None,
+                        free_bytes: int | None = None) -> torch.device:
+    """Where the sliding windows' probabilities of a volume of ``shape`` (X, Y, Z) with ``classes`` classes are
+    accumulated: on the GPU when its maps (output + weights, the softmax, the TTA sum: ≈ 3 × (K + 1) float32
+    volumes) take at most ``ACCUMULATE_SHARE`` of its free memory (``free_bytes``, default asked of CUDA), else
+    on the CPU (each window's output copied there; the windows still run batched on the GPU).  On the CPU:
+    the CPU.  ``classes`` None: the GPU (the trainer's validation volumes are canvas-sized)."""
+    if device.type != "cuda" or classes is None:
+        return device
+    need = 3 * (int(classes) + 1) * 4 * int(np.prod(shape))
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return device if need <= ACCUMULATE_SHARE * free_bytes else torch.device("cpu")
+
+
 @torch.no_grad()
 def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int], *,
                   device: torch.device, amp: torch.dtype | None = None, overlap: float = 0.5,
                   tta_axes: tuple[int, ...] = (), sw_batch_size: int = 2,
-                  channels_last: bool = False) -> torch.Tensor:
+                  channels_last: bool = False, classes: int | None = None) -> torch.Tensor:
     """Softmax probabilities (K, X, Y, Z) on CPU for ``image`` (C, X, Y, Z); volumes smaller than the patch are
     padded symmetrically to it, exactly as the trainer pads its canvas.  ``channels_last`` feeds each window
-    in the NDHWC layout of a net converted with ``to(memory_format=torch.channels_last_3d)``."""
+    in the NDHWC layout of a net converted with ``to(memory_format=torch.channels_last_3d)``.  The windows run
+    on ``device``; the probabilities are accumulated where :func:`accumulation_device` says (``classes``: K)."""
     x = image.unsqueeze(0).to(device)
+    acc = accumulation_device(device, tuple(image.shape[1:]), classes)
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         if channels_last:
@@ -34,7 +54,7 @@ def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, i
     def run(inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             out = sliding_window_inference(inp, roi_size=patch, sw_batch_size=sw_batch_size, predictor=predictor,
-                                           overlap=overlap, mode="gaussian")
+                                           overlap=overlap, mode="gaussian", sw_device=device, device=acc)
         return torch.softmax(out.float(), dim=1)
 
     probs = run(x)
@@ -119,7 +139,8 @@ class Predictor:
             tta_axes = tuple(info.get("flip_axes", [])) if self.tta else ()
             overlap = float((info["config"].get("inference") or {}).get("overlap", 0.5))
             probs = predict_probs(net, torch.from_numpy(np.ascontiguousarray(prep.image)), tuple(info["patch_size"]),
-                                  device=self.device, overlap=overlap, tta_axes=tta_axes)
+                                  device=self.device, overlap=overlap, tta_axes=tta_axes,
+                                  classes=max(self.labels) + 1)
             back = pre.invert(probs.numpy(), prep.meta)
             total = back if total is None else total + back
         label = np.asarray(total).argmax(0).astype(np.uint8 if max(self.labels) < 256 else np.uint16)

@@ -208,6 +208,43 @@ def test_each_trial_spec_carries_its_device_and_gpu_memory_share(tmp_path):
             TrialSpec(**base, memory_fraction=bad)
 
 
+def test_inference_accumulates_on_the_gpu_only_when_its_maps_fit():
+    """Sliding windows run on the model's device; their probabilities are summed there when 3 × (K + 1) float32
+    volumes take at most half the GPU's free memory, else on the CPU (a large CT with many classes)."""
+    from AutoSegCore.training.inference import accumulation_device
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda:0")
+    assert accumulation_device(cpu, (512, 512, 400), 105) == cpu
+    gib = 1 << 30
+    small = (96, 96, 96)                                        # 3 × 4 × 4 B × 884 736 voxels ≈ 40 MiB
+    assert accumulation_device(gpu, small, 3, free_bytes=80 * gib) == gpu
+    ct = (512, 512, 400)                                        # 105 classes: ≈ 134 GB of maps
+    assert accumulation_device(gpu, ct, 105, free_bytes=140 * gib) == cpu
+    assert accumulation_device(gpu, ct, 2, free_bytes=140 * gib) == gpu      # 3 classes: ≈ 3.8 GB
+    assert accumulation_device(gpu, ct, 2, free_bytes=6 * gib) == cpu
+    assert accumulation_device(gpu, ct, None, free_bytes=0) == gpu           # the trainer's canvas validation
+
+
+@needs_cuda
+def test_gpu_prediction_matches_cpu_accumulation(hippo, tmp_path):
+    from AutoSegCore.networks import build_network
+    from AutoSegCore.training import inference
+
+    torch.manual_seed(0)
+    net = build_network(make_config(tiny_config())["network"], 1, 3).eval()
+    image = torch.randn(1, 40, 56, 40)
+    ref = inference.predict_probs(net, image, (32, 32, 32), device=torch.device("cpu"))
+    gpu = inference.predict_probs(net.cuda(), image, (32, 32, 32), device=torch.device("cuda"), classes=3)
+    assert torch.allclose(ref, gpu, atol=1e-3)
+    saved = inference.ACCUMULATE_SHARE
+    inference.ACCUMULATE_SHARE = 0.0                           # forces the CPU accumulation path
+    try:
+        host = inference.predict_probs(net, image, (32, 32, 32), device=torch.device("cuda"), classes=3)
+    finally:
+        inference.ACCUMULATE_SHARE = saved
+    assert torch.allclose(gpu, host, atol=1e-5)
+
+
 @needs_cuda
 def test_trials_sharing_one_gpu_each_get_a_memory_cap(tmp_path):
     runner = _runner(tmp_path, jobs=2, devices="cuda:0")
