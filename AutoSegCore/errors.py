@@ -37,3 +37,12 @@ class SearchFailed(AutoSegError):
     data, the base config or the machine, not necessarily a mistyped option)."""
 
     exit_code = 1
+
+
+class TrainingDiverged(AutoSegError):
+    """The gradients stayed non-finite: the run cannot recover (a trial records it as failed, with this message)."""
+
+
+class StopTraining(Exception):
+    """Raised by a training callback to end training after the current epoch (the checkpoint is already written);
+    not an error: the run ends normally (a pruned trial, a stop request)."""

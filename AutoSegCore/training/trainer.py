@@ -10,7 +10,6 @@ statistics — baselines.md).
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import warnings
@@ -22,36 +21,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from AutoSegCore.errors import AutoSegError, ConfigError
+from AutoSegCore.errors import ConfigError, StopTraining, TrainingDiverged  # noqa: F401 (importable here)
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.augment import CaseBank, augment_on_device, safe_flip_axes
+from AutoSegCore.training.augment import augment_on_device, safe_flip_axes
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, confusion
 from AutoSegCore.training.fused_loss import available as fused_available
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
 from AutoSegCore.training.metrics import dice_per_class
+from AutoSegCore.training.device_setup import (add_confusion, amp_dtype, case_bank, choose_patch, configure_backends,
+                                               deterministic_wanted, fast_argmax, loss_layout, out_of_memory,
+                                               use_channels_last)
 from AutoSegCore.training.model_io import save_model
 from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
 from AutoSegCore.utils.device import apply_memory_cap, pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.pt"
-MAX_PATCH_VOXELS = 96 * 96 * 96   # CPU-friendly default; a user/config patch_size overrides it
 MAX_BAD_STEPS = 20          # consecutive non-finite steps before a run is declared diverged
-# ``training.amp: auto`` on CUDA: autocast only for nets at least this large.  Measured (issue 21, H200): fp16
-# autocast + GradScaler made the 1.19 M-parameter recipe net slower than fp32 (15.8 vs 10.5 ms per step of a
-# lean loop): small 3D U-Nets are launch-bound, the casts cost more than the tensor cores save.  The value
-# itself is a conservative guess above that point, to be placed by `make gpu-check`'s per-setting table.
-AMP_MIN_PARAMS_CUDA = 10_000_000
-DETERMINISTIC_ENV = "AUTOSEG_DETERMINISTIC"    # 1: deterministic CUDA kernels (bit-exact resume), no cudnn.benchmark
-BANK_SHARE = 0.5            # the cases live on the GPU when they take at most this share of its free memory
-
-
-class TrainingDiverged(AutoSegError):
-    """The gradients stayed non-finite: the run cannot recover (a trial records it as failed, with this message)."""
-
-
-class StopTraining(Exception):
-    """Raised by a callback to end training after the current epoch (the checkpoint is already written)."""
 
 
 @dataclass
@@ -65,122 +51,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     num_params: int = 0
-
-
-def round_up(value: int, divisor: int) -> int:
-    return int(-(-value // divisor) * divisor)
-
-
-def choose_patch(shapes: list[tuple[int, ...]], divisor: tuple[int, int, int], requested=None,
-                 max_voxels: int = MAX_PATCH_VOXELS) -> tuple[int, int, int]:
-    """The training canvas: the largest case shape (whole volumes fit) unless that exceeds ``max_voxels``."""
-    if requested:
-        return tuple(round_up(int(s), d) for s, d in zip(requested, divisor))
-    canvas = [round_up(max(s[i] for s in shapes), divisor[i]) for i in range(3)]
-    while np.prod(canvas) > max_voxels:
-        i = int(np.argmax(canvas))
-        if canvas[i] <= divisor[i]:
-            break
-        canvas[i] -= divisor[i]
-    return tuple(int(c) for c in canvas)
-
-
-def amp_dtype(setting: str, device: torch.device, num_params: int = 0) -> torch.dtype | None:
-    """The autocast dtype of ``training.amp`` (docs/performance.md), None for fp32.
-
-    ``auto``: on CUDA bf16 where the GPU has it and the net has ≥ ``AMP_MIN_PARAMS_CUDA`` parameters, else fp32
-    (with TF32 convolutions); on CPU bf16 where the CPU has native bf16 (AVX-512 bf16), else fp32.  ``bf16`` and
-    ``fp16`` force that type (fp16 only on CUDA, always with a GradScaler); ``on`` (older configs) is the
-    device's reduced type: bf16, or fp16 on a GPU without bf16."""
-    if setting == "off":
-        return None
-    if device.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported()
-        if setting == "bf16" and not bf16:
-            raise ConfigError(f"training.amp = bf16 but {torch.cuda.get_device_name(device)} has no bf16",
-                              "set training.amp to fp16, off or auto")
-        if setting in ("bf16", "fp16"):
-            return torch.bfloat16 if setting == "bf16" else torch.float16
-        if setting == "on":
-            return torch.bfloat16 if bf16 else torch.float16
-        return torch.bfloat16 if (bf16 and num_params >= AMP_MIN_PARAMS_CUDA) else None
-    if setting == "fp16":
-        raise ConfigError(f"training.amp = fp16 needs a CUDA GPU (training on {device.type})",
-                          "set training.amp to bf16, off or auto")
-    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    if setting in ("on", "bf16") or has_bf16:
-        return torch.bfloat16
-    return None
-
-
-def deterministic_wanted() -> bool:
-    return os.environ.get(DETERMINISTIC_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
-
-
-def configure_backends(device: torch.device, deterministic: bool) -> None:
-    """CUDA kernel choices for a fixed-canvas run: TF32 for fp32 convolutions and matmuls, ``cudnn.benchmark``
-    (the canvas never changes, so the tuned algorithm is reused every step) — or, with ``deterministic``,
-    deterministic kernels and no autotuning, so that an interrupted run resumes bit-exactly on the same GPU."""
-    if device.type != "cuda":
-        return
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):        # torch ≥ 2.9's precision API
-        conv.fp32_precision = "tf32"
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-    else:
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def use_channels_last(setting: str, device: torch.device) -> bool:
-    """channels_last_3d (NDHWC) memory format: oneDNN's 3D convolutions on CPU avoid a layout reorder per call
-    with it, which dominates nets with few channels (docs/performance.md); on CUDA only when asked (unmeasured)."""
-    if setting == "off":
-        return False
-    return setting == "on" or device.type == "cpu"
-
-
-def _loss_layout(logits: torch.Tensor, keep_layout: bool) -> torch.Tensor:
-    """fp32 logits for the loss: in the net's own layout for the fused Dice + CE (its gradient then flows back
-    without a layout change), NCDHW for MONAI's losses (faster there, see ``_train_step``)."""
-    if keep_layout:
-        return logits.float()
-    return logits.to(torch.float32, memory_format=torch.contiguous_format)
-
-
-def fast_argmax(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Index of the largest value along ``dim``; ``max(dim).indices`` is ≈ 10× faster than ``argmax`` over a
-    non-innermost dim on CPU (100 ms vs 10 ms for a batch of 4 here) and picks the same first maximum."""
-    return logits.max(dim).indices
-
-
-def add_confusion(confusion: torch.Tensor, codes: torch.Tensor, k: int) -> None:
-    """``confusion`` (k, k) += counts of ``codes`` (prediction · k + label).  ``bincount`` on CPU; elsewhere
-    ``index_add_`` into the fixed k² bins, because CUDA's ``bincount`` reads the largest code back to size its
-    output (a host sync per step)."""
-    codes = codes.flatten()
-    if codes.device.type == "cpu":
-        confusion += torch.bincount(codes, minlength=k * k).view(k, k)
-    else:
-        ones = torch.ones(1, dtype=confusion.dtype, device=codes.device).expand(codes.numel())
-        confusion.view(-1).index_add_(0, codes, ones)
-
-
-def out_of_memory(device: torch.device, epoch: int, batch: int, patch, num_params: int, exc: BaseException
-                  ) -> AutoSegError:
-    """A GPU out-of-memory as one line naming what was being trained and the ways out.  In a search the trial
-    fails with it (the runner's ``describe_exit`` reads "CUDA out of memory") and the study goes on."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
-    return AutoSegError(f"CUDA out of memory on {device} in epoch {epoch} (batch {batch}, canvas "
-                        f"{'×'.join(str(p) for p in patch)}, {num_params:,} parameters): {first[:200]}",
-                        "lower training.batch_size or training.patch_size, or run fewer trials per GPU (--jobs)")
 
 
 class Trainer:
@@ -217,7 +87,7 @@ class Trainer:
         flip = self.tcfg["augmentation"].get("flip_axes", "auto")
         self.flip_axes = safe_flip_axes([c.label for c in train_cases]) if flip == "auto" else list(flip)
         self.train_cases, self.val_cases = train_cases, val_cases
-        self.bank = self._make_bank(train_cases)
+        self.bank = case_bank(train_cases, self.device, self.events)
         self.loss_fn = DeepSupervisionWrapper(make_loss(self.tcfg["loss"]))
         self.fused_loss = isinstance(self.loss_fn.loss, FusedDiceCELoss) and fused_available(self.device)
         self.optimizer = make_optimizer(self.net.parameters(), self.tcfg)
@@ -243,21 +113,6 @@ class Trainer:
         self._host_skip = False              # an optimiser without an on-device skip skipped a step (see _step)
 
     # ----------------------------------------------------------------------------------------- data
-    def _make_bank(self, cases: list) -> CaseBank:
-        """The training cases on the training device — or, when they would take more than ``BANK_SHARE`` of the
-        GPU's free memory (a large CT dataset), in pinned host memory, each batch then copied over."""
-        where = self.device
-        if self.device.type == "cuda":
-            need = sum(int(np.prod(c.image.shape)) * 4 + int(np.prod(c.label.shape)) for c in cases)
-            free, total = torch.cuda.mem_get_info(self.device)
-            fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(self.device)
-            budget = BANK_SHARE * min(free, fraction * total - torch.cuda.memory_reserved(self.device))
-            if need > budget:
-                where = torch.device("cpu")
-                self.events.emit("log", message=f"training cases ({need / 2**30:.1f} GiB) kept in host memory: "
-                                                f"more than {BANK_SHARE:.0%} of the GPU memory free for them")
-        return CaseBank([c.image for c in cases], [c.label for c in cases], where, pin=where != self.device)
-
     def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One augmented batch on the training device: (B, C, *patch) float images, (B, 1, *patch) uint8 labels."""
         aug = self.tcfg["augmentation"]
@@ -366,7 +221,7 @@ class Trainer:
         # 11.2 ms on them vs 15.5 ms on channels-last logits and uint8 labels; the fused Dice + CE reads either
         # layout and uint8 labels, and keeping the net's layout keeps its gradient there too.
         keep = self.fused_loss
-        out = [_loss_layout(o, keep) for o in out] if isinstance(out, (list, tuple)) else _loss_layout(out, keep)
+        out = [loss_layout(o, keep) for o in out] if isinstance(out, (list, tuple)) else loss_layout(out, keep)
         if not keep:
             lab = lab.long()
         loss = self.loss_fn(out, lab)
