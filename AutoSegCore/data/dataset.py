@@ -2,8 +2,9 @@
 
 Three sources are understood: a folder in the Medical Segmentation Decathlon layout (``dataset.json`` with a
 ``training`` list, 4D multi-channel images), a folder in the nnU-Net raw layout (``dataset.json`` with
-``channel_names``/``file_ending``, one ``<case>_0000.nii.gz`` file per channel) and an explicit list of
-``(image_path(s), label_path)`` pairs.  Everything a user can get wrong raises ``DatasetError`` naming the file
+``channel_names``/``file_ending``, one ``<case>_0000<file_ending>`` file per channel) and an explicit list of
+``(image_path(s), label_path)`` pairs.  Images and labels may be in any format ``data.volumes`` reads (NIfTI,
+NRRD, MetaImage); a label may be a Slicer ``.seg.nrrd`` whose segment names are the dataset's label names.  Everything a user can get wrong raises ``DatasetError`` naming the file
 and the fix; validation reads headers of every case first (cheap, catches most mistakes) and voxels second.
 """
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from AutoSegCore.data.validation import check_dataset, dataset_warnings, validate_dataset
-from AutoSegCore.data.volumes import (IO_STATS, NIFTI_ENDINGS, CaseArrays, read_case, read_header, read_image,
-                                      read_label_values, read_voxels, strip_ending)
+from AutoSegCore.data.volumes import (IMAGE_ENDINGS, IO_STATS, NIFTI_ENDINGS, CaseArrays, is_segmentation_file,
+                                      read_case, read_header, read_image, read_label_values,
+                                      read_voxels, strip_ending)
 from AutoSegCore.errors import DatasetError
 
 # the public names of the data layer, importable from here as before the reading and checking parts moved out
@@ -134,6 +136,7 @@ def _load_folder(root: Path) -> Dataset:
     else:
         cases, source = _nnunet_cases(root, meta, len(channels), dj), "nnunet"
     cases.sort(key=lambda c: c.name)
+    _name_segments(cases, labels)
     return Dataset(root=root, name=str(meta.get("name") or root.name), labels=labels, channel_names=channels,
                    cases=cases, modality=guess_modality(channels[0]), source=source)
 
@@ -206,6 +209,9 @@ def _msd_cases(root: Path, entries: list, num_channels: int, dj: Path) -> list[C
 
 def _nnunet_cases(root: Path, meta: dict, num_channels: int, dj: Path) -> list[Case]:
     ending = str(meta.get("file_ending", ".nii.gz"))
+    if ending not in IMAGE_ENDINGS:
+        raise DatasetError(f"{dj}: file_ending '{ending}' is not a format AutoSegSearch reads",
+                           f"use one of {', '.join(IMAGE_ENDINGS)} (convert the files, e.g. with SimpleITK)")
     images_dir = root / "imagesTr"
     if not images_dir.is_dir():
         raise DatasetError(f"{root}: no imagesTr/ folder and no 'training' list in dataset.json",
@@ -219,6 +225,8 @@ def _nnunet_cases(root: Path, meta: dict, num_channels: int, dj: Path) -> list[C
     cases = []
     for n in names:
         label = labels_dir / f"{n}{ending}"
+        if not label.exists() and (labels_dir / f"{n}.seg.nrrd").exists():
+            label = labels_dir / f"{n}.seg.nrrd"           # a Slicer segmentation as the label
         cases.append(Case(name=n, images=[images_dir / f"{n}_{c:04d}{ending}" for c in range(num_channels)],
                           label=label if label.exists() else None))
     return cases
@@ -238,6 +246,7 @@ def _load_pairs(pairs, *, labels, channel_names, name) -> Dataset:
         cases.append(Case(name=cname, images=images, label=Path(lbl) if lbl is not None else None))
     if not cases:
         raise DatasetError("the list of (image, label) pairs is empty", "pass at least one pair")
+    seg_names = _segment_names(cases) if labels is None else []
     first = read_header(cases[0].images[0])
     if channel_names is None:
         n = first.shape[3] if len(first.shape) == 4 and len(cases[0].images) == 1 else len(cases[0].images)
@@ -246,7 +255,10 @@ def _load_pairs(pairs, *, labels, channel_names, name) -> Dataset:
     else:
         channel_names = [str(c) for c in channel_names]
         modality = guess_modality(channel_names[0])
-    if labels is None:
+    if labels is None and seg_names:
+        # Slicer segmentations: their segment names become the label names, numbered in first-seen order
+        label_map = {0: "background", **{i + 1: n for i, n in enumerate(seg_names)}}
+    elif labels is None:
         values: set[int] = {0}
         for c in cases:
             if c.label is not None:
@@ -254,9 +266,43 @@ def _load_pairs(pairs, *, labels, channel_names, name) -> Dataset:
         label_map = {v: ("background" if v == 0 else f"label_{v}") for v in sorted(values)}
     else:
         label_map = _parse_labels({str(k): v for k, v in labels.items()}, "labels argument")
+    _name_segments(cases, label_map)
     root = cases[0].images[0].parent
     return Dataset(root=None, name=name or root.name, labels=label_map, channel_names=list(channel_names),
                    cases=cases, modality=modality, source="pairs")
+
+
+def _segment_names(cases: list[Case]) -> list[str]:
+    """Segment names of the cases' ``.seg.nrrd`` labels, each once, in first-seen order (headers only)."""
+    import slicerio
+
+    names: list[str] = []
+    seen: set[str] = set()
+    segs = [c.label for c in cases if c.label is not None and is_segmentation_file(c.label)]
+    if segs and len(segs) != sum(c.label is not None for c in cases):
+        raise DatasetError(f"{segs[0]}: some labels are Slicer segmentations and some are label maps",
+                           "pass the label names (labels={1: 'name', ...}) so both kinds map the same way, or use one kind")
+    for path in segs:
+        read_header(path)                                  # exists, readable, geometry sane: one-line errors
+        try:
+            segments = slicerio.read_segmentation(str(path), skip_voxels=True).get("segments", [])
+        except Exception as exc:  # noqa: BLE001 — pynrrd/slicerio raise many types for a damaged header
+            raise DatasetError(f"{path}: unreadable Slicer segmentation header ({exc.__class__.__name__})",
+                               "re-save it from 3D Slicer as .seg.nrrd") from None
+        for s in sorted(segments, key=lambda s: (int(s.get("layer", 0)), int(s.get("labelValue", 0)))):
+            name = str(s.get("name", s.get("id", "")))
+            if name.lower() not in seen:
+                seen.add(name.lower())
+                names.append(name)
+    return names
+
+
+def _name_segments(cases: list[Case], labels: dict[int, str]) -> None:
+    """Give every ``.seg.nrrd`` label the dataset's name → value map, so segments map by name in every case."""
+    values = {name: v for v, name in labels.items() if v != 0}
+    for c in cases:
+        if c.label is not None and is_segmentation_file(c.label):
+            c.segment_values = values
 
 
 def guess_modality(channel_name: str) -> str:

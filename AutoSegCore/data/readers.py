@@ -17,7 +17,10 @@ ITK's LPS geometry is converted in exactly one place, :func:`lps_ras`.
 """
 from __future__ import annotations
 
+import os
+import sys
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +125,26 @@ def _sitk():
     return sitk
 
 
+@contextmanager
+def quiet_stderr():
+    """Silence C++ code that writes to stderr itself (ITK's MetaIO/NRRD readers on a damaged file): the
+    DatasetError raised after it says what went wrong, in one line."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):       # no real stderr (pytest capture, a GUI): nothing to hide
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def _itk_text(exc: BaseException) -> str:
     """ITK's exception text is a multi-line C++ report; keep its last description line."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -151,14 +174,17 @@ def itk_file_header(path: Path, fmt: str) -> VolumeHeader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with quiet_stderr():
+            reader.ReadImageInformation()
     except RuntimeError as exc:
         kind = {"nrrd": "NRRD", "metaimage": "MetaImage"}.get(fmt, fmt)
         raise DatasetError(f"{path}: unreadable {kind} file ({_itk_text(exc)})",
                            "re-copy or re-export the file (e.g. from 3D Slicer: Save, or SimpleITK.WriteImage)") from None
     spacing, origin, direction = reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
     size = reader.GetSize()
-    shape = _itk_shape(size, reader.GetNumberOfComponents())
+    segmentation = path.name.lower().endswith(SEGMENTATION_ENDING)
+    # a .seg.nrrd's components are its layers (overlapping segments), merged into one label map when read
+    shape = _itk_shape(size, 1 if segmentation else reader.GetNumberOfComponents())
     if len(size) < 3:
         affine = np.eye(4)      # 2D: the 3D check names the shape; there is no 3D geometry to report
     else:
@@ -166,7 +192,7 @@ def itk_file_header(path: Path, fmt: str) -> VolumeHeader:
     dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype) \
         if reader.GetNumberOfComponents() == 1 else np.dtype(np.float32)
     return VolumeHeader(path=path, format=fmt, shape=shape, affine=affine, dtype=dtype,
-                        segmentation=path.name.lower().endswith(SEGMENTATION_ENDING),
+                        segmentation=segmentation,
                         itk=(tuple(spacing), tuple(origin), tuple(direction)))
 
 
@@ -174,12 +200,13 @@ def itk_voxels(header: VolumeHeader) -> np.ndarray:
     """Voxels of an ITK-read file or DICOM series in nibabel order ``(X, Y, Z[, C])``."""
     sitk = _sitk()
     try:
-        if header.format == "dicom":
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames([str(f) for f in header.files])
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(str(header.path))
+        with quiet_stderr():
+            if header.format == "dicom":
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames([str(f) for f in header.files])
+                image = reader.Execute()
+            else:
+                image = sitk.ReadImage(str(header.path))
     except RuntimeError as exc:
         raise DatasetError(f"{header.path}: truncated or corrupt voxel data ({_itk_text(exc)})",
                            "re-copy or re-export the file (a download or copy was probably cut short)") from None
@@ -205,6 +232,18 @@ def dicom_series(folder: Path) -> list[str]:
         return []
 
 
+def has_dicom_files(folder: Path, look_at: int = 20) -> bool:
+    """Whether some of the first files of ``folder`` are DICOM (Part 10 preamble + ``DICM``)."""
+    for f in sorted(folder.iterdir())[:look_at]:
+        try:
+            with open(f, "rb") as fh:
+                if fh.read(132)[128:] == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def _series_text(folder: Path, uids: list[str]) -> str:
     sitk = _sitk()
     parts = []
@@ -227,6 +266,9 @@ def dicom_header(folder: Path, series: str | None = None) -> VolumeHeader:
     """One DICOM series of ``folder`` as a 3D volume header: slices sorted by position (GDCM), evenly spaced."""
     sitk = _sitk()
     uids = dicom_series(folder)
+    if not uids and has_dicom_files(folder):
+        raise DatasetError(f"{folder}: DICOM files but no image series (reports, RT structures or other non-image "
+                           "objects)", "pass the folder of a CT or MR image series")
     if not uids:
         raise DatasetError(f"{folder}: folder holds no DICOM image series (and is not a dataset folder)",
                            f"pass a folder with the .dcm files of one series, or image files ({SUPPORTED_TEXT})")

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from AutoSegCore.data.volumes import read_header, read_voxels
+from AutoSegCore.data.volumes import (is_segmentation_file, read_header, read_label_values, read_voxels,
+                                      strip_ending)
 from AutoSegCore.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -43,11 +44,57 @@ def check_dataset(ds: Dataset, *, deep: bool = True, min_cases: int = 1, require
             raise DatasetError(f"{where}: case name '{c.name}' appears twice", "give every case a unique file name")
         seen.add(c.name)
     headers = [_check_case_header(ds, c, where, require_labels) for c in ds.cases]
+    _check_spacing_scale(ds, headers)
     warnings: list[str] = []
     if deep:
+        present: list[set[int]] = []
         for c, (img_hdrs, lbl_hdr) in zip(ds.cases, headers):
-            warnings.extend(_check_case_data(ds, c, img_hdrs, lbl_hdr, where))
+            case_warnings, values = _check_case_data(ds, c, img_hdrs, lbl_hdr, where)
+            warnings.extend(case_warnings)
+            if values is not None:
+                present.append(values)
+        warnings.extend(_check_label_content(ds, present, where))
     return warnings
+
+
+# a case whose voxel spacing is this many times the dataset's median (or 1/this) on an axis was stored in other
+# units (m or µm for mm): resampling it to the median would blow it up or shrink it to a few voxels
+SPACING_SCALE_LIMIT = 20.0
+
+
+def _check_spacing_scale(ds: Dataset, headers) -> None:
+    spacings = np.array([img_hdrs[0].spacing for img_hdrs, _ in headers], dtype=np.float64)
+    if len(spacings) < 2:
+        return
+    median = np.median(spacings, axis=0)
+    ratio = np.maximum(spacings / median, median / spacings)
+    worst = int(np.argmax(ratio.max(axis=1)))
+    if ratio[worst].max() > SPACING_SCALE_LIMIT:
+        shown = tuple(round(float(v), 4) for v in spacings[worst])
+        raise DatasetError(f"{ds.cases[worst].images[0]}: voxel spacing {shown} mm is over {SPACING_SCALE_LIMIT:g}× "
+                           f"the dataset's median {tuple(round(float(v), 4) for v in median)} mm",
+                           "fix the spacing in its header (stored in other units, e.g. m or µm instead of mm?)")
+
+
+def _check_label_content(ds: Dataset, present: list[set[int]], where) -> list[str]:
+    """Across all labelled cases: something to learn (foreground and background both seen); classes never seen."""
+    if not present:
+        return []
+    seen = set().union(*present)
+    if not seen - {0}:
+        raise DatasetError(f"{where}: every label map is all background (0): {len(present)} labelled case(s), "
+                           "no foreground voxel", "the labels were probably exported empty: re-export them "
+                           "(or check that labelsTr/ holds the segmentations, not blank volumes)")
+    if not any(0 in v for v in present):
+        raise DatasetError(f"{where}: no label map has a background (0) voxel: every voxel of every case is "
+                           "foreground", "store background as 0 (the labels are probably shifted by one or "
+                           "inverted), or crop less tightly")
+    absent = [v for v in ds.foreground_labels if v not in seen]
+    if absent:
+        names = ", ".join(f"{v} ({ds.labels[v]})" for v in absent)
+        return [f"{where}: label(s) {names} appear in no case: the model cannot learn them and will never "
+                "predict them"]
+    return []
 
 
 def _spatial(shape: tuple) -> tuple:
@@ -80,7 +127,7 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
         raise DatasetError(f"{where}: case '{case.name}' has no image file", "list the image file(s) of every case")
     for p in case.images:
         if not Path(p).exists():
-            m = re.match(r"^(.+)_(\d{4})(\.nii(\.gz)?)$", Path(p).name)
+            m = re.match(r"^(.+)_(\d{4})$", strip_ending(Path(p).name))
             if m and len(case.images) > 1:
                 raise DatasetError(f"{p}: channel file missing (dataset.json names {n} channels: {', '.join(ds.channel_names)})",
                                    f"add {Path(p).name} or remove the channel from 'channel_names'/'modality'")
@@ -131,9 +178,14 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
                            "store one 3D volume of integer label values (0 = background), not one channel per label")
     if len(ls) < 3:
         _check_3d(case.label, ls, "label")
-    _check_on_grid(case.label, "label", ls, lbl.affine, "its image", shape, first.affine,
-                   "resample the label onto its image's grid (e.g. export the segmentation with the image as reference)",
-                   "save the label with the image's geometry (same origin, spacing and direction)")
+    if lbl.segmentation:
+        _check_on_grid(case.label, "segmentation", ls, lbl.affine, "its image", shape, first.affine,
+                       "in Slicer, export the segmentation with this image as reference geometry",
+                       "in Slicer, export the segmentation with this image as reference geometry")
+    else:
+        _check_on_grid(case.label, "label", ls, lbl.affine, "its image", shape, first.affine,
+                       "resample the label onto its image's grid (e.g. export the segmentation with the image as reference)",
+                       "save the label with the image's geometry (same origin, spacing and direction)")
     return img_hdrs, lbl
 
 
@@ -146,12 +198,18 @@ def check_finite(path, data: np.ndarray, before: str = "training") -> None:
                                f"replace them (e.g. with the background intensity) before {before}")
 
 
-def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> list[str]:
+def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> tuple[list[str], set[int] | None]:
+    """Voxel checks of one case; returns its warnings and the label values it holds (None without a label)."""
     for p, h in zip(case.images, img_hdrs):
-        check_finite(p, read_voxels(p, h))
+        data = read_voxels(p, h)
+        check_finite(p, data)
+        check_not_constant(p, data)
     if lbl_hdr is None:
-        return []
-    data = read_voxels(case.label, lbl_hdr)
+        return [], None
+    if lbl_hdr.segmentation:
+        data = read_label_values(case.label, lbl_hdr, segment_values=case.segment_values)
+    else:
+        data = read_voxels(case.label, lbl_hdr)
     if np.issubdtype(data.dtype, np.floating):
         if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
             raise DatasetError(f"{case.label}: label values are not integers",
@@ -165,6 +223,17 @@ def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> list[
     if unknown:
         raise DatasetError(f"{case.label}: label value(s) {unknown[:10]} not in {where} labels {sorted(ds.labels)[:10]}",
                            "add them to 'labels' in dataset.json or fix the label file")
-    if not any(int(v) != 0 for v in values):
-        return [f"{case.label}: label has no foreground (all background)"]
-    return []
+    values = {int(v) for v in values}
+    if not values - {0}:
+        return [f"{case.label}: label has no foreground (all background)"], values
+    return [], values
+
+
+def check_not_constant(path, data: np.ndarray) -> None:
+    """A ``DatasetError`` if an image (or one of its channels) has one value everywhere: nothing to learn from."""
+    channels = [data] if data.ndim <= 3 else [data[..., c] for c in range(data.shape[-1])]
+    for c, ch in enumerate(channels):
+        if ch.size and float(np.min(ch)) == float(np.max(ch)):
+            which = "image" if len(channels) == 1 else f"channel {c} of the image"
+            raise DatasetError(f"{path}: {which} is constant (every voxel is {float(np.min(ch)):g})",
+                               "re-export the image (a blank or failed export?) or remove the case")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from AutoSegCore.data.dataset import Case
 
 __all__ = ["CaseArrays", "FoundImage", "IMAGE_ENDINGS", "IO_STATS", "METAIMAGE_ENDINGS", "NIFTI_ENDINGS",
-           "NRRD_ENDINGS", "SEGMENTATION_ENDING", "VolumeHeader", "affine_to_itk", "check_geometry", "find_images",
+           "NRRD_ENDINGS", "SEGMENTATION_ENDING", "VolumeHeader", "affine_to_itk", "check_geometry", "file_ending", "find_images",
            "image_format", "is_image_file", "is_segmentation_file", "itk_affine", "lps_ras", "read_case",
            "read_header", "read_image", "read_label_values", "read_voxels", "short_error", "strip_ending"]
 
