@@ -231,15 +231,79 @@ def no_cases(root):
     return root, "'training' list is empty"
 
 
+def _all_files(root: Path, kind: str) -> list[Path]:
+    return [(root / e[kind]).resolve() for e in _meta(root)["training"]]
+
+
+def every_label_background(root):
+    """No foreground anywhere: `train` used to run (exit 0) on per-case warnings and learn to predict nothing."""
+    make_msd_copy(root)
+    for path in _all_files(root, "label"):
+        _rewrite(path, lambda d, a: (np.zeros_like(d), a))
+    return root, "every label map is all background"
+
+
+def no_background_anywhere(root):
+    """Background stored as another class (labels shifted): every voxel foreground, trained with exit 0 before."""
+    make_msd_copy(root)
+    for path in _all_files(root, "label"):
+        _rewrite(path, lambda d, a: (np.where(d == 0, 2, d).astype(np.uint8), a))
+    return root, "no label map has a background (0) voxel"
+
+
+def constant_image(root):
+    make_msd_copy(root)
+    _rewrite(_first(root, "image"), lambda d, a: (np.zeros_like(d), a))
+    return root, "image is constant"
+
+
+def spacing_in_other_units(root):
+    """One case's spacing in µm instead of mm: resampled 1000× it used to blow up or vanish."""
+    make_msd_copy(root)
+    path = _first(root, "image")
+    fix = lambda d, a: (d, np.diag([1000.0, 1000.0, 1000.0, 1.0]) @ a)  # noqa: E731
+    _rewrite(path, fix)
+    _rewrite(_first(root), fix)
+    return root, "over 20× the dataset's median"
+
+
+def nan_in_affine(root):
+    make_msd_copy(root)
+    def put_nan(d, a):
+        a[0, 3] = np.nan
+        return d, a
+    _rewrite(_first(root, "image"), put_nan)
+    _rewrite(_first(root), put_nan)
+    return root, "geometry has NaN/Inf"
+
+
+def truncated_nrrd(root):
+    from formatkit import convert_msd
+    convert_msd(root, 3, image_ending=".nrrd", label_ending=".nrrd")
+    path = sorted((root / "imagesTr").iterdir())[0]
+    path.write_bytes(path.read_bytes()[:300])
+    return root, "hippocampus_003.nrrd"
+
+
+def seg_nrrd_unknown_segment(root):
+    from formatkit import convert_msd
+    convert_msd(root, 3, image_ending=".nrrd", label_ending=".seg.nrrd")
+    meta = _meta(root)
+    meta["labels"] = {"0": "background", "1": "Anterior", "2": "Tail"}
+    _write_meta(root, meta)
+    return root, "segment 'Posterior' is not a label of the dataset"
+
+
 CORPUS = [missing_folder, empty_folder, missing_dataset_json, invalid_json, no_labels_in_json, region_labels,
           listed_image_missing, listed_label_missing, image_without_label, duplicate_case, shape_mismatch,
           affine_mismatch, label_not_integer, label_value_unknown, image_with_nan, image_with_inf, truncated_gzip,
           not_a_nifti, empty_file, image_2d, singleton_dim, wrong_channel_count, label_4d, nnunet_missing_channel,
-          nnunet_label_missing, no_cases]
+          nnunet_label_missing, no_cases, every_label_background, no_background_anywhere, constant_image,
+          spacing_in_other_units, nan_in_affine, truncated_nrrd, seg_nrrd_unknown_segment]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "AutoSegCore", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "AutoSegCore", *args], capture_output=True, text=True, encoding="utf-8", timeout=120,
                           env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
 
 
@@ -282,3 +346,16 @@ def test_valid_dataset_cli_and_events(tmp_path):
     kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
     assert kinds == ["artifact", "done"]
     assert json.loads((tmp_path / "fp.json").read_text())["num_cases"] == 3
+
+
+@pytest.mark.parametrize("build", [every_label_background, no_background_anywhere, constant_image],
+                         ids=lambda f: f.__name__)
+def test_train_refuses_meaningless_labels_before_writing(tmp_path, build):
+    """The classes `autoseg train` used to accept and train on with exit 0: now exit 2 and no model folder."""
+    data, expected = build(tmp_path / "ds")
+    out = tmp_path / "model"
+    proc = _cli("train", str(data), "--out", str(out), "--epochs", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("[")]    # progress lines in logs
+    assert len(lines) == 2 and lines[0].startswith("autoseg train: error: ") and expected in lines[0], proc.stderr
+    assert not out.exists()
