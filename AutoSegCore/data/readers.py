@@ -3,7 +3,7 @@ SimpleITK; Slicer ``.seg.nrrd`` segmentations through slicerio.  Nothing outside
 ``data.writers`` imports this module: callers go through the one door (``volumes.read_header`` /
 ``read_voxels`` / ``read_image``), so every format gets the same checks and the same one-line errors.
 
-Why nibabel for NIfTI and SimpleITK for the rest (measured, see docs/data.md "Reading speed"): on the shared
+Why nibabel for NIfTI and SimpleITK for the rest (measured by bench/readers.py, figures in docs/benchmarks.md "Readers"): on the shared
 Hippocampus and Prostate cases nibabel's header read is lazy (no voxel decoded) and as fast or faster than
 SimpleITK's ``ReadImageInformation``, and a full read is on par; nibabel also keeps the file's sform affine as
 written (ITK refuses or rounds sheared affines and picks qform/sform by its own rules), so NIfTI arrays, affines

@@ -91,7 +91,8 @@ def _check_label_content(ds: Dataset, present: list[set[int]], where) -> list[st
                            "inverted), or crop less tightly")
     absent = [v for v in ds.foreground_labels if v not in seen]
     if absent:
-        names = ", ".join(f"{v} ({ds.labels[v]})" for v in absent)
+        names = ", ".join(f"{v} ({ds.labels[v]})" for v in absent[:10])
+        names += f" and {len(absent) - 10} more" if len(absent) > 10 else ""
         return [f"{where}: label(s) {names} appear in no case: the model cannot learn them and will never "
                 "predict them"]
     return []
