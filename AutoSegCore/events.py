@@ -14,7 +14,7 @@ from typing import IO, Any, Callable
 
 EVENT_TYPES = (
     "study_started", "trial_started", "epoch", "trial_finished", "artifact", "progress",
-    "log", "error", "done",
+    "log", "error", "done", "forecast",
 )
 
 

@@ -19,11 +19,19 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
     from AutoSegCore.search.final import finalize_search
     from AutoSegCore.search.runner import SearchRunner
 
+    import time
+
+    from AutoSegCore.search.forecast import record_actual
+
     runner = SearchRunner(settings, events)
     runner.prepare()
+    forecast_stage(runner, events)
     summary = runner.run_trials()
+    record_actual(settings.out, search_seconds=summary["seconds"])
     if settings.final:
+        t0 = time.time()
         summary["final"] = finalize_search(settings, runner.study, runner.ds, events=events)
+        record_actual(settings.out, final_seconds=time.time() - t0)
     if report:
         try:
             from AutoSegCore.report import build_report
@@ -35,3 +43,38 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
             summary["report"] = str(html)
     events.emit("done", **{k: v for k, v in summary.items() if k in ("counts", "best", "seconds", "report")})
     return summary
+
+
+def forecast_stage(runner, events: EventWriter = NULL_EVENTS, *, again: bool = False) -> dict | None:
+    """The cost forecast of a prepared search (``search/forecast.py``): written to ``forecast.json`` and emitted
+    as a ``forecast`` event before the first trial.  A resumed search keeps its first forecast (the report
+    compares with it) unless ``again``.  A forecast that fails is a log line, never a failed search."""
+    from AutoSegCore.search.forecast import FORECAST_FILE, forecast_search
+    from AutoSegCore.utils.io import read_json, write_json
+
+    path = runner.work / FORECAST_FILE
+    try:
+        if path.is_file() and not again:
+            f = read_json(path)
+        else:
+            f = forecast_search(runner.s, ds=runner.ds, train_cases=runner.train_cases, val_cases=runner.val_cases,
+                                fingerprint=runner.fingerprint, space=runner.space, fidelity=runner.fidelity)
+            write_json(path, f)
+    except Exception as exc:       # noqa: BLE001 - the forecast informs; it must never stop a search
+        events.emit("log", message=f"no cost forecast: {type(exc).__name__}: {exc}")
+        return None
+    events.emit("forecast", **{k: f[k] for k in ("search_seconds", "final_seconds", "total_seconds",
+                                                  "trial_seconds", "trials", "jobs", "text")}, path=str(path))
+    return f
+
+
+def forecast_only(settings: SearchSettings, events: EventWriter = NULL_EVENTS) -> dict | None:
+    """``autoseg search --forecast-only``: the set-up (case selection, fingerprint) and the forecast; no trial."""
+    from AutoSegCore.search.runner import SearchRunner
+
+    runner = SearchRunner(settings, events)
+    runner.prepare()
+    try:
+        return forecast_stage(runner, events, again=True)
+    finally:
+        runner.launcher.close()

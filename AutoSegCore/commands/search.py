@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device, default="auto")
+    p.add_argument("--forecast-only", action="store_true",
+                   help="measure a few steps, print the expected wall-clock of the search and final training "
+                        "(also DIR/forecast.json) and exit without running trials")
     p.add_argument("--out", required=True, help="work folder (study.db, proxy.json, trials/, best/, report.html)")
     add_events_option(p)
     p.set_defaults(func=run)
@@ -68,6 +71,14 @@ def run(args, events) -> int:
     from AutoSegCore.utils.progress import console, search_progress
 
     settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work
+    if getattr(args, "forecast_only", False):
+        from AutoSegCore.pipeline import forecast_only
+
+        forecast = forecast_only(settings, events)
+        if forecast is None:
+            return 1
+        console.print(forecast["text"], markup=False, highlight=False)
+        return 0
     with stop_signals_interrupt(), search_progress(events, settings.trials):     # SIGTERM/SIGHUP act as Ctrl-C
         summary = run_search(settings, events)
     if not summary["counts"].get("COMPLETE"):

@@ -32,6 +32,11 @@ def build_summary(work_dir: str | Path) -> dict:
                    search={k: folder.settings.get(k) for k in ("space", "strategy", "proxy_data", "proxy_net",
                                                                "trials", "time_limit", "jobs", "epochs",
                                                                "min_epochs", "seed") if k in folder.settings})
+    forecast = Path(work_dir) / "forecast.json"       # search/forecast.py: written before the first trial
+    if forecast.is_file():
+        f = json.loads(forecast.read_text())
+        summary["forecast"] = {k: f.get(k) for k in ("search_seconds", "final_seconds", "trials", "trial_seconds",
+                                                    "text", "actual")}
     summary["_folder"] = folder
     return summary
 
@@ -73,7 +78,7 @@ def build_report(work_dir: str | Path, events: EventWriter = NULL_EVENTS) -> tup
 # ------------------------------------------------------------------------------------------------ rendering
 def render(s: dict, images: dict, per_class_source: str, overlays: list[tuple[str, str]]) -> str:
     multi = len(s["directions"]) > 1
-    sections = [_overview(s), _best(s, multi), _final(s, images, per_class_source), _convergence(s, images),
+    sections = [_overview(s), _forecast(s), _best(s, multi), _final(s, images, per_class_source), _convergence(s, images),
                 _tau(s, images), _params(s, images), _pareto(s, images, multi), _overlays(s, overlays),
                 _failures(s), _dashboard(s)]
     fid = f"data {s.get('proxy_data') or 'full'}, network {s.get('proxy_net') or 'full'}"
@@ -94,6 +99,18 @@ def _overview(s: dict) -> str:
             ("objectives", ", ".join(s["directions"])), ("dataset", s.get("data") or "–")]
     missing = "".join(H.note(m) for m in s.get("missing", []))
     return H.section("Overview", H.table(["", "value"], rows, numeric=[1]) + missing, "overview")
+
+
+def _forecast(s: dict) -> str:
+    """The cost forecast made before the first trial next to the measured wall-clock (ratio actual / forecast)."""
+    f = s.get("forecast")
+    if not f:
+        return ""
+    actual = f.get("actual") or {}
+    rows = [(phase, H.Raw(H.duration(f.get(f"{key}_seconds"))), H.Raw(H.duration(actual.get(f"{key}_seconds"))),
+             actual.get(f"{key}_ratio")) for phase, key in (("search phase", "search"), ("final training", "final"))]
+    body = H.table(["", "forecast", "actual", "actual / forecast"], rows, numeric=[3]) + H.note(f.get("text"))
+    return H.section("Cost forecast", body, "forecast")
 
 
 def _best(s: dict, multi: bool) -> str:

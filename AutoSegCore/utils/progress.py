@@ -74,8 +74,8 @@ class PlainLines:
                       f"({self.trials_done} finished){why}")
         elif ev == "progress":
             self._progress(rec)
-        elif ev == "log" and rec.get("message"):
-            self.line(str(rec["message"]))
+        elif ev in ("log", "forecast") and (rec.get("message") or rec.get("text")):
+            self.line(str(rec.get("message") or rec.get("text")))
 
     def _progress(self, rec: dict) -> None:
         stage, done, total = rec.get("stage"), rec.get("done"), rec.get("total")
@@ -201,8 +201,9 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
             progress.update(epochs, completed=rec["epoch"], total=rec.get("epochs") or 1,
                             description=f"trial {rec['trial']}" if rec["trial"] >= 0 else "final training",
                             status=f"Dice {vd:.3f}" if vd is not None else "")
-        elif ev == "log":           # the runner's notes: time limit reached, Ctrl-C summary, proxy-net choices
-            progress.console.print(rec["message"], markup=False, highlight=False, soft_wrap=True)
+        elif ev in ("log", "forecast"):   # the runner's notes (time limit, Ctrl-C, proxy net), the cost forecast
+            progress.console.print(rec.get("message") or rec.get("text", ""), markup=False, highlight=False,
+                                   soft_wrap=True)
 
     events.listeners.append(on_event)
     try:
