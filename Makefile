@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.autoseg-installed
 
-.PHONY: demo test test-fast install system-deps bench clean
+.PHONY: demo test test-fast install system-deps bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,10 @@ test-fast: install
 bench: install
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
+# issue 21: the GPU path on a CUDA machine (≤ 8 min on one H100/H200), everything into gpu-check-output/.
+# Needs a CUDA build of torch in $(VENV) (the CPU wheel of `install` makes it stop with 'NO CUDA', exit 2).
+gpu-check:
+	$(PY) bench/gpu_check.py --out gpu-check-output
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output gpu-check-output
