@@ -226,7 +226,7 @@ def test_inference_accumulates_on_the_gpu_only_when_its_maps_fit():
 
 
 @needs_cuda
-def test_gpu_prediction_matches_cpu_accumulation(hippo, tmp_path):
+def test_gpu_prediction_matches_cpu_accumulation():
     from AutoSegCore.networks import build_network
     from AutoSegCore.training import inference
 
