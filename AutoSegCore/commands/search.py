@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--no-final", action="store_true", help="stop after the search (no retraining)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device, default="auto")
+    p.add_argument("--devices", help="GPUs the trials spread over, e.g. cuda:0,cuda:1 (default: every visible GPU "
+                   "for --device auto/cuda); --jobs trials sharing one GPU each get an equal share of its memory")
     p.add_argument("--forecast-only", action="store_true",
                    help="measure a few steps, print the expected wall-clock of the search and final training "
                         "(also DIR/forecast.json) and exit without running trials")
@@ -56,7 +58,7 @@ def settings_from_args(args):
         data=args.data, out=args.out, space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
         proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time, "--time"), jobs=args.jobs,
         storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=args.min_epochs,
-        steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device,
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device, devices=args.devices,
         trial_timeout=parse_duration(args.trial_timeout, "--trial-timeout"), trial_memory_gb=args.trial_memory_gb,
         base_config=args.config or {}, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
         final_time=parse_duration(args.final_time, "--final-time"),
