@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from AutoSegCore.networks.layers import LEAKY_RELU, conv_norm_act, head, up_conv
+from AutoSegCore.networks.layers import LEAKY_RELU, SkipEncoderDecoder, conv_norm_act, head, up_conv
 
 # name -> (kind, k); the order is paper d's Table 1
 OPS: dict[str, tuple[str, int]] = {
@@ -65,7 +65,7 @@ class EMONASCell(nn.Module):
         return out
 
 
-class EMONAS(nn.Module):
+class EMONAS(SkipEncoderDecoder):
     def __init__(self, net_cfg: dict, in_channels: int, out_channels: int) -> None:
         super().__init__()
         e, norm = net_cfg["emonas"], net_cfg["norm"]
@@ -82,17 +82,3 @@ class EMONAS(nn.Module):
         self.deep_supervision = bool(net_cfg.get("deep_supervision"))
         self.heads = nn.ModuleList(head(chans[level], out_channels) for level in range(1, n_c)) \
             if self.deep_supervision else nn.ModuleList()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        skips = []
-        for level, cell in enumerate(self.encoder):
-            x = cell(x if level == 0 else self.pool(x))
-            skips.append(x)
-        want_heads = self.deep_supervision and self.training
-        lower = []
-        for level in range(len(self.decoder) - 1, -1, -1):
-            x = self.decoder[level](torch.cat([skips[level], self.ups[level](x)], dim=1))
-            if want_heads and level >= 1:
-                lower.append(self.heads[level - 1](x))
-        logits = self.out(x)
-        return [logits] + lower[::-1] if want_heads else logits

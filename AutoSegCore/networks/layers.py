@@ -63,3 +63,31 @@ def up_conv(cin: int, cout: int, *, norm: str, act=LEAKY_RELU) -> nn.Module:
 def head(cin: int, cout: int) -> nn.Module:
     """1×1×1 convolution to class logits (no norm, no activation)."""
     return Convolution(SPATIAL_DIMS, cin, cout, kernel_size=1, conv_only=True)
+
+
+class SkipEncoderDecoder(nn.Module):
+    """The U-shaped forward shared by SegNAS and EMONAS: ``encoder`` blocks with ``pool`` between them, then per
+    level ``ups`` → concatenation with the skip → ``decoder`` block, ``out`` at full resolution, and in train mode
+    with ``deep_supervision`` the ``heads`` of the lower decoder levels (returned full resolution first)."""
+
+    encoder: nn.ModuleList
+    decoder: nn.ModuleList
+    ups: nn.ModuleList
+    heads: nn.ModuleList
+    pool: nn.Module
+    out: nn.Module
+    deep_supervision: bool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        skips = []
+        for level, block in enumerate(self.encoder):
+            x = block(x if level == 0 else self.pool(x))
+            skips.append(x)
+        want_heads = self.deep_supervision and self.training
+        lower = []
+        for level in range(len(self.decoder) - 1, -1, -1):
+            x = self.decoder[level](torch.cat([skips[level], self.ups[level](x)], dim=1))
+            if want_heads and level >= 1:
+                lower.append(self.heads[level - 1](x))
+        logits = self.out(x)
+        return [logits] + lower[::-1] if want_heads else logits

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from AutoSegCore.networks.layers import RELU, conv_norm_act, head, up_conv
+from AutoSegCore.networks.layers import RELU, SkipEncoderDecoder, conv_norm_act, head, up_conv
 
 # op number -> (kernel, dilation); 0 = no edge, 6 = skip (identity)   (paper c Table 1)
 OPS: dict[int, tuple[int, int] | None] = {0: None, 1: (1, 1), 2: (3, 1), 3: (5, 1), 4: (3, 2), 5: (5, 2), 6: None}
@@ -115,7 +115,7 @@ class MegaBlock(nn.Module):
         return y + x if self.residual else y
 
 
-class SegNAS(nn.Module):
+class SegNAS(SkipEncoderDecoder):
     """Encoder–decoder of MegaBlocks with ``poolings`` max poolings and ``filters`` first-level channels."""
 
     def __init__(self, net_cfg: dict, in_channels: int, out_channels: int) -> None:
@@ -135,17 +135,3 @@ class SegNAS(nn.Module):
         self.deep_supervision = bool(net_cfg.get("deep_supervision"))
         self.heads = nn.ModuleList(head(chans[level], out_channels) for level in range(1, p)) \
             if self.deep_supervision else nn.ModuleList()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        skips = []
-        for level, block in enumerate(self.encoder):
-            x = block(x if level == 0 else self.pool(x))
-            skips.append(x)
-        want_heads = self.deep_supervision and self.training
-        lower = []
-        for level in range(len(self.decoder) - 1, -1, -1):
-            x = self.decoder[level](torch.cat([skips[level], self.ups[level](x)], dim=1))
-            if want_heads and level >= 1:
-                lower.append(self.heads[level - 1](x))
-        logits = self.out(x)
-        return [logits] + lower[::-1] if want_heads else logits

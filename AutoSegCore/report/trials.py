@@ -2,32 +2,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from AutoSegCore.utils.io import json_safe  # noqa: F401  (report.analysis re-exports it)
+
 
 # ------------------------------------------------------------------------------------------------ helpers
-def json_safe(value: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into Python values and NaN/inf into ``None`` (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _is_multi(study: optuna.Study) -> bool:
     return len(study.directions) > 1
 

@@ -149,10 +149,9 @@ class SearchSettings:
         if self.devices is not None and not all(DEVICE_NAME.fullmatch(d.strip()) for d in str(self.devices).lower().split(",")):
             raise ConfigError(f"devices '{self.devices}' is not a list of devices",
                               "use auto, cpu, cuda or a list such as cuda:0,cuda:1")
-        from AutoSegCore.strategies import list_strategies
+        from AutoSegCore.strategies.registry import known_strategy
 
-        if self.strategy not in list_strategies():
-            raise ConfigError(f"unknown strategy '{self.strategy}'", f"use one of {', '.join(list_strategies())}")
+        self.strategy = known_strategy(self.strategy)     # the registry's check (StrategyError: a ConfigError)
         self.holdout = [self.holdout] if isinstance(self.holdout, str) else list(self.holdout or [])
         self.base_config = _checked_base_config(self.base_config)
         if self.study_name is None:

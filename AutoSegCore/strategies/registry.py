@@ -66,7 +66,8 @@ def list_strategies() -> list[str]:
     return list(SAMPLERS)
 
 
-def _known(name: str) -> str:
+def known_strategy(name: str) -> str:
+    """``name`` as registered (trimmed, lower case); ``StrategyError`` naming the strategies if there is none."""
     key = str(name).strip().lower()
     if key not in SAMPLERS:
         raise StrategyError(f"unknown strategy '{name}'", f"use one of {', '.join(SAMPLERS)}")
@@ -75,7 +76,7 @@ def _known(name: str) -> str:
 
 def make_sampler(name: str, *, seed: int | None = None, **options: Any) -> optuna.samplers.BaseSampler:
     """The sampler registered as ``name``; ``options`` go to its constructor (unknown ones are an error)."""
-    key = _known(name)
+    key = known_strategy(name)
     try:
         return SAMPLERS[key](seed, **options)
     except TypeError as exc:
@@ -86,7 +87,7 @@ def make_sampler(name: str, *, seed: int | None = None, **options: Any) -> optun
 def make_pruner(name: str, *, median: bool = False, **options: Any) -> optuna.pruners.BasePruner:
     """``bohb`` → Optuna's HyperbandPruner on the same budgets as the sampler (min_budget, max_budget, eta);
     every other strategy → NopPruner, or MedianPruner(**options) when ``median=True``."""
-    key = _known(name)
+    key = known_strategy(name)
     if key == "bohb":
         from AutoSegCore.strategies.bohb import BOHBSampler, make_hyperband_pruner
         options = _budget_names(options)

@@ -70,7 +70,9 @@ class RunProgress:
             row.params = dict(event.get("params") or row.params)
             row.value = event.get("value", event.get("values"))
             row.state = str(event.get("state", "complete")).lower()
-            if str(event.get("error", "")).endswith("re-queued"):      # stopped by the engine, not a bad config
+            # stopped by the engine, not a bad config: the event's requeued flag (event logs from before it: the
+            # error's " re-queued" suffix)
+            if event.get("requeued") or str(event.get("error", "")).endswith("re-queued"):
                 row.state = "stopped, re-queued"
             self.status = f"trial {trial} {row.state}"
             return trial

@@ -59,3 +59,14 @@ def test_apply_flips_as_decided_on_or_off(tmp_path):
     assert {k: p.tta for k, p in parsed.items()} == {None: None, True: True, False: False}
     assert all(p.command == "predict" and p.model == str(model) for p in parsed.values())
     assert all(p.overwrite for p in parsed.values()), "Apply again must predict again, not keep an old mask"
+
+
+def test_the_panels_offline_lists_are_the_engines():
+    """The engine owns the spaces and strategies (``list_spaces``/``list_strategies``, which the panels ask);
+    the Slicer library's own tuples serve only where the engine is not importable and must not drift."""
+    from AutoSegCore.spaces import list_spaces
+    from AutoSegCore.strategies import list_strategies
+    from AutoSegSearchLib.engine_commands import SPACES, STRATEGIES, available_spaces, available_strategies
+
+    assert sorted(SPACES) == sorted(list_spaces()) and available_spaces() == list_spaces()
+    assert list(STRATEGIES) == list_strategies() == available_strategies()

@@ -42,3 +42,13 @@ def test_a_trial_stopped_at_the_time_limit_is_not_shown_as_a_failure():
     assert p.rows() == [("4", "lr=0.01", "", "stopped, re-queued")]
     p.update({"event": "log", "time": 2, "message": "search time limit reached: 1 running trial(s) stopped"})
     assert p.status.startswith("search time limit reached")
+
+
+def test_a_requeued_trial_is_read_from_the_events_flag_not_its_wording():
+    # the runner's trial_finished carries requeued=True; the error text may say anything (Ctrl-C, SIGTERM, a limit)
+    p = RunProgress()
+    p.update({"event": "trial_finished", "time": 1, "trial": 5, "state": "FAIL", "params": {"lr": 0.1},
+              "error": "stopped by SIGTERM", "value": None, "requeued": True})
+    p.update({"event": "trial_finished", "time": 2, "trial": 6, "state": "FAIL", "params": {"lr": 0.2},
+              "error": "diverged", "value": None})
+    assert [r[3] for r in p.rows()] == ["stopped, re-queued", "fail"]
