@@ -43,6 +43,7 @@ def check_dataset(ds: Dataset, *, deep: bool = True, min_cases: int = 1, require
         if c.name in seen:
             raise DatasetError(f"{where}: case name '{c.name}' appears twice", "give every case a unique file name")
         seen.add(c.name)
+    _check_files_unique(ds)
     headers = [_check_case_header(ds, c, where, require_labels) for c in ds.cases]
     _check_spacing_scale(ds, headers)
     warnings: list[str] = []
@@ -55,6 +56,18 @@ def check_dataset(ds: Dataset, *, deep: bool = True, min_cases: int = 1, require
                 present.append(values)
         warnings.extend(_check_label_content(ds, present, where))
     return warnings
+
+
+def _check_files_unique(ds: Dataset) -> None:
+    """An image file given as a label (its own or another case's) teaches intensities as classes; integer scans
+    (uint8 MR) pass every label-value check, so it is refused by path.  (The same scan listed for two cases is
+    already refused: case names come from the image files.)"""
+    images = {Path(p).resolve(): c.name for c in ds.cases for p in c.images}
+    for c in ds.cases:
+        if c.label is not None and Path(c.label).resolve() in images:
+            raise DatasetError(f"{c.label}: the same file is an image and a label (of case "
+                               f"'{images[Path(c.label).resolve()]}')",
+                               "point the label at the segmentation file, not at the scan")
 
 
 # a case whose voxel spacing is this many times the dataset's median (or 1/this) on an axis was stored in other

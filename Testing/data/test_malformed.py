@@ -277,6 +277,15 @@ def nan_in_affine(root):
     return root, "geometry has NaN/Inf"
 
 
+def image_as_its_label(root):
+    """The label points at the scan itself: integer-valued uint8 scans passed every label check."""
+    make_msd_copy(root)
+    meta = _meta(root)
+    meta["training"][0]["label"] = meta["training"][0]["image"]
+    _write_meta(root, meta)
+    return root, "the same file is an image and a label"
+
+
 def truncated_nrrd(root):
     from formatkit import convert_msd
     convert_msd(root, 3, image_ending=".nrrd", label_ending=".nrrd")
@@ -299,7 +308,7 @@ CORPUS = [missing_folder, empty_folder, missing_dataset_json, invalid_json, no_l
           affine_mismatch, label_not_integer, label_value_unknown, image_with_nan, image_with_inf, truncated_gzip,
           not_a_nifti, empty_file, image_2d, singleton_dim, wrong_channel_count, label_4d, nnunet_missing_channel,
           nnunet_label_missing, no_cases, every_label_background, no_background_anywhere, constant_image,
-          spacing_in_other_units, nan_in_affine, truncated_nrrd, seg_nrrd_unknown_segment]
+          spacing_in_other_units, nan_in_affine, truncated_nrrd, seg_nrrd_unknown_segment, image_as_its_label]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
