@@ -286,3 +286,35 @@ def test_short_train_on_nrrd_and_seg_nrrd(tmp_path):
     assert (tmp_path / "model" / "model.pt").is_file()
     assert json.loads((tmp_path / "model" / "model.json").read_text())["labels"] in (
         {"0": "background", "1": "Anterior", "2": "Posterior"}, {0: "background", 1: "Anterior", 2: "Posterior"})
+
+
+@pytest.mark.parametrize("image_ending,label_ending", [(".nrrd", ".seg.nrrd"), (".mha", ".mha")])
+def test_prostate_in_other_formats_trains_on_the_same_arrays(tmp_path, image_ending, label_ending):
+    """Prostate (int16 MR, 256² × 15–54 slices): the fingerprint and preprocessed arrays a training sees from
+    .nrrd/.seg.nrrd or .mha files equal those from the NIfTI originals."""
+    import shutil
+
+    from AutoSegCore.data.fingerprint import compute_fingerprint
+    from AutoSegCore.data.preprocess import Preprocessor
+
+    meta = json.loads((PROSTATE / "dataset.json").read_text())
+    meta["training"] = sorted(meta["training"], key=lambda e: e["image"])[:2]
+    ref_root = tmp_path / "ref"
+    for e in meta["training"]:
+        for kind in ("image", "label"):
+            (ref_root / e[kind]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(PROSTATE / e[kind], ref_root / e[kind])
+    (ref_root / "dataset.json").write_text(json.dumps(meta))
+    ref = load_dataset(ref_root, min_cases=2)
+    ds = load_dataset(convert_msd(tmp_path / "ds", 2, image_ending=image_ending, label_ending=label_ending,
+                                  source=PROSTATE), min_cases=2)
+    assert [c.name for c in ds.cases] == [c.name for c in ref.cases] and ds.labels == ref.labels
+    fa, fb = compute_fingerprint(ref), compute_fingerprint(ds)
+    assert json.dumps(fa, sort_keys=True) == json.dumps(fb, sort_keys=True)
+    pa, pb = Preprocessor(fingerprint=fa), Preprocessor(fingerprint=fb)
+    for a, b in zip(ref.cases, ds.cases):
+        ra, rb = read_case(a), read_case(b)
+        assert np.array_equal(ra.image, rb.image) and np.array_equal(ra.label, rb.label)
+        np.testing.assert_allclose(ra.affine, rb.affine, atol=1e-5)
+        xa, xb = pa(ra), pb(rb)
+        assert np.array_equal(xa.image, xb.image) and np.array_equal(xa.label, xb.label)
