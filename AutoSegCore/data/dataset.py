@@ -262,7 +262,12 @@ def _load_pairs(pairs, *, labels, channel_names, name) -> Dataset:
         values: set[int] = {0}
         for c in cases:
             if c.label is not None:
-                values |= set(np.unique(read_label_values(c.label)).tolist())
+                found = np.unique(read_label_values(c.label))
+                if len(found) > MAX_INFERRED_LABELS:
+                    raise DatasetError(f"{c.label}: {len(found)} distinct values, read as {len(found) - 1} classes "
+                                       "(is it a scan, not a label map?)",
+                                       "pass the segmentation file as the label, or the label names (labels=...)")
+                values |= set(found.tolist())
         label_map = {v: ("background" if v == 0 else f"label_{v}") for v in sorted(values)}
     else:
         label_map = _parse_labels({str(k): v for k, v in labels.items()}, "labels argument")
@@ -270,6 +275,11 @@ def _load_pairs(pairs, *, labels, channel_names, name) -> Dataset:
     root = cases[0].images[0].parent
     return Dataset(root=None, name=name or root.name, labels=label_map, channel_names=list(channel_names),
                    cases=cases, modality=modality, source="pairs")
+
+
+# label values inferred from explicit pairs: more classes than this is a scan passed as a label (TotalSegmentator's
+# largest task has 117 classes); a dataset that truly has more names them with labels=
+MAX_INFERRED_LABELS = 1000
 
 
 def _segment_names(cases: list[Case]) -> list[str]:

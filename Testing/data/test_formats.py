@@ -318,3 +318,15 @@ def test_prostate_in_other_formats_trains_on_the_same_arrays(tmp_path, image_end
         np.testing.assert_allclose(ra.affine, rb.affine, atol=1e-5)
         xa, xb = pa(ra), pb(rb)
         assert np.array_equal(xa.image, xb.image) and np.array_equal(xa.label, xb.label)
+
+
+def test_a_scan_passed_as_a_label_is_refused(tmp_path):
+    """Explicit pairs whose label is a copy of an int16 Prostate scan: thousands of inferred 'classes' (a net
+    with one output per grey value) are refused, naming the file."""
+    import shutil
+
+    label = tmp_path / "prostate_00_label.nii.gz"
+    shutil.copy(PROSTATE_IMAGE, label)
+    with pytest.raises(DatasetError, match="distinct values") as info:
+        load_dataset([(PROSTATE_IMAGE, label)])
+    assert str(label) in info.value.message and "\n" not in info.value.message
