@@ -5,32 +5,18 @@ One object per line with at least ``event`` and ``time``.  Front ends never pars
 from __future__ import annotations
 
 import json
-import math
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from AutoSegCore.utils.io import json_safe
+
 EVENT_TYPES = (
     "study_started", "trial_started", "epoch", "trial_finished", "artifact", "progress",
     "log", "error", "done", "forecast",
 )
-
-
-def _clean(value: Any) -> Any:
-    """Make numpy/torch scalars and non-finite floats JSON-safe."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 class EventWriter:
@@ -53,7 +39,7 @@ class EventWriter:
         return self._stream is sys.stdout
 
     def emit(self, event: str, **fields: Any) -> dict:
-        record = {"event": event, "time": time.time(), **_clean(fields)}
+        record = {"event": event, "time": time.time(), **json_safe(fields)}
         with self._lock:
             if self._stream is not None:
                 self._stream.write(json.dumps(record) + "\n")

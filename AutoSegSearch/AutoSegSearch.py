@@ -20,7 +20,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 
-from AutoSegSearchLib.logic import AutoSegSearchLogic as LibLogic
+from AutoSegSearchLib.logic import PanelLogic
 from AutoSegSearchLib.logic import TTA_CHOICES, CasePair
 from AutoSegSearchLib.process import ProcessState
 from AutoSegSearchLib.progress import RunProgress
@@ -110,13 +110,13 @@ class AutoSegSearchParameterNode:
     tta: str = "as the model decided"                 # or "on" / "off"
 
 
-class AutoSegSearchLogic(ScriptedLoadableModuleLogic, LibLogic):
-    """The Lib logic bound to the application's scene and logics."""
+class AutoSegSearchLogic(ScriptedLoadableModuleLogic, PanelLogic):
+    """The Slicer module's logic: the panels' Qt-free PanelLogic bound to the application's scene and logics."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         app_logic = slicer.app.applicationLogic() if hasattr(slicer, "app") else None
-        LibLogic.__init__(self, slicer.mrmlScene, app_logic=app_logic)
+        PanelLogic.__init__(self, slicer.mrmlScene, app_logic=app_logic)
 
     def getParameterNode(self):
         return AutoSegSearchParameterNode(super().getParameterNode())

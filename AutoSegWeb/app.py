@@ -1,7 +1,7 @@
 """The browser front end's controller: page state + actions over the Slicer module's Logic and the engine.
 
 Same panels and the same flow as the desktop module (Data → Proxy data → Search → Run → Results/Apply), driven by
-the very same ``AutoSegSearchLogic``, ``EngineProcess`` and ``RunProgress``. The engine runs as a child process;
+the very same ``PanelLogic``, ``EngineProcess`` and ``RunProgress``. The engine runs as a child process;
 an asyncio task polls it (never blocks the server), so callbacks touch MRML in the server's one thread.
 Every path the page sends is confined to the --data / --work folders (:mod:`AutoSegWeb.paths`).
 """
@@ -23,7 +23,7 @@ from trame_slicer.rca_view import register_rca_factories
 
 from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError
 from AutoSegWeb.paths import ConfinedRoot
-from AutoSegWeb.slicer_lib import (TTA_CHOICES, AutoSegSearchLogic, EngineProcess, ProcessState, RunProgress,
+from AutoSegWeb.slicer_lib import (TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress,
                                    available_spaces, available_strategies)
 from AutoSegWeb.ui import build_ui
 
@@ -65,7 +65,7 @@ class AutoSegWebApp(TrameApp):
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.layout_manager.set_layout("Axial Primary")
-        self.logic = AutoSegSearchLogic(self.slicer.scene, app_logic=self.slicer.app_logic)
+        self.logic = PanelLogic(self.slicer.scene, app_logic=self.slicer.app_logic)
 
         self.dataset_dir: Path | None = None
         self.results_dir: Path | None = None
@@ -418,7 +418,7 @@ def _data_url(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _mask_centre(logic: AutoSegSearchLogic, segmentation, volume):
+def _mask_centre(logic: PanelLogic, segmentation, volume):
     """RAS centre of the segments, so every slice view cuts through the structure (None when empty)."""
     import vtk  # noqa: PLC0415
 

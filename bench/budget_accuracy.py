@@ -134,12 +134,12 @@ def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
     runner.prepare()
     selected = time.time()
     # the trial loop gets what is left of the search share after case selection
-    runner.s.time_limit = max(1.0, start + args.search_fraction * args.budget_minutes * 60 - selected)
+    runner.settings.time_limit = max(1.0, start + args.search_fraction * args.budget_minutes * 60 - selected)
     summary = runner.run_trials()
     searched = time.time()
     if not any(t.state.name == "COMPLETE" for t in runner.study.trials):
         raise SystemExit(f"budget_accuracy: no trial completed within the search share "
-                         f"({runner.s.time_limit:.0f} s); give a larger --budget-minutes or --search-fraction")
+                         f"({runner.settings.time_limit:.0f} s); give a larger --budget-minutes or --search-fraction")
     best = runner.study.best_trial
     top = rank_trials(runner.study, args.final_top_k)
     train, val = final_cases(pool, args)

@@ -19,12 +19,12 @@ class LongestFirstPacking:
         Adaptive strategies (TPE, BOHB, …) must see results first, so they keep one point per free job; a
         time-limited study keeps the sampling order too.
         """
-        if self.s.strategy != "random" or self.s.jobs < 2 or self.s.trials is None or self.s.time_limit is not None:
+        if self.settings.strategy != "random" or self.settings.jobs < 2 or self.settings.trials is None or self.settings.time_limit is not None:
             return             # under a time budget, long trials first would finish fewer trials
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return                 # already packed by an earlier run of this study, or re-queued work first
-        remaining = self.s.trials - self._counted(trials)
+        remaining = self.settings.trials - self._counted(trials)
         if remaining < 2:
             return
         scratch = optuna.create_study(directions=self.study.directions, sampler=self.study.sampler)
@@ -33,7 +33,7 @@ class LongestFirstPacking:
         order = sorted(range(remaining), key=lambda i: -costs[i])      # stable: ties keep the sampling order
         for i in order:
             self.study.enqueue_trial(points[i], user_attrs={"packed_cost": costs[i]})
-        self.events.emit("log", message=f"random search on {self.s.jobs} jobs: {remaining} trials queued "
+        self.events.emit("log", message=f"random search on {self.settings.jobs} jobs: {remaining} trials queued "
                                         "longest first (estimated compute) so no job idles at the end")
 
     def _estimated_cost(self, params: dict) -> float:
@@ -41,11 +41,11 @@ class LongestFirstPacking:
         from AutoSegCore.networks.measure import flops_per_voxel
 
         try:
-            cfg = self.space.to_config(params, self.s.base_config)
+            cfg = self.space.to_config(params, self.settings.base_config)
             net = self.fidelity.apply_network(cfg["network"])
             t = cfg["training"]
-            steps = self.s.steps_per_epoch or t["steps_per_epoch"]
+            steps = self.settings.steps_per_epoch or t["steps_per_epoch"]
             per_voxel = flops_per_voxel(net, self.ds.num_channels, len(self.ds.labels))
-            return per_voxel * t["batch_size"] * steps * self.s.epochs
+            return per_voxel * t["batch_size"] * steps * self.settings.epochs
         except Exception:          # an illegal point fails at once in its trial; it costs nothing to run
             return 0.0

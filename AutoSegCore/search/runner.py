@@ -56,7 +56,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
     dead-worker recovery, longest-first packing and the summary are in their own modules."""
 
     def __init__(self, settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, join: bool = False) -> None:
-        self.s = settings
+        self.settings = settings
         self.events = events
         self.join = join
         self.work = Path(settings.out).resolve()
@@ -66,17 +66,17 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
 
     # -------------------------------------------------------------------------------------------- loop
     def _out_of_time(self, started: float) -> bool:
-        return self.s.time_limit is not None and time.time() - started >= self.s.time_limit
+        return self.settings.time_limit is not None and time.time() - started >= self.settings.time_limit
 
     def _budget_left(self, started: float) -> bool:
         if self.stop_requested or self._out_of_time(started):
             return False
-        if self.s.trials is None:
+        if self.settings.trials is None:
             return True
         trials = self.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return True        # re-queued trials always run
-        return self._counted(trials) < self.s.trials
+        return self._counted(trials) < self.settings.trials
 
     _counted = staticmethod(counted)
 
@@ -92,22 +92,22 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=params,
                              error="illegal architecture", value=None)
             return None
-        full_config = self.space.to_config(params, self.s.base_config)
+        full_config = self.space.to_config(params, self.settings.base_config)
         config = {**full_config, "network": self.fidelity.apply_network(full_config["network"])}
         # trials are budgeted in epochs (their values are Dice at one fidelity): a base config's time_limit is
         # for trainings of a single config (the final one gets --final-time), never for a trial
-        config["training"] = {**config["training"], "epochs": self.s.epochs, "seed": self.s.seed, "time_limit": None}
-        if self.s.steps_per_epoch:
-            config["training"]["steps_per_epoch"] = self.s.steps_per_epoch
+        config["training"] = {**config["training"], "epochs": self.settings.epochs, "seed": self.settings.seed, "time_limit": None}
+        if self.settings.steps_per_epoch:
+            config["training"]["steps_per_epoch"] = self.settings.steps_per_epoch
         trial_dir = self.work / "trials" / f"{trial.number:04d}"
         trial_dir.mkdir(parents=True, exist_ok=True)
         device, fraction = self._trial_device([rt.device for rt in running or []])
         spec = TrialSpec(
-            number=trial.number, trial_id=trial._trial_id, storage=self.storage_url, study_name=self.s.study_name,
-            strategy=self.s.strategy, directions=self.directions, data=str(Path(self.s.data).resolve()),
-            config=config, train_cases=self.train_cases, val_cases=self.val_cases, min_epochs=self.s.min_epochs,
-            threads=self.s.threads_per_job(), device=device, memory_fraction=fraction,
-            memory_gb=self.s.trial_memory_gb, cache_dir=str(self.work / "cache"),
+            number=trial.number, trial_id=trial._trial_id, storage=self.storage_url, study_name=self.settings.study_name,
+            strategy=self.settings.strategy, directions=self.directions, data=str(Path(self.settings.data).resolve()),
+            config=config, train_cases=self.train_cases, val_cases=self.val_cases, min_epochs=self.settings.min_epochs,
+            threads=self.settings.threads_per_job(), device=device, memory_fraction=fraction,
+            memory_gb=self.settings.trial_memory_gb, cache_dir=str(self.work / "cache"),
             resume_from=trial.user_attrs.get("resume_from"), fingerprint=str(self.fingerprint_path),
             preprocessor=self._preprocessor_file(config))
         spec.write(trial_dir)
@@ -137,23 +137,23 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         for the GPU count does not initialise CUDA here, and the fork server is a separate process anyway."""
         from AutoSegCore.utils.device import memory_fraction, next_device, parse_devices
 
-        if self.s.devices:
-            devices = parse_devices(self.s.devices)
-        elif self.s.device in ("auto", "cuda"):
-            devices = parse_devices(self.s.device)
+        if self.settings.devices:
+            devices = parse_devices(self.settings.devices)
+        elif self.settings.device in ("auto", "cuda"):
+            devices = parse_devices(self.settings.device)
             if devices == ["cpu"]:                 # no GPU: the trial resolves "auto" itself, as before
-                return self.s.device, None
+                return self.settings.device, None
         else:
-            devices = [self.s.device]
+            devices = [self.settings.device]
         device = next_device(devices, running)
-        return device, memory_fraction(devices, self.s.jobs, device)
+        return device, memory_fraction(devices, self.settings.jobs, device)
 
     def _poll_metrics(self, rt: RunningTrial) -> None:
         from AutoSegCore.events import read_events
 
         recs, rt.metrics_offset = read_events(rt.trial_dir / METRICS, rt.metrics_offset)
         for rec in recs:
-            self.events.emit("epoch", trial=rt.trial.number, epoch=rec.get("epoch"), epochs=self.s.epochs,
+            self.events.emit("epoch", trial=rt.trial.number, epoch=rec.get("epoch"), epochs=self.settings.epochs,
                              loss=rec.get("loss"), val_dice=rec.get("val_dice"), seconds=rec.get("seconds"))
 
     def _finish(self, rt: RunningTrial, code: int | None, reason: str | None = None) -> None:
@@ -208,9 +208,9 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         """Run trials until the trial count or time budget is reached; resumable and safe to run on many hosts."""
         started = time.time()
         requeued = self.recover_interrupted()
-        self.events.emit("study_started", study=self.s.study_name, storage=self._public_storage(),
-                         space=self.s.space, strategy=self.s.strategy, fidelity=self.fidelity.to_dict(),
-                         trials=self.s.trials, jobs=self.s.jobs, resumed_trials=len(self.study.trials),
+        self.events.emit("study_started", study=self.settings.study_name, storage=self._public_storage(),
+                         space=self.settings.space, strategy=self.settings.strategy, fidelity=self.fidelity.to_dict(),
+                         trials=self.settings.trials, jobs=self.settings.jobs, resumed_trials=len(self.study.trials),
                          requeued=requeued)
         if self.proxy_fixed:
             self.events.emit("log", message=f"proxy net {self.fidelity.net_label}: not searching "
@@ -222,7 +222,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         last_beat, last_recovery = 0.0, time.time()
         try:
             while True:
-                while len(running) < self.s.jobs and self._budget_left(started):
+                while len(running) < self.settings.jobs and self._budget_left(started):
                     rt = self._start_trial(running)
                     if rt:
                         running.append(rt)
@@ -241,11 +241,11 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                 for rt in list(running):
                     self._poll_metrics(rt)
                     code = rt.process.poll()
-                    timed_out = self.s.trial_timeout and time.time() - rt.started > self.s.trial_timeout
+                    timed_out = self.settings.trial_timeout and time.time() - rt.started > self.settings.trial_timeout
                     if code is None and timed_out:
                         kill_tree(rt.process.pid)
                         rt.process.wait()
-                        self._finish(rt, None, reason=f"exceeded the trial time limit of {self.s.trial_timeout:g} s")
+                        self._finish(rt, None, reason=f"exceeded the trial time limit of {self.settings.trial_timeout:g} s")
                         running.remove(rt)
                     elif code is not None:
                         self._finish(rt, code)
@@ -254,7 +254,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                     # --time is the search's budget, not a time after which no trial starts (Optuna's
                     # ``timeout``): what runs past it would delay the final training by up to a whole trial
                     n = len(running)
-                    self._stop_and_requeue(running, f"stopped at the search time limit ({self.s.time_limit:g} s)")
+                    self._stop_and_requeue(running, f"stopped at the search time limit ({self.settings.time_limit:g} s)")
                     self.events.emit("log", message=f"search time limit reached: {n} running trial(s) stopped at "
                                      "their last checkpoint and re-queued; re-run the command with more --time to "
                                      "continue them")
@@ -298,10 +298,10 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
 
     def _progress(self, started: float) -> None:
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)
-        if self.s.trials:
-            frac = min(1.0, len(trials) / self.s.trials)
-        elif self.s.time_limit:
-            frac = min(1.0, (time.time() - started) / self.s.time_limit)
+        if self.settings.trials:
+            frac = min(1.0, len(trials) / self.settings.trials)
+        elif self.settings.time_limit:
+            frac = min(1.0, (time.time() - started) / self.settings.time_limit)
         else:
             frac = 0.0
         if getattr(self, "_last_frac", None) != frac:

@@ -20,10 +20,10 @@ class StudySetup:
         from AutoSegCore.spaces import get_space
 
         # a mistyped space or proxy spec is refused before the fork server starts (that takes seconds)
-        self.fidelity = Fidelity.parse(self.s.proxy_data, self.s.proxy_net)
-        self.space = get_space(self.s.space)
-        if not Path(self.s.data).exists():
-            raise DatasetError(f"{self.s.data}: dataset not found",
+        self.fidelity = Fidelity.parse(self.settings.proxy_data, self.settings.proxy_net)
+        self.space = get_space(self.settings.space)
+        if not Path(self.settings.data).exists():
+            raise DatasetError(f"{self.settings.data}: dataset not found",
                                "pass the dataset folder (dataset.json + imagesTr/ + labelsTr/) or its dataset.json")
         self.work.mkdir(parents=True, exist_ok=True)
         self.launcher.warm()          # the fork server imports torch & co. while the cases are selected
@@ -38,7 +38,7 @@ class StudySetup:
         from AutoSegCore.search.storage import create_or_load_study, load_study, open_storage
         from AutoSegCore.strategies import make_sampler
 
-        s = self.s
+        s = self.settings
         self.proxy_fixed: list[str] = []
         # Only paper a's fixed proxy (levels=N without width) trains one size for every trial, so only then are
         # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
@@ -102,14 +102,14 @@ class StudySetup:
         if not n and not self.join:
             return
         salt = n if not self.join else n + zlib.crc32(f"{self.host}:{os.getpid()}".encode())
-        self.study.sampler = make_sampler(self.s.strategy, seed=(self.s.seed + salt) % 2**32)
+        self.study.sampler = make_sampler(self.settings.strategy, seed=(self.settings.seed + salt) % 2**32)
 
     def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
         """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""
         from AutoSegCore.data.splits import holdout_split
 
         if self.fidelity.data_method is None:
-            return holdout_split(sorted(names), self.s.val_fraction, self.s.seed)
+            return holdout_split(sorted(names), self.settings.val_fraction, self.settings.seed)
         proxy_json = self.work / "proxy.json"
         if proxy_json.is_file():
             saved = read_json(proxy_json)
@@ -119,8 +119,8 @@ class StudySetup:
 
         sel = select_proxy_data(self.ds.subset(names), method=self.fidelity.data_method,
                                 roi="label" if self.fidelity.roi else "none", budget=self.fidelity.budget,
-                                seed=self.s.seed, val_fraction=0.5, cache_dir=self.work / "cache",
-                                device=self.s.device)
+                                seed=self.settings.seed, val_fraction=0.5, cache_dir=self.work / "cache",
+                                device=self.settings.device)
         save_proxy(sel, proxy_json)
         self.events.emit("artifact", kind="proxy", path=str(proxy_json))
         return list(sel.train), list(sel.val)

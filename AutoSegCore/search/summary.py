@@ -48,5 +48,5 @@ class StudySummary:
         failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
         last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
                        "folder": str(self.work / "trials" / f"{failed[-1].number:04d}")} if failed else None)
-        return {"study": self.s.study_name, "out": str(self.work), "counts": counts, "best": best,
+        return {"study": self.settings.study_name, "out": str(self.work), "counts": counts, "best": best,
                 "seconds": seconds, "last_error": last_error}

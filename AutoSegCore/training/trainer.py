@@ -63,7 +63,7 @@ class Trainer:
         from AutoSegCore.networks import build_network, count_parameters, size_divisor
 
         self.config = config
-        self.tcfg = config["training"]
+        self.training_config = config["training"]
         self.labels = {int(k): v for k, v in labels.items()}
         self.out_classes = max(self.labels) + 1
         self.out_dir = Path(out_dir)
@@ -75,7 +75,7 @@ class Trainer:
         self.in_channels = in_channels
         if not train_cases:
             raise ValueError("no training cases")
-        seed = int(self.tcfg.get("seed", 0))
+        seed = int(self.training_config.get("seed", 0))
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
@@ -83,21 +83,21 @@ class Trainer:
         self.num_params = count_parameters(config["network"], in_channels, self.out_classes)
         self.two_d = config["network"].get("conv") == "2d"
         divisor = size_divisor(config["network"])
-        self.patch = choose_patch([c.image.shape[1:] for c in train_cases], divisor, self.tcfg.get("patch_size"))
-        flip = self.tcfg["augmentation"].get("flip_axes", "auto")
+        self.patch = choose_patch([c.image.shape[1:] for c in train_cases], divisor, self.training_config.get("patch_size"))
+        flip = self.training_config["augmentation"].get("flip_axes", "auto")
         self.flip_axes = safe_flip_axes([c.label for c in train_cases]) if flip == "auto" else list(flip)
         self.train_cases, self.val_cases = train_cases, val_cases
         self.bank = case_bank(train_cases, self.device, self.events)
-        self.loss_fn = DeepSupervisionWrapper(make_loss(self.tcfg["loss"]))
+        self.loss_fn = DeepSupervisionWrapper(make_loss(self.training_config["loss"]))
         self.fused_loss = isinstance(self.loss_fn.loss, FusedDiceCELoss) and fused_available(self.device)
-        self.optimizer = make_optimizer(self.net.parameters(), self.tcfg)
-        self.total_steps = self.tcfg["epochs"] * self.tcfg["steps_per_epoch"]
-        self.scheduler = make_scheduler(self.optimizer, self.tcfg, self.total_steps)
+        self.optimizer = make_optimizer(self.net.parameters(), self.training_config)
+        self.total_steps = self.training_config["epochs"] * self.training_config["steps_per_epoch"]
+        self.scheduler = make_scheduler(self.optimizer, self.training_config, self.total_steps)
         # training.time_limit (seconds): the schedule ends at the wall-clock budget; epochs is then only a cap
-        self.time_limit = self.tcfg.get("time_limit")
-        self.horizon = self.tcfg["epochs"]         # the epoch at which the lr schedule ends
-        self.amp = amp_dtype(self.tcfg.get("amp", "auto"), self.device, self.num_params)
-        self.channels_last = use_channels_last(self.tcfg.get("channels_last", "auto"), self.device)
+        self.time_limit = self.training_config.get("time_limit")
+        self.horizon = self.training_config["epochs"]         # the epoch at which the lr schedule ends
+        self.amp = amp_dtype(self.training_config.get("amp", "auto"), self.device, self.num_params)
+        self.channels_last = use_channels_last(self.training_config.get("channels_last", "auto"), self.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self.scaler = torch.amp.GradScaler("cuda") if (self.amp == torch.float16) else None
@@ -115,8 +115,8 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- data
     def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One augmented batch on the training device: (B, C, *patch) float images, (B, 1, *patch) uint8 labels."""
-        aug = self.tcfg["augmentation"]
-        img, lab = self.bank.sample(self.tcfg["batch_size"], self.patch, aug, self.flip_axes, self.gen, self.two_d)
+        aug = self.training_config["augmentation"]
+        img, lab = self.bank.sample(self.training_config["batch_size"], self.patch, aug, self.flip_axes, self.gen, self.two_d)
         img, lab = img.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
         return augment_on_device(img, lab, aug, self.gen, self.two_d)
 
@@ -182,7 +182,7 @@ class Trainer:
     def _set_horizon(self, epochs: int) -> None:
         """End the lr schedule at ``epochs`` from now on (the next step already uses the new curve)."""
         self.horizon = epochs
-        factor = self.scheduler.lr_lambdas[0] = schedule_factor(self.tcfg, epochs * self.tcfg["steps_per_epoch"])
+        factor = self.scheduler.lr_lambdas[0] = schedule_factor(self.training_config, epochs * self.training_config["steps_per_epoch"])
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * factor(self.scheduler.last_epoch)
 
@@ -196,7 +196,7 @@ class Trainer:
         if measured:
             return float(measured[-1])
         train_s = [r["seconds"] for r in self.history[-5:]]
-        return 0.5 * len(self.val_cases) * (float(np.mean(train_s)) / self.tcfg["steps_per_epoch"] if train_s else 0.0)
+        return 0.5 * len(self.val_cases) * (float(np.mean(train_s)) / self.training_config["steps_per_epoch"] if train_s else 0.0)
 
     def _replan(self, epoch_seconds_now: float, cap: int) -> bool:
         """Re-fit the schedule's end to the time left (``replan_horizon``); True when this epoch is the last."""
@@ -255,7 +255,7 @@ class Trainer:
         weight gradient of a 3×3×3 conv on a 2×2×2 input (a depth-6 U-Net's bottleneck at a 64³ patch) is
         sporadically NaN with 2 threads (≈ 1 in 30 calls; never with 1 thread or fp32), which turned a 0.82
         validation-Dice config into 0 after 300 steps.  Such a step is skipped (``_step``), as GradScaler does."""
-        clip = self.tcfg.get("grad_clip")
+        clip = self.training_config.get("grad_clip")
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(clip) if clip else float("inf"))
         return torch.isfinite(norm)
 
@@ -338,7 +338,7 @@ class Trainer:
         if resume:
             self.try_resume()
         self.net.train()
-        epochs, steps = self.tcfg["epochs"], self.tcfg["steps_per_epoch"]
+        epochs, steps = self.training_config["epochs"], self.training_config["steps_per_epoch"]
         last_val = self.history[-1] if self.history else {}
         # a time-limited run that already reached its horizon or spent its budget trains no further epoch
         finished = bool(self.time_limit and self.history
@@ -362,7 +362,7 @@ class Trainer:
                 if self.time_limit:
                     finished = self._replan(time.perf_counter() - t0, epochs) or finished
                     record["horizon"] = self.horizon
-                if self.val_cases and (self.epoch % self.tcfg.get("val_every", 1) == 0 or finished):
+                if self.val_cases and (self.epoch % self.training_config.get("val_every", 1) == 0 or finished):
                     t_val = time.perf_counter()
                     last_val = self.validate()
                     record.update(last_val)
@@ -378,7 +378,7 @@ class Trainer:
         except StopTraining:
             pass
         except torch.OutOfMemoryError as exc:
-            raise out_of_memory(self.device, self.epoch + 1, self.tcfg["batch_size"], self.patch, self.num_params,
+            raise out_of_memory(self.device, self.epoch + 1, self.training_config["batch_size"], self.patch, self.num_params,
                                 exc) from None
         result = TrainResult(
             model_dir=self.out_dir, epochs_done=self.epoch, val_dice=float(last_val.get("val_dice", 0.0)),

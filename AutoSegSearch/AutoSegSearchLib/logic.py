@@ -7,7 +7,7 @@ parameter-node wrapper (that lives in the Widget).  Every method that could fail
 first and only then touches the scene, so a bad input raises :class:`DatasetError` and changes nothing.
 
 The parts live one concept per module (dataset_export, engine_commands, engine_outputs, scene_import, nodes);
-this module joins them into :class:`AutoSegSearchLogic` and re-exports the names the front ends import.
+this module joins them into :class:`PanelLogic` and re-exports the names the front ends import.
 """
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from .errors import ConfigError, DatasetError
 from .nodes import PALETTE, case_name_from_file, safe_case_name
 from .scene_import import SceneImport
 
-__all__ = ["AutoSegSearchLogic", "CasePair", "ConfigError", "DatasetError", "ExportedDataset", "PALETTE",
+__all__ = ["PanelLogic", "CasePair", "ConfigError", "DatasetError", "ExportedDataset", "PALETTE",
            "PROXY_METHODS", "ProxyCase", "ProxyResult", "SPACES", "STRATEGIES", "TTA_CHOICES", "available_spaces",
            "available_strategies", "case_name_from_file", "safe_case_name"]
 
 
-class AutoSegSearchLogic(DatasetExport, SceneImport, EngineCommands, EngineOutputs):
+class PanelLogic(DatasetExport, SceneImport, EngineCommands, EngineOutputs):
     """Everything the module does that is not a widget. Pass plain values and nodes in; get nodes and paths out.
 
     ``scene`` defaults to ``slicer.mrmlScene``; ``app_logic`` (optional) lets :meth:`show_in_views` put a loaded

@@ -67,7 +67,7 @@ def test_wheel_carries_the_front_ends_and_imports_them_from_itself(installed):
     py = installed / "bin" / "python"
     r = _run([py, "-c", "import AutoSegCore, AutoSegWeb, AutoSegSearchLib.logic, AutoSegWeb.slicer_lib as s, sys; "
                         "print(AutoSegCore.__file__, AutoSegWeb.__file__, AutoSegSearchLib.logic.__file__); "
-                        "print(s.AutoSegSearchLogic.__module__)"], cwd=installed.parent, env=_env())
+                        "print(s.PanelLogic.__module__)"], cwd=installed.parent, env=_env())
     files = r.stdout.split()
     assert all(f.startswith(str(installed)) for f in files[:3]), files
     assert files[3] == "AutoSegSearchLib.logic"

@@ -54,7 +54,7 @@ def test_width_search_samples_what_a_full_search_samples(prepared):
     for _ in range(4):                     # the runner's own sampling path of _start_trial, without the child
         p_full, p_width = full.space.suggest(full.study.ask()), width.space.suggest(width.study.ask())
         assert p_full == p_width
-        cfg = width.space.to_config(p_width, width.s.base_config)
+        cfg = width.space.to_config(p_width, width.settings.base_config)
         trained = width.fidelity.apply_network(cfg["network"])
         assert trained == proxy_network(cfg["network"], levels=3, width=0.25)
         assert trained["depth"] == min(p_width["depth"], 3) and trained["n_convs"] == min(p_width["n_convs"], 1)

@@ -68,7 +68,7 @@ def app():
 
 @pytest.fixture
 def logic(app):
-    from AutoSegSearchLib.logic import AutoSegSearchLogic
+    from AutoSegSearchLib.logic import PanelLogic
 
     scene, app_logic = app
-    return AutoSegSearchLogic(scene, app_logic=app_logic)
+    return PanelLogic(scene, app_logic=app_logic)

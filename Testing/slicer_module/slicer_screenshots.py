@@ -29,11 +29,11 @@ class OffscreenViewer:
         from trame_slicer.core import SlicerApp
         from trame_slicer.views import DirectViewFactory
 
-        from AutoSegSearchLib.logic import AutoSegSearchLogic
+        from AutoSegSearchLib.logic import PanelLogic
 
         self.app = SlicerApp()
         self.app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-        self.logic = AutoSegSearchLogic(self.app.scene, app_logic=self.app.app_logic)
+        self.logic = PanelLogic(self.app.scene, app_logic=self.app.app_logic)
         self.size = size
         self._views = {}
 
