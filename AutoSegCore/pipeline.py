@@ -29,6 +29,7 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
     summary = runner.run_trials()
     record_actual(settings.out, search_seconds=summary["seconds"])
     if settings.final:
+        forecast_winner(runner, events)
         t0 = time.time()
         summary["final"] = finalize_search(settings, runner.study, runner.ds, events=events)
         record_actual(settings.out, final_seconds=time.time() - t0)
@@ -78,3 +79,27 @@ def forecast_only(settings: SearchSettings, events: EventWriter = NULL_EVENTS) -
         return forecast_stage(runner, events, again=True)
     finally:
         runner.launcher.close()
+
+
+def forecast_winner(runner, events: EventWriter = NULL_EVENTS) -> dict | None:
+    """Once the search has a winner: the final training's forecast from the winner's own net (the first forecast
+    had only the representative one), added to ``forecast.json`` as ``final_winner`` and emitted."""
+    from AutoSegCore.search.final import rank_trials
+    from AutoSegCore.search.forecast import FORECAST_FILE, forecast_final
+    from AutoSegCore.utils.io import read_json, write_json
+
+    path = runner.work / FORECAST_FILE
+    top = rank_trials(runner.study, 1)
+    if not top or not path.is_file():
+        return None
+    try:
+        f = read_json(path)
+        w = forecast_final(runner.settings, top[0].user_attrs["full_config"], runner.ds, runner.fingerprint)
+        f["final_winner"] = {k: v for k, v in w.items() if k != "measured"} | {"trial": top[0].number}
+        write_json(path, f)
+    except Exception as exc:       # noqa: BLE001 - as forecast_stage
+        events.emit("log", message=f"no final-training forecast: {type(exc).__name__}: {exc}")
+        return None
+    events.emit("forecast", final_seconds=w["seconds"], path=str(path), trial=top[0].number,
+                text=f"forecast: final training of trial {top[0].number}'s net ≈ {w['seconds']:.0f} s")
+    return w

@@ -36,7 +36,7 @@ def build_summary(work_dir: str | Path) -> dict:
     if forecast.is_file():
         f = json.loads(forecast.read_text())
         summary["forecast"] = {k: f.get(k) for k in ("search_seconds", "final_seconds", "trials", "trial_seconds",
-                                                    "text", "actual")}
+                                                    "text", "actual", "final_winner")}
     summary["_folder"] = folder
     return summary
 
@@ -109,6 +109,11 @@ def _forecast(s: dict) -> str:
     actual = f.get("actual") or {}
     rows = [(phase, H.Raw(H.duration(f.get(f"{key}_seconds"))), H.Raw(H.duration(actual.get(f"{key}_seconds"))),
              actual.get(f"{key}_ratio")) for phase, key in (("search phase", "search"), ("final training", "final"))]
+    winner = f.get("final_winner") or {}
+    if winner.get("seconds"):     # forecast again once the search had its winner, from the winner's own net
+        rows.append((f"final training (trial {winner.get('trial')}'s net, after the search)",
+                     H.Raw(H.duration(winner["seconds"])), H.Raw(H.duration(actual.get("final_seconds"))),
+                     actual.get("final_winner_ratio")))
     body = H.table(["", "forecast", "actual", "actual / forecast"], rows, numeric=[3]) + H.note(f.get("text"))
     return H.section("Cost forecast", body, "forecast")
 

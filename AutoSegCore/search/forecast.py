@@ -210,31 +210,7 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
 
     final = {"seconds": 0.0}
     if s.final:
-        # the final training: the full net on every search case (holdout split), one member after another
-        final_train, final_val = holdout_split(pool, s.val_fraction, s.seed)
-        full_cfg = {**full_cfg, "training": dict(full_cfg["training"])}
-        fsteps = s.final_steps_per_epoch or s.steps_per_epoch
-        if fsteps:
-            full_cfg["training"]["steps_per_epoch"] = fsteps
-        fsteps = int(full_cfg["training"]["steps_per_epoch"])
-        fepochs = int(s.final_epochs or s.epochs)
-        members = s.final_folds if s.final_folds > 1 else s.final_top_k
-        same_net = full_cfg["network"] == proxy_cfg["network"] and full_cfg["training"].get("batch_size") \
-            == proxy_cfg["training"].get("batch_size")
-        # the final training runs alone, with every core (the proxy's step was timed with one trial's share)
-        full = dict(proxy) if same_net and s.jobs == 1 else _measure(
-            full_cfg, ds, final_train, final_val, fingerprint, work / "cache", device, s.threads_per_job() * s.jobs)
-        fval_every = int(full_cfg["training"].get("val_every", 1))
-        fval_epochs = len({e for e in range(1, fepochs + 1) if e % fval_every == 0} | {fepochs})
-        member_val = full["val_case_seconds"] * len(final_val)
-        member = full["load_seconds"] + fepochs * fsteps * full["step_seconds"] + fval_epochs * member_val
-        if s.final_time:
-            member = float(s.final_time) / members + member_val       # the budget, then its last validation
-        # after the members: validation predictions of best/ (both ways when TTA is decided from validation)
-        predictions = member_val * (2 if s.final_tta == "auto" else 1)
-        final = {"seconds": members * member + predictions, "members": members, "member_seconds": member,
-                 "epochs": fepochs, "steps_per_epoch": fsteps, "val_cases": len(final_val),
-                 "time_budget": s.final_time, "measured": full}
+        final = forecast_final(s, full_cfg, ds, fingerprint, proxy=proxy, proxy_cfg=proxy_cfg)
     total = search_seconds + final["seconds"]
     out = {
         "version": 1, "created": time.time(), "search_seconds": search_seconds, "final_seconds": final["seconds"],
@@ -247,6 +223,41 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
     }
     out["text"] = describe_forecast(out)
     return out
+
+
+def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, proxy: dict | None = None,
+                   proxy_cfg: dict | None = None) -> dict:
+    """Seconds of the final training of ``full_cfg`` (the full net on every search case, holdout split, one
+    member after another, then the validation predictions of best/): {"seconds", "members", ...}.  Called before
+    the search with the representative net, and after it with the winner's own (``final_winner``)."""
+    from AutoSegCore.data.splits import holdout_split
+
+    pool = sorted(c.name for c in ds.cases if c.name not in set(s.holdout))
+    final_train, final_val = holdout_split(pool, s.val_fraction, s.seed)
+    full_cfg = {**full_cfg, "training": dict(full_cfg["training"], time_limit=None)}
+    fsteps = s.final_steps_per_epoch or s.steps_per_epoch
+    if fsteps:
+        full_cfg["training"]["steps_per_epoch"] = fsteps
+    fsteps = int(full_cfg["training"]["steps_per_epoch"])
+    fepochs = int(s.final_epochs or s.epochs)
+    members = s.final_folds if s.final_folds > 1 else s.final_top_k
+    same_net = proxy is not None and full_cfg["network"] == proxy_cfg["network"] \
+        and full_cfg["training"].get("batch_size") == proxy_cfg["training"].get("batch_size")
+    # the final training runs alone, with every core (the proxy's step was timed with one trial's share)
+    full = dict(proxy) if same_net and s.jobs == 1 else _measure(
+        full_cfg, ds, final_train, final_val, fingerprint, Path(s.out) / "cache", s.device,
+        s.threads_per_job() * s.jobs)
+    fval_every = int(full_cfg["training"].get("val_every", 1))
+    fval_epochs = len({e for e in range(1, fepochs + 1) if e % fval_every == 0} | {fepochs})
+    member_val = full["val_case_seconds"] * len(final_val)
+    member = full["load_seconds"] + fepochs * fsteps * full["step_seconds"] + fval_epochs * member_val
+    if s.final_time:
+        member = float(s.final_time) / members + member_val       # the budget, then its last validation
+    # after the members: validation predictions of best/ (both ways when TTA is decided from validation)
+    predictions = member_val * (2 if s.final_tta == "auto" else 1)
+    return {"seconds": members * member + predictions, "members": members, "member_seconds": member,
+            "epochs": fepochs, "steps_per_epoch": fsteps, "val_cases": len(final_val),
+            "time_budget": s.final_time, "measured": full}
 
 
 def _duration(seconds: float) -> str:
@@ -285,6 +296,8 @@ def record_actual(work: str | Path, *, search_seconds: float | None = None, fina
     if final_seconds is not None:
         actual["final_seconds"] = float(final_seconds)
         actual["final_ratio"] = final_seconds / f["final_seconds"] if f.get("final_seconds") else None
+        winner = (f.get("final_winner") or {}).get("seconds")
+        actual["final_winner_ratio"] = final_seconds / winner if winner else None
     f["actual"] = actual
     write_json(path, f)
     return f

@@ -23,6 +23,7 @@ def test_forecast_before_first_trial_and_near_actual(dataset, tmp_path):
     for phase in ("search", "final"):
         ratio = actual[f"{phase}_ratio"]
         assert 1 / 8 < ratio < 8, (phase, actual, fc[f"{phase}_seconds"])
+    assert fc["final_winner"]["seconds"] > 0 and actual["final_winner_ratio"] > 0    # re-forecast from the winner
     report = (out / "report.html").read_text()
     assert "Cost forecast" in report and "actual / forecast" in report
 
