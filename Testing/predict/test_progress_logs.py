@@ -61,7 +61,7 @@ def test_on_a_terminal_only_the_bars_are_drawn_and_a_redirected_stdout_gets_the_
     text = b"".join(chunks).decode(errors="replace")
     assert "predicting" in text and "━" in text, text[-2000:]
     assert not re.search(LINE, text, re.M), text[-2000:]
-    logged = (tmp_path / "log").read_text()
+    logged = (tmp_path / "log").read_text(encoding="utf-8")          # the engine writes UTF-8 whatever the locale
     assert re.search(LINE + r"predicting: 1/1 cases done \(last: hippocampus_003\)", logged, re.M), logged
     assert "━" not in logged
     assert (tmp_path / "p" / "hippocampus_003.seg.nrrd").is_file()
