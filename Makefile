@@ -26,10 +26,10 @@ demo: install
 	$(VENV)/bin/autoseg demo --out demo-output
 
 test: install system-deps
-	$(PY) -m pytest -n 2 --timeout 1200 Testing
+	PYTHONUTF8=1 $(PY) -m pytest -n 2 --timeout 1200 Testing
 
 test-fast: install
-	$(PY) -m pytest -n 2 -m "not slow" Testing
+	PYTHONUTF8=1 $(PY) -m pytest -n 2 -m "not slow" Testing
 
 bench: install
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
