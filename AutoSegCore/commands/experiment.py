@@ -17,11 +17,11 @@ def register(sub) -> None:
     p = sub.add_parser("experiment", help="experiments that check the engine's shortcuts against the full thing")
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     q = kinds.add_parser("proxy-correlation",
-                         help="paper a §4: do proxy data / proxy nets rank hyper-parameters like full training?")
+                         help="proxy paper §4: do proxy data / proxy nets rank hyper-parameters like full training?")
     q.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
     q.add_argument("--out", default="proxy-correlation", help="output folder (re-use it to resume)")
     q.add_argument("--grid", choices=("small", "paper"), default="small",
-                   help="small = 3 optimisers × 2 learning rates; paper = paper a's 4 × 4")
+                   help="small = 3 optimisers × 2 learning rates; paper = the proxy paper's 4 × 4")
     q.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default 2)")
     q.add_argument("--steps-per-epoch", type=positive_int, default=None, help="optimiser steps per epoch (default 30)")
     q.add_argument("--budget", nargs="+", default=["0.25"],

@@ -12,7 +12,7 @@ from AutoSegCore.utils.cli_types import device
 
 
 def register(sub) -> None:
-    p = sub.add_parser("proxy", help="choose a small, diverse proxy subset of a dataset (paper a: MI / local NCC)")
+    p = sub.add_parser("proxy", help="choose a small, diverse proxy subset of a dataset (the proxy paper: MI / local NCC)")
     p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
     p.add_argument("--method", choices=("mi", "ncc", "random"), default="mi",
                    help="mi = mutual information, ncc = local normalised cross-correlation (9³), random = baseline")

@@ -1,6 +1,6 @@
-"""EMONAS-Net (paper d): an encoder–decoder of 2·n_c + 1 identical cells with 2^n_f first-level filters.
+"""EMONAS-Net: an encoder–decoder of 2·n_c + 1 identical cells with 2^n_f first-level filters.
 
-Cell (paper d Table 2): four nodes; node 1 reads the cell input, node k ∈ {2, 3, 4} reads I_k ∈ {0 = the cell
+Cell (EMONAS-Net Table 2): four nodes; node 1 reads the cell input, node k ∈ {2, 3, 4} reads I_k ∈ {0 = the cell
 input, 1 … k-1 = node j}; node k applies operation O_k (``OPS``: 3D, 2D k×k×1 and pseudo-3D k×k×1 → 1×1×k
 convolutions, or identity).  Each convolution is followed by the config's norm and LeakyReLU.
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from AutoSegCore.networks.layers import LEAKY_RELU, SkipEncoderDecoder, conv_norm_act, head, up_conv
 
-# name -> (kind, k); the order is paper d's Table 1
+# name -> (kind, k); the order is EMONAS-Net's Table 1
 OPS: dict[str, tuple[str, int]] = {
     "conv3d_1": ("3d", 1), "conv3d_3": ("3d", 3), "conv3d_5": ("3d", 5),
     "conv2d_3": ("2d", 3), "conv2d_5": ("2d", 5), "conv2d_7": ("2d", 7),

@@ -1,14 +1,14 @@
-"""Proxy networks (paper a §3.2): shrink any network config to a cheap stand-in that ranks like the full one.
+"""Proxy networks (the proxy paper §3.2): shrink any network config to a cheap stand-in that ranks like the full one.
 
 Two rules, chosen with ``--proxy-net``:
 
-**Fixed rule** (``levels=N``, paper a's setting).  Paper a's rule for its U-Net: first-level channels → 4,
+**Fixed rule** (``levels=N``, the proxy paper's setting).  The proxy paper's rule for its U-Net: first-level channels → 4,
 residual units → 1, levels → 5, 4 or 3; everything else (2D/3D, norm, multiplier, deep supervision, dropout) is
 kept.  The analogous shrink for the NAS spaces: SegNAS filters n → 4 and poolings p → levels − 1 (block
 structure, residual and supervision kept); EMONAS first-level filters 2^n_f → 4 (n_f = 2) and n_c → levels − 1,
 i.e. 2·levels − 1 cells (cell kept).  The rule overwrites the network's SIZE with constants, so every proxy trial
 trains the same size: it cannot rank sizes, and a search under it leaves the size keys (``PROXY_KEYS``) at the
-base config's values.  Right for paper a's question — training/pipeline choices for a fixed architecture.
+base config's values.  Right for the proxy paper's question — training/pipeline choices for a fixed architecture.
 
 **Width rule** (``width=F``, optionally ``levels=N,width=F``).  Why a second rule: a space that searches the size
 itself (``unet-pipeline``: depth, channels, n_convs; SegNAS n, p; EMONAS n_c, n_f) cannot be searched on the
@@ -19,7 +19,7 @@ proposes the same configurations as a full-fidelity search), and the final netwo
 price: a proxy trial's cost depends on the sampled size.
 
 - U-Net: channels → min(channels, max(4, round(channels·F))); n_convs → min(n_convs, 1) (0 = one conv without
-  residual path stays 0, 1–3 residual sub-units → 1 as paper a's single residual unit); depth kept, or
+  residual path stays 0, 1–3 residual sub-units → 1 as the proxy paper's single residual unit); depth kept, or
   min(depth, N) with levels=N; max_channels shrinks like channels (every level is then ≈ F × its full width).
   Multiplier, 2D/3D, norm, dropout, deep supervision kept.
 - SegNAS: filters → min(filters, max(4, round(filters·F))); poolings kept, or min(poolings, N − 1).
@@ -41,9 +41,9 @@ from AutoSegCore.networks.validate import with_arch_defaults
 PROXY_CHANNELS = 4
 PROXY_RESIDUAL_UNITS = 1
 PROXY_EMONAS_NF = 2          # 2^2 = 4 first-level filters, as PROXY_CHANNELS
-DEFAULT_LEVELS = 3           # proxy_network(cfg) without a rule = paper a's smallest rung
+DEFAULT_LEVELS = 3           # proxy_network(cfg) without a rule = the proxy paper's smallest rung
 # The config keys the FIXED rule overwrites, per architecture.  A search that trains fixed-rule proxy networks
-# cannot rank these (every trial trains the same value), so it does not search them (paper a searches training
+# cannot rank these (every trial trains the same value), so it does not search them (the proxy paper searches training
 # hyper-parameters for a fixed architecture); the final network takes them from the base config.  The width
 # rule shrinks the same keys relative to each sampled value, so under it they stay in the search.
 PROXY_KEYS = {
@@ -55,7 +55,7 @@ PROXY_KEYS = {
 
 def _check_levels(levels) -> None:
     if not (isinstance(levels, int) and not isinstance(levels, bool) and 2 <= levels <= 6):
-        raise ConfigError(f"proxy levels = {levels!r} must be an integer in 2–6", "paper a uses 5, 4 or 3")
+        raise ConfigError(f"proxy levels = {levels!r} must be an integer in 2–6", "the proxy paper uses 5, 4 or 3")
 
 
 def _check_width(width) -> None:
@@ -77,7 +77,7 @@ def _shrink(value: int, width: float, floor: int) -> int:
 def proxy_network(net_cfg: dict, levels: int | None = None, width: float | None = None) -> dict:
     """Return a shrunk copy of ``net_cfg``.
 
-    ``width`` None: paper a's fixed rule with ``levels`` resolution levels (5, 4 or 3; 3 when neither is given).
+    ``width`` None: the proxy paper's fixed rule with ``levels`` resolution levels (5, 4 or 3; 3 when neither is given).
     ``width`` F in (0, 1]: the rank-preserving width rule, depth / poolings / n_c capped at ``levels`` if given.
     """
     if width is None and levels is None:

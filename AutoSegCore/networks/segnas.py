@@ -1,11 +1,11 @@
-"""SegNAS3D (paper c): blocks coded as a DAG by an upper-triangular operation matrix, connected U-Net-style.
+"""SegNAS3D: blocks coded as a DAG by an upper-triangular operation matrix, connected U-Net-style.
 
-Block (paper c §2.1): node 0 is the block input, node ``nodes-1`` its output; entry (i, j), i < j, is the
+Block (SegNAS3D §2.1): node 0 is the block input, node ``nodes-1`` its output; entry (i, j), i < j, is the
 operation on the edge i → j (``OPS``); a node's value is the *sum* of its incoming edges (the paper sums because
 concatenation ran out of memory).  Only node 0 may be a source and only the last node a sink, otherwise the
 block cannot be built (``segnas_is_legal``).
 
-Network (paper c §2.2, Fig. 1): ``poolings + 1`` levels of MegaBlocks (block + spatial dropout + optional
+Network (SegNAS3D §2.2, Fig. 1): ``poolings + 1`` levels of MegaBlocks (block + spatial dropout + optional
 residual connection), channels ``filters · 2^level`` (doubled after each max pooling, halved after each
 upsampling), optional deep supervision.  Blocks share one operation matrix.
 
@@ -15,7 +15,7 @@ this projected input to the block output); upsampling is a 2×2×2 transposed co
 concatenates the encoder skip before its MegaBlock; normalisation is the config's (paper: batch norm).
 
 The ops list of the config is the row-major upper triangle of a k×k matrix (1, 3 or 6 entries for k = 2, 3, 4);
-with ``nodes`` < k only the top-left nodes×nodes part is used (paper c Table 3: "strikethrough ops ... not used").
+with ``nodes`` < k only the top-left nodes×nodes part is used (SegNAS3D Table 3: "strikethrough ops ... not used").
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from AutoSegCore.networks.layers import RELU, SkipEncoderDecoder, conv_norm_act, head, up_conv
 
-# op number -> (kernel, dilation); 0 = no edge, 6 = skip (identity)   (paper c Table 1)
+# op number -> (kernel, dilation); 0 = no edge, 6 = skip (identity)   (SegNAS3D Table 1)
 OPS: dict[int, tuple[int, int] | None] = {0: None, 1: (1, 1), 2: (3, 1), 3: (5, 1), 4: (3, 2), 5: (5, 2), 6: None}
 OP_NAMES = {0: "none", 1: "conv(1,1)", 2: "conv(3,1)", 3: "conv(5,1)", 4: "conv(3,2)", 5: "conv(5,2)", 6: "skip"}
 NONE, SKIP = 0, 6

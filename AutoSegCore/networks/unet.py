@@ -1,4 +1,4 @@
-"""Paper b's configurable U-Net, assembled from MONAI's ``Convolution`` / ``ResidualUnit`` exactly as MONAI's
+"""The BOHB thesis's configurable U-Net, assembled from MONAI's ``Convolution`` / ``ResidualUnit`` exactly as MONAI's
 ``UNet`` assembles them, plus what MONAI's ``UNet`` lacks: deep-supervision heads and per-level channel lists
 from a multiplier.
 
@@ -35,7 +35,7 @@ from AutoSegCore.networks.layers import SPATIAL_DIMS, UNET_LEAKY_RELU, head, mon
 
 
 def unet_channels(net_cfg: dict) -> list[int]:
-    """c_l = floor(c0 · m^l), at least 1, at most max_channels (paper b §3.3.1: 'rounded down')."""
+    """c_l = floor(c0 · m^l), at least 1, at most max_channels (the BOHB thesis §3.3.1: 'rounded down')."""
     c0, m = int(net_cfg["channels"]), float(net_cfg["multiplier"])
     cap = int(net_cfg.get("max_channels") or 10 ** 9)
     # the 1e-9 keeps products like 16·1.5² = 36 from flooring to 35 through rounding error
@@ -50,7 +50,7 @@ def unet_kernels(net_cfg: dict) -> tuple[tuple[int, int, int], tuple[int, int, i
 
 
 class UNet(nn.Module):
-    """Paper b's U-Net knobs (depth, channels, multiplier, 2D/3D, n_convs, norm, dropout, deep supervision)."""
+    """The BOHB thesis's U-Net knobs (depth, channels, multiplier, 2D/3D, n_convs, norm, dropout, deep supervision)."""
 
     def __init__(self, net_cfg: dict, in_channels: int, out_channels: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""AutoSegCore.proxy — proxy-data selection (paper a): pairwise MI / local NCC, ranking, budget, preview."""
+"""AutoSegCore.proxy — proxy-data selection (the proxy paper): pairwise MI / local NCC, ranking, budget, preview."""
 from AutoSegCore.proxy.preview import render_preview
 from AutoSegCore.proxy.selection import (ProxySelection, load_proxy, load_volumes, pairwise_matrix, resolve_budget,
                                          save_proxy, select_proxy_data, split_train_val)

@@ -1,7 +1,7 @@
-"""The proxy-correlation experiment of paper a (§4.2, Fig. 2–4): do cheap proxies rank hyper-parameters like the
+"""The proxy-correlation experiment of the proxy paper (§4.2, Fig. 2–4): do cheap proxies rank hyper-parameters like the
 full training does?
 
-For every point of a small hyper-parameter grid (paper a's optimisers × learning rates) one model is trained at
+For every point of a small hyper-parameter grid (the proxy paper's optimisers × learning rates) one model is trained at
 each rung of the fidelity ladder — all training data with the full net (the reference), proxy data chosen by
 MI, MI+ROI, NCC, NCC+ROI and at random (same budget, full net), and the proxy nets of 5/4/3 levels on all
 data.  Every model is scored on the same held-back cases, which are never in any training set nor in the
@@ -37,14 +37,14 @@ __all__ = ["run_proxy_correlation", "summarise", "correlation", "grid_configs", 
 
 FORMAT = "autoseg-proxy-correlation/1"
 
-#: Paper a §4.2 explores φ = {Adam, RMSProp, Adamax, Novograd} × δ = {1e-3, 6e-4, 4e-4, 1e-4}; "small" keeps the
+#: The proxy paper §4.2 explores φ = {Adam, RMSProp, Adamax, Novograd} × δ = {1e-3, 6e-4, 4e-4, 1e-4}; "small" keeps the
 #: ends of the learning-rate range and three of the optimisers so the whole experiment fits 30 CPU minutes.
 GRIDS: dict[str, dict[str, list]] = {
     "small": {"optimizer": ["adam", "rmsprop", "novograd"], "lr": [1e-3, 1e-4]},
     "paper": {"optimizer": ["adam", "rmsprop", "adamax", "novograd"], "lr": [1e-3, 6e-4, 4e-4, 1e-4]},
 }
 
-#: Proxy-data methods of paper a: (similarity, label ROI).
+#: Proxy-data methods of the proxy paper: (similarity, label ROI).
 DATA_METHODS: tuple[tuple[str, bool], ...] = (("mi", False), ("mi", True), ("ncc", False), ("ncc", True),
                                               ("random", False))
 NET_LEVELS: tuple[int, ...] = (5, 4, 3)
@@ -62,7 +62,7 @@ class Rung:
 
     @property
     def net_tag(self) -> str | None:
-        """'net3' for paper a's levels rule, 'net3w0.25' / 'netw0.25' with a width rule, None for the full net."""
+        """'net3' for the proxy paper's levels rule, 'net3w0.25' / 'netw0.25' with a width rule, None for the full net."""
         f = self.fidelity
         if f.net_levels is None and f.net_width is None:
             return None

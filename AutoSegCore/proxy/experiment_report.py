@@ -54,7 +54,7 @@ def write_plots(data: dict, out: Path) -> list[Path]:
                     label=m, alpha=0.85)
     ax.set_xlabel("fraction of the training pool trained on")
     ax.set_ylabel("held-back Dice (mean ± sd over configs)")
-    ax.set_title("Dice vs data usage (paper a, Fig. 4)", fontsize=9)
+    ax.set_title("Dice vs data usage (proxy paper, Fig. 4)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     paths.append(_save(fig, out / "dice_vs_data.png"))

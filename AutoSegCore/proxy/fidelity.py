@@ -1,10 +1,10 @@
-"""The fidelity ladder of paper (a) as one concept: which data and which network size a trial trains on.
+"""The fidelity ladder of the proxy paper as one concept: which data and which network size a trial trains on.
 
 Rungs: full data / full net → proxy data / full net → full data / proxy net → proxy data / proxy net with
 5, 4 or 3 levels.  A search picks one rung with ``--proxy-data`` and ``--proxy-net``; the final model is
 always retrained at the top rung (full data, full net).
 
-``--proxy-net`` spellings: ``full``; ``levels=N`` (or bare ``N``) = paper a's fixed proxy, which overwrites the
+``--proxy-net`` spellings: ``full``; ``levels=N`` (or bare ``N``) = the proxy paper's fixed proxy, which overwrites the
 network size with constants; ``width=F`` or ``levels=N,width=F`` = the rank-preserving width rule, which shrinks
 each sampled network relative to its own size.  Why two: the fixed proxy gives every trial the same size, so it
 cannot rank sizes and the search drops the size parameters; a space that searches size needs a shrink that keeps
@@ -20,7 +20,7 @@ from AutoSegCore.errors import ConfigError
 
 _DATA_RE = re.compile(r"^(mi|ncc|random)(\+roi)?:([0-9.]+)$")
 _NET_PART_RE = re.compile(r"^(levels|width)\s*=\s*(\S+)$")
-NET_HINT = ("use full, levels=N (N in 2–6; paper a's fixed proxy: 5|4|3), width=F (0 < F ≤ 1, shrinks each net "
+NET_HINT = ("use full, levels=N (N in 2–6; the proxy paper's fixed proxy: 5|4|3), width=F (0 < F ≤ 1, shrinks each net "
             "by F and keeps the order of sizes, e.g. width=0.25) or levels=N,width=F")
 
 
@@ -29,7 +29,7 @@ class Fidelity:
     data_method: str | None = None      # None = all training data; else mi | ncc | random
     roi: bool = False                   # similarity inside the label ROI
     budget: float | None = None         # count (≥ 2) or fraction (< 1) of cases
-    net_levels: int | None = None       # None = the full network; 5 / 4 / 3 = paper a's proxy network
+    net_levels: int | None = None       # None = the full network; 5 / 4 / 3 = the proxy paper's proxy network
     net_width: float | None = None      # None = no width rule; F in (0, 1] = shrink by F (levels then only caps)
 
     @classmethod
@@ -103,7 +103,7 @@ class Fidelity:
         return f"data {self.data_label} / net {self.net_label}"
 
     def apply_network(self, net_cfg: dict) -> dict:
-        """The network a trial trains at this rung: paper a's fixed shrink for ``levels=N``, the width rule for
+        """The network a trial trains at this rung: the proxy paper's fixed shrink for ``levels=N``, the width rule for
         ``width=F`` (with ``levels=N`` as a cap), the network itself at full network fidelity."""
         if self.net_levels is None and self.net_width is None:
             return dict(net_cfg)
@@ -113,7 +113,7 @@ class Fidelity:
 
     @property
     def fixes_network_size(self) -> bool:
-        """True for paper a's fixed rule: every trial trains one size, so a search cannot rank the size keys."""
+        """True for the proxy paper's fixed rule: every trial trains one size, so a search cannot rank the size keys."""
         return self.net_levels is not None and self.net_width is None
 
     def to_dict(self) -> dict:

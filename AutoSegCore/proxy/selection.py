@@ -1,4 +1,4 @@
-"""Proxy-data selection (paper a, §3): rank cases by their mean pairwise similarity and keep the least redundant.
+"""Proxy-data selection (the proxy paper, §3): rank cases by their mean pairwise similarity and keep the least redundant.
 
 Each case's score is the mean of its measure (MI or local NCC) against every *other* case; the cases with the
 LOWEST scores — the ones that share the least with the rest — are chosen within a budget (a count, or a
@@ -128,7 +128,7 @@ def split_train_val(selected: list[str], val_fraction: float = 0.5, seed: int = 
     """Seeded random split of the selection; both parts get at least one case."""
     if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise ConfigError(f"val_fraction = {val_fraction!r} must be between 0 and 1 (exclusive)",
-                          "e.g. 0.5 (the paper's 50/50 split)")
+                          "e.g. 0.5 (the proxy paper's 50/50 split)")
     n = len(selected)
     n_val = min(max(int(round(val_fraction * n)), 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)

@@ -1,4 +1,4 @@
-"""Pairwise similarity of cases for proxy-data selection (paper a, §3): mutual information and local NCC.
+"""Pairwise similarity of cases for proxy-data selection (the proxy paper, §3): mutual information and local NCC.
 
 Both measures compare two volumes voxel by voxel, so every case is first brought to a common cube
 (``prepare_volume``): either the whole image, or — with ``roi="label"`` — the bounding box of its foreground
@@ -333,7 +333,7 @@ def pairwise_ncc(volumes, window: int = DEFAULT_WINDOW, device: str | torch.devi
     """Symmetric (N, N) matrix of mean squared local correlation in ``window``³ windows (mean over channels)."""
     vols = _as_stack(volumes)
     if not (isinstance(window, int) and window >= 2):
-        raise ConfigError(f"window = {window!r} must be an integer ≥ 2", "e.g. window=9 as in the paper")
+        raise ConfigError(f"window = {window!r} must be an integer ≥ 2", "e.g. window=9 as in the proxy paper")
     if min(vols.shape[-3:]) < window:
         raise ConfigError(f"cube size {tuple(vols.shape[-3:])} is smaller than the NCC window {window}",
                           f"use size ≥ {window}")

@@ -3,12 +3,12 @@
 Every function takes an ``optuna.Study`` (any storage) and returns plain, JSON-serialisable Python data, so
 the HTML report, the Slicer module and the browser UI can all show the same numbers.
 
-* :func:`kendall_tau_over_epochs` — does the ranking after *e* epochs predict the final ranking?  (paper b §3.4.2,
+* :func:`kendall_tau_over_epochs` — does the ranking after *e* epochs predict the final ranking?  (the BOHB thesis §3.4.2,
   the prerequisite of BOHB/Hyperband; z-score of its Eq. 3.1)
-* :func:`anova_one_at_a_time` — which hyper-parameter changes the Dice? (paper b §3.3.2, one-way ANOVA +
+* :func:`anova_one_at_a_time` — which hyper-parameter changes the Dice? (the BOHB thesis §3.3.2, one-way ANOVA +
   Bonferroni)
 * :func:`importance` — Optuna's parameter importance (fANOVA by default)
-* :func:`proxy_vs_full` — do proxy-fidelity Dice scores predict the full-fidelity ones? (paper a)
+* :func:`proxy_vs_full` — do proxy-fidelity Dice scores predict the full-fidelity ones? (the proxy paper)
 * :func:`best_so_far` — convergence against wall-clock and against epochs spent
 * :func:`pareto_front` — the non-dominated trials of a multi-objective study
 * :func:`summarize` — all of the above plus counts, timings and the best trial

@@ -193,7 +193,7 @@ def _tau(s: dict, images: dict) -> str:
         return H.section("Early vs final ranking (Kendall τ)",
                          H.note("needs at least 3 completed trials with per-epoch validation Dice"), "tau")
     body = ("<p class='muted'>Does the ranking of trials after a few epochs predict their final ranking? "
-            "(paper b §3.4.2; z from its Eq. 3.1, significant when z &gt; 1.96 — valid for N &gt; 10). "
+            "(the BOHB thesis §3.4.2; z from its Eq. 3.1, significant when z &gt; 1.96 — valid for N &gt; 10). "
             "A high τ early is what makes pruning and Hyperband/BOHB budgets trustworthy.</p>")
     body += H.img(images.get("tau"), "Kendall tau over epochs")
     body += H.table(["epoch", "trials N", "τ", "z (Eq. 3.1)", "p (z)", "significant"],
@@ -211,7 +211,8 @@ def _params(s: dict, images: dict) -> str:
     body += "<h3>Parameter importance</h3>" + (H.img(images.get("importance"), "importance") or "") + H.note(imp.get("note"))
     if s["anova"]:
         body += ("<h3>One-way ANOVA per parameter (Bonferroni)</h3><p class='muted'>Completed trials grouped by the "
-                 "parameter's value (numbers in quantile bins); paper b §3.3.2. Significant: corrected p &lt; 0.05.</p>")
+                 "parameter's value (numbers in quantile bins); BOHB thesis §3.3.2. "
+                 "Significant: corrected p &lt; 0.05.</p>")
         body += H.table(["parameter", "groups (n, mean Dice)", "F", "p", "p Bonferroni", "significant"],
                         [(r["param"], H.Raw("<br>".join(f"{escape(g['label'])}: n={g['n']}, {H.fmt(g['mean'])}"
                                                         for g in r["groups"])), r["F"], r["p"], r["p_bonferroni"],

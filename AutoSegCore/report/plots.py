@@ -129,7 +129,7 @@ def plot_tau(summary: dict) -> str | None:
     ax.set_ylabel("τ")
     ax.axhline(0, color="grey", lw=0.8)
     ax2 = ax.twinx()
-    ax2.plot(epochs, [r["z"] for r in rows], "s--", color="#2ca02c", ms=4, label="z (paper b Eq. 3.1)")
+    ax2.plot(epochs, [r["z"] for r in rows], "s--", color="#2ca02c", ms=4, label="z (BOHB thesis Eq. 3.1)")
     ax2.axhline(1.96, color="#2ca02c", lw=0.8, ls=":")
     ax2.set_ylabel("z")
     lines = ax.get_lines()[:1] + ax2.get_lines()[:1]

@@ -1,4 +1,4 @@
-"""The statistics of a search (paper b): Kendall's tau of the rankings over epochs, one-way ANOVA per
+"""The statistics of a search (the BOHB thesis): Kendall's tau of the rankings over epochs, one-way ANOVA per
 hyper-parameter, Optuna's parameter importance."""
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from AutoSegCore.report.trials import _completed, _is_multi, _maximize, _trial_e
 
 # ----------------------------------------------------------------------------------------- Kendall's tau
 def tau_z_score(tau: float, n: int) -> float:
-    """Paper b, Eq. 3.1 (= Eq. 4.1): z = 3·τ·√(N·(N−1)) / √(2·(2N+5)).
+    """The BOHB thesis, Eq. 3.1 (= Eq. 4.1): z = 3·τ·√(N·(N−1)) / √(2·(2N+5)).
 
     The normal approximation of Kendall's τ under "no correlation" (valid for N > 10, per the paper);
-    z > 1.96 means the two rankings agree at the 0.05 level.  Paper b's own check: τ = 0.31, N = 50 → z = 3.17.
+    z > 1.96 means the two rankings agree at the 0.05 level.  The BOHB thesis's own check: τ = 0.31, N = 50 → z = 3.17.
     """
     return 3.0 * tau * math.sqrt(n * (n - 1)) / math.sqrt(2.0 * (2 * n + 5))
 
@@ -26,7 +26,7 @@ def kendall_tau_over_epochs(study: optuna.Study, *, min_trials: int = 3) -> list
     """Per epoch: Kendall's τ between the trials' ranking at that epoch and their final ranking.
 
     Uses the COMPLETE trials (they ran the full budget, so "final" is comparable); the final value is
-    :func:`trial_score`.  τ is ``scipy.stats.kendalltau`` (τ-b, which handles ties); ``z`` is paper b's
+    :func:`trial_score`.  τ is ``scipy.stats.kendalltau`` (τ-b, which handles ties); ``z`` is the BOHB thesis's
     Eq. 3.1 with its two-sided normal p-value ``p_z``; ``p_scipy`` is SciPy's own p-value.  Epochs at which
     fewer than ``min_trials`` trials have a value (or all values are equal) are left out.
     """
@@ -88,9 +88,9 @@ def _groups_for(values: list, *, bins: int) -> tuple[str, list[str], list[str]]:
 
 def anova_one_at_a_time(study: optuna.Study, *, bins: int = 4, samples_per_trial: int = 1,
                         alpha: float = 0.05) -> list[dict]:
-    """One-way ANOVA per hyper-parameter (``scipy.stats.f_oneway``) with Bonferroni correction (paper b §3.3.2).
+    """One-way ANOVA per hyper-parameter (``scipy.stats.f_oneway``) with Bonferroni correction (the BOHB thesis §3.3.2).
 
-    Paper b changed one hyper-parameter at a time from a standard configuration; in a search every trial
+    The BOHB thesis changed one hyper-parameter at a time from a standard configuration; in a search every trial
     varies several, so here each parameter is tested marginally: the COMPLETE trials are grouped by that
     parameter's value (categories as they are, numbers in ``bins`` quantile groups — see ``_groups_for``) and
     the groups' Dice (:func:`trial_score`) compared.  ``samples_per_trial=5`` reproduces the paper's use of

@@ -40,7 +40,7 @@ class StudySetup:
 
         s = self.settings
         self.proxy_fixed: list[str] = []
-        # Only paper a's fixed proxy (levels=N without width) trains one size for every trial, so only then are
+        # Only the proxy paper's fixed proxy (levels=N without width) trains one size for every trial, so only then are
         # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
         if self.fidelity.fixes_network_size:
             from AutoSegCore.networks.proxy import PROXY_KEYS
@@ -105,7 +105,7 @@ class StudySetup:
         self.study.sampler = make_sampler(self.settings.strategy, seed=(self.settings.seed + salt) % 2**32)
 
     def _select_cases(self, names: list[str]) -> tuple[list[str], list[str]]:
-        """Proxy data by MI/NCC/random when asked (paper a: 50/50 train/val of the selection), else a holdout split."""
+        """Proxy data by MI/NCC/random when asked (proxy paper: 50/50 train/val of the selection), else a holdout split."""
         from AutoSegCore.data.splits import holdout_split
 
         if self.fidelity.data_method is None:

@@ -6,8 +6,8 @@
     config = space.to_config(params)             # full, validated experiment config
     study.tell(trial, space.objectives(result))
 
-Built-ins: proxy-hpo (paper a), unet-pipeline (paper b), segnas / segnas4 / segnas7 (paper c), emonas (paper d),
-unet-recipe (capacity, learning rate and augmentation around a strong fixed recipe).
+Built-ins: proxy-hpo (the proxy paper), unet-pipeline (the BOHB thesis), segnas / segnas4 / segnas7 (SegNAS3D),
+emonas (EMONAS-Net), unet-recipe (capacity, learning rate and augmentation around a strong fixed recipe).
 The file format is described in docs/spaces.md.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Objective values of a finished trial, per space kind.
 
 ``dice``   → (val_dice,)  — mean foreground validation Dice, maximised.
-``emonas`` → (f1, f2), both minimised (paper d, SaMEA):
+``emonas`` → (f1, f2), both minimised (EMONAS-Net, SaMEA):
     f1 = α·(C − Dice_train) + (C − Dice_val) + β·(E − e_max)/E      "expected segmentation error"
     f2 = ln(#trainable parameters)
   where E = number of training epochs and e_max = the epoch with the highest validation Dice; a net whose
@@ -53,7 +53,7 @@ def compute(kind: str, options: dict, result: dict) -> tuple[float, ...]:
 
 
 def worst(kind: str, options: dict, num_params: int | None = None) -> tuple[float, ...]:
-    """Objective values for a failed/illegal trial: Dice 0 (paper c clips Dice at 1e-4 for −ln Dice)."""
+    """Objective values for a failed/illegal trial: Dice 0 (SegNAS3D clips Dice at 1e-4 for −ln Dice)."""
     if kind == "dice":
         return (0.0,)
     opts = {**EMONAS_DEFAULTS, **options}

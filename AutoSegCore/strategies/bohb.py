@@ -1,4 +1,4 @@
-"""BOHB (Falkner et al. 2018; paper b §2.5.5, §3.4): Hyperband decides how long trials run, a density model
+"""BOHB (Falkner et al. 2018; the BOHB thesis §2.5.5, §3.4): Hyperband decides how long trials run, a density model
 per budget decides which configurations start.
 
 - Budgets are epochs.  Trials report one intermediate value per epoch (``trial.report(v, epoch)``) and ask

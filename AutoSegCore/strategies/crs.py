@@ -1,4 +1,4 @@
-"""Controlled random search with local mutation (CRS2-LM, Kaelo & Ali 2006) as an Optuna sampler — paper c §2.3.
+"""Controlled random search with local mutation (CRS2-LM, Kaelo & Ali 2006) as an Optuna sampler — SegNAS3D §2.3.
 
 Written by hand because NLopt's GN_CRS2_LM owns its loop (it calls f(x) itself) and cannot run as ask/tell
 across processes; this follows NLopt's ``crs.c`` step for step so the two can be compared (bench/strategies.py).
@@ -10,12 +10,12 @@ across processes; this follows NLopt's ``crs.c`` step for step so the two can be
   points (clipped to the box); if that fails to beat the worst point, the next trial is one local mutation
   x̃_i = (1+w_i)·best_i − w_i·x_i, w_i ~ U(0,1); if that fails too, a fresh reflection (NLopt: NUM_MUTATION = 1).
 - Failed / illegal trials get the worst value (penalty.py: 10 for −ln Dice).
-- Cache (paper c): a candidate whose floor(x) was already evaluated is never run again.  ``_sample`` keeps
+- Cache (SegNAS3D): a candidate whose floor(x) was already evaluated is never run again.  ``_sample`` keeps
   generating candidates; a cached one is "re-told" from the cache inside the algorithm — it joins the
   population (in this worker's memory) if it beats the worst point, else triggers the mutation step, exactly
   as a real evaluation would — and the loop goes on until a candidate maps to an unseen discretised point.
   Points another worker is running right now are claimed through a trial system attribute and skipped.
-- ``max_iterations``: after that many finished trials the sampler stops ``study.optimize`` (paper c: 300).
+- ``max_iterations``: after that many finished trials the sampler stops ``study.optimize`` (SegNAS3D: 300).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Continuous relaxation of any Optuna search space to the unit cube [0, 1]^n, and back by flooring.
 
-Paper c (§2.3) searches a bounded continuous box and builds the network from ``floor(x)``; CRS, MOEA/D and
+SegNAS3D (§2.3) searches a bounded continuous box and builds the network from ``floor(x)``; CRS, MOEA/D and
 BOHB's KDE all work on such a box.  Written by hand because Optuna's own transform (``optuna._transform``) is
 private and one-hot encodes categoricals, whereas these algorithms need exactly one coordinate per parameter.
 

@@ -1,4 +1,4 @@
-"""MOEA/D with penalty-based boundary intersection and a random-forest surrogate (paper d, SaMEA; MOEA/D-DE of
+"""MOEA/D with penalty-based boundary intersection and a random-forest surrogate (EMONAS-Net, SaMEA; MOEA/D-DE of
 Li & Zhang 2009 for δ and n_r).
 
 - N weight vectors λ (pymoo ``get_reference_directions``; Das–Dennis for 2 objectives, Riesz energy
@@ -7,7 +7,7 @@ Li & Zhang 2009 for δ and n_r).
   i = t mod N.  The first N trials are uniform random (initial population).
 - Offspring: with probability δ the parents come from B(i), otherwise from the whole population; DE/rand/1
   (F, CR) from x_i, then polynomial mutation (η_m = 20, p_m = 1/n), clipped to the unit cube.
-- Surrogate (paper d): once ``surrogate_after`` trials are evaluated, ``n_candidates`` offspring are generated
+- Surrogate (EMONAS-Net): once ``surrogate_after`` trials are evaluated, ``n_candidates`` offspring are generated
   and one RandomForestRegressor per objective (fitted on every evaluated trial, refitted after every
   ``refit_every`` new evaluations to bound the overhead) predicts their objectives; only
   the candidate with the best predicted PBI for subproblem i is evaluated.

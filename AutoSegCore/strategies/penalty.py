@@ -1,6 +1,6 @@
-"""The worst-value convention for failed or illegal trials (paper c §2.3).
+"""The worst-value convention for failed or illegal trials (SegNAS3D §2.3).
 
-Paper c minimises f = −ln(Dice) with Dice clipped at 1e−4, so no real segmentation scores worse than
+SegNAS3D minimises f = −ln(Dice) with Dice clipped at 1e−4, so no real segmentation scores worse than
 −ln(1e−4) ≈ 9.21; illegal architectures and out-of-memory runs get ⌈9.21⌉ = 10, "worse than having the worst
 segmentation".  Strategies that need a number for a failed trial use :func:`failure_value`, which is that
 penalty or — for objectives on another scale — the worst value seen so far, whichever is worse.
@@ -43,7 +43,7 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
 
 
 def dice_objective(dice: float) -> float:
-    """Paper c's objective to minimise: −ln(Dice), Dice clipped to [1e−4, 1]."""
+    """SegNAS3D's objective to minimise: −ln(Dice), Dice clipped to [1e−4, 1]."""
     return -math.log(min(max(float(dice), DICE_FLOOR), 1.0))
 
 

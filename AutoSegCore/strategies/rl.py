@@ -1,4 +1,4 @@
-"""Reinforcement-learning controller (paper a §3, after Zoph & Le): a tiny LSTM picks each parameter in turn,
+"""Reinforcement-learning controller (the proxy paper §3, after Zoph & Le): a tiny LSTM picks each parameter in turn,
 trained with REINFORCE against a moving-average baseline.
 
 - Action grid per parameter: categorical → its choices; int/float with step having ≤ ``max_choices`` values

@@ -224,7 +224,7 @@ def augment_on_device(image: torch.Tensor, label: torch.Tensor, aug: dict, gen: 
 
         image = _per_sample(on, image, lambda x, sel: warp(x, sel, "bilinear"))
         label = _per_sample(on, label, lambda x, sel: warp(x, sel, "nearest"))
-    # intensity: scale and shift (probability = the paper-a knob), gamma
+    # intensity: scale and shift (probability = the proxy paper's knob), gamma
     p_shift = float(aug.get("intensity_shift_prob", 0))
     if p_shift > 0:
         on = (_rand(gen, b) < p_shift).float().view(b, 1, 1, 1, 1)

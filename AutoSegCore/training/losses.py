@@ -1,4 +1,4 @@
-"""The six losses of the unet-pipeline space (paper b), built from MONAI's where they exist."""
+"""The six losses of the unet-pipeline space (the BOHB thesis), built from MONAI's where they exist."""
 from __future__ import annotations
 
 import torch

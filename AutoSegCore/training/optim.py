@@ -1,4 +1,4 @@
-"""Optimisers (paper a/b choices) and the per-step learning-rate schedule."""
+"""Optimisers (the proxy paper's and the BOHB thesis's choices) and the per-step learning-rate schedule."""
 from __future__ import annotations
 
 import math

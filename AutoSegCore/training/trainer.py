@@ -295,7 +295,7 @@ class Trainer:
 
     @torch.no_grad()
     def _accumulate_train_dice(self, logits: torch.Tensor, lab: torch.Tensor) -> None:
-        """Running foreground Dice on the (augmented) training batches — the train_dice of paper d's f1.
+        """Running foreground Dice on the (augmented) training batches — the train_dice of EMONAS-Net's f1.
 
         One confusion matrix per batch (compiled on CPU, else counted on the device), summed on the device: no
         host sync per step."""

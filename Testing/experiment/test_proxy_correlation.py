@@ -63,11 +63,11 @@ def test_held_back_cases_never_train_and_proxies_use_the_budget(first_run):
     assert test and not test & pool and len(test | pool) == 12
     for key, sel in data["selections"].items():
         assert len(sel["selected"]) == 4 and set(sel["selected"]) <= pool
-        assert len(sel["train"]) == 2                                   # the paper's 50/50 split of the budget
+        assert len(sel["train"]) == 2                                   # the proxy paper's 50/50 split of the budget
     by_rung = {r["rung"]: r for r in data["runs"]}
     assert by_rung["full"]["train_cases"] == len(pool)
     assert by_rung["mi@4"]["train_cases"] == 2
-    # proxy nets are paper a's shrink: fewer parameters the fewer levels
+    # proxy nets are the proxy paper's shrink: fewer parameters the fewer levels
     assert by_rung["net3"]["num_params"] < by_rung["net4"]["num_params"] < by_rung["net5"]["num_params"]
     # MI and NCC rank cases differently from random on real data (the selections are not all the same)
     assert len({tuple(s["selected"]) for s in data["selections"].values()}) > 1
@@ -99,7 +99,7 @@ def test_correlation_nan_rule():
     assert correlation([0.5], [0.5])["pearson"] is None
 
 
-def test_grids_follow_paper_a():
+def test_grids_follow_proxy_paper():
     assert len(grid_configs("small")) == 6
     paper = grid_configs("paper")
     assert len(paper) == 16 and {c["optimizer"] for c in paper} == {"adam", "rmsprop", "adamax", "novograd"}
@@ -130,7 +130,7 @@ def test_cli_missing_dataset_is_a_clear_error(tmp_path, capsys):
 
 
 def test_rung_keys_name_the_width_rule_and_stay_unique():
-    """Width rungs are labelled by their rule (not 'netNone'); paper a's levels keys are unchanged."""
+    """Width rungs are labelled by their rule (not 'netNone'); the proxy paper's levels keys are unchanged."""
     from AutoSegCore.proxy.experiment import Rung
     from AutoSegCore.proxy.fidelity import Fidelity
 

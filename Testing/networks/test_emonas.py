@@ -1,4 +1,4 @@
-"""EMONAS-Net (paper d): cell wiring, operation kernels, macro structure, sampled cells."""
+"""EMONAS-Net: cell wiring, operation kernels, macro structure, sampled cells."""
 import optuna
 import pytest
 import torch

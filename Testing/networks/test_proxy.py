@@ -1,4 +1,4 @@
-"""Paper a's proxy-network rule as a pure function of any network config."""
+"""The proxy paper's proxy-network rule as a pure function of any network config."""
 import copy
 
 import pytest
@@ -25,7 +25,7 @@ def test_unet_rule(cfg, levels):
         assert proxy[key] == cfg[key]
 
 
-def test_proxy_sizes_shrink_with_levels_and_match_paper_a():
+def test_proxy_sizes_shrink_with_levels_and_match_proxy_paper():
     sizes = [count_parameters(proxy_network(FULL, n), 1, 3) for n in (5, 4, 3)]
     assert sizes[0] > sizes[1] > sizes[2]
     assert 150_000 < sizes[0] < 158_000 and 9_000 < sizes[2] < 10_000   # ≈154 k and ≈9.5 k (baselines.md)

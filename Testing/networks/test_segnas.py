@@ -1,4 +1,4 @@
-"""SegNAS3D (paper c): legality of block graphs, matrix coding, block arithmetic, sampled networks."""
+"""SegNAS3D: legality of block graphs, matrix coding, block arithmetic, sampled networks."""
 import numpy as np
 import optuna
 import pytest
@@ -46,7 +46,7 @@ def test_illegal_blocks(name):
 def test_matrix_from_upper_triangle_uses_top_left_corner():
     m = segnas_matrix([1, 2, 3, 4, 5, 6])
     assert m.tolist() == [[0, 1, 2, 3], [0, 0, 4, 5], [0, 0, 0, 6], [0, 0, 0, 0]]
-    # three nodes keep edges (0,1), (0,2), (1,2): paper c's "strikethrough" ops are dropped
+    # three nodes keep edges (0,1), (0,2), (1,2): SegNAS3D's "strikethrough" ops are dropped
     assert segnas_matrix([1, 2, 3, 4, 5, 6], nodes=3).tolist() == [[0, 1, 2], [0, 0, 4], [0, 0, 0]]
     assert segnas_matrix([2, 0, 2]).tolist() == [[0, 2, 0], [0, 0, 2], [0, 0, 0]]   # SegNAS4's block
     with pytest.raises(ValueError):

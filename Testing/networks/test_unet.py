@@ -1,4 +1,4 @@
-"""Paper b's U-Net: channel rule, parameter counts against a closed formula and MONAI's UNet, forward shapes."""
+"""The BOHB thesis's U-Net: channel rule, parameter counts against a closed formula and MONAI's UNet, forward shapes."""
 import itertools
 import math
 
@@ -114,7 +114,7 @@ def test_channels_last_stays_channels_last_through_the_net():
     assert all(not m.state_dict() for m in norms)
 
 
-def test_paper_a_proxy_sizes_match_baselines():
+def test_proxy_paper_network_sizes_match_baselines():
     """baselines.md: MONAI UNet 4–64, 5 levels, 1 residual unit ≈ 154 k; 4/8/16, 3 levels ≈ 9.5 k (PReLU: one
     weight per activation more than our LeakyReLU)."""
     five = count_parameters(net(channels=4, depth=5, n_convs=1), 1, 3)

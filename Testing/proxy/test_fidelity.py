@@ -1,4 +1,4 @@
-"""``--proxy-net`` spellings: paper a's fixed proxy (levels=N), the rank-preserving width rule (width=F) and both."""
+"""``--proxy-net`` spellings: the proxy paper's fixed proxy (levels=N), the rank-preserving width rule (width=F) and both."""
 import ast
 import xml.etree.ElementTree as ET
 

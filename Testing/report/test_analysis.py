@@ -27,8 +27,8 @@ def _study_from_curves(curves: dict[int, list[float]], finals: dict[int, float])
     return study
 
 
-def test_paper_b_worked_example():
-    # paper b §4.2.1: τ = 0.31 with N = 50 gives z = 3.17
+def test_bohb_thesis_worked_example():
+    # the BOHB thesis §4.2.1: τ = 0.31 with N = 50 gives z = 3.17
     assert A.tau_z_score(0.31, 50) == pytest.approx(3.17, abs=0.01)
     # Eq. 3.1 by hand for N = 12, τ = 1: 3·√132 / √58
     assert A.tau_z_score(1.0, 12) == pytest.approx(3 * math.sqrt(132) / math.sqrt(58))

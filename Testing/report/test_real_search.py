@@ -1,4 +1,4 @@
-"""A report from a REAL tiny search: Hippocampus, 2 trials × 2 epochs × 2 steps, paper a's 3-level proxy net."""
+"""A report from a REAL tiny search: Hippocampus, 2 trials × 2 epochs × 2 steps, the proxy paper's 3-level proxy net."""
 from __future__ import annotations
 
 import json

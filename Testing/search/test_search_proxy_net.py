@@ -1,6 +1,6 @@
 """What a search keeps of its space under each proxy-net rule (prepare only, no trials, on real Hippocampus).
 
-Paper a's fixed proxy (levels=N) trains one size for every trial, so the runner drops the size parameters; the
+The proxy paper's fixed proxy (levels=N) trains one size for every trial, so the runner drops the size parameters; the
 width rule keeps their order, so the space stays whole and the proxy search samples exactly what a full-fidelity
 search with the same seed samples, while every trial trains a shrunk copy of its own network."""
 import pytest

@@ -62,7 +62,7 @@ def test_twenty_random_points_give_valid_configs_and_running_networks(name):
             assert model(torch.randn(1, 1, *shape)).shape == (1, 3, *shape)
 
 
-def test_unet_pipeline_matches_paper_b_table_3_1():
+def test_unet_pipeline_matches_bohb_thesis_table_3_1():
     d = get_space("unet-pipeline").distributions()
     assert (d["depth"].low, d["depth"].high) == (2, 6)
     assert (d["channels"].low, d["channels"].high, d["channels"].log) == (8, 128, True)
@@ -93,7 +93,7 @@ def test_unet_recipe_tunes_around_the_base_recipe():
     assert cfg["training"]["loss"] == "dice_focal" and cfg["preprocessing"]["crop_foreground"] is False
 
 
-def test_proxy_hpo_covers_paper_a_grid():
+def test_proxy_hpo_covers_proxy_paper_grid():
     space = get_space("proxy-hpo")
     d = space.distributions()
     assert set(d["optimizer"].choices) == {"adam", "rmsprop", "adamax", "novograd"}
@@ -102,7 +102,7 @@ def test_proxy_hpo_covers_paper_a_grid():
         assert cfg["training"]["lr"] == lr and cfg["training"]["augmentation"]["intensity_shift_prob"] == 0.3
 
 
-def test_segnas_variants_fix_what_paper_c_fixes():
+def test_segnas_variants_fix_what_segnas3d_fixes():
     assert len(get_space("segnas").params) == 11
     s4 = get_space("segnas4")
     assert [p.name for p in s4.params] == ["n", "p", "sup", "res"]
@@ -125,7 +125,7 @@ def test_single_objective_is_validation_dice():
     assert space.worst_objectives() == (0.0,)
 
 
-def test_emonas_objectives_follow_paper_d():
+def test_emonas_objectives_follow_emonas_net():
     space = get_space("emonas")
     assert space.directions == ["minimize", "minimize"]
     result = {"val_dice": 0.80, "train_dice": 0.90, "num_params": 7_000_000,
@@ -182,7 +182,7 @@ def test_bad_points_are_config_errors(params, word):
                                           ("unet-recipe", ["depth", "channels"])])
 def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
     """Under a proxy net every trial trains the proxy's depth/width, so those parameters cannot be ranked: the
-    space without them samples the rest, and its configs keep the base config's values (paper a: a fixed
+    space without them samples the rest, and its configs keep the base config's values (the proxy paper: a fixed
     architecture, searched training)."""
     from AutoSegCore.networks import proxy_network
     from AutoSegCore.networks.proxy import PROXY_KEYS
