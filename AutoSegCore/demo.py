@@ -53,6 +53,7 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
     from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.settings import SearchSettings
     from AutoSegCore.training.api import evaluate_folder
+    from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.utils.io import write_json
 
@@ -76,7 +77,7 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
     events.emit("log", message=f"demo: predicting the {len(test)} held-out cases")
     predictor = Predictor(out / "search" / "best", device=device)
     # overwrite: the predictions of an earlier demo in this folder came from an earlier model
-    predictor.predict_files([ds.case(n).images for n in test], out / "predictions", events, overwrite=True)
+    predict_files(predictor, [ds.case(n).images for n in test], out / "predictions", events=events, overwrite=True)
     events.emit("log", message="demo: evaluating the predictions")
     metrics = evaluate_folder(out / "predictions", ds, test)
     metrics["search"] = {k: summary.get(k) for k in ("counts", "best", "seconds")}

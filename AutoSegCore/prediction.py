@@ -1,8 +1,8 @@
 """Predicting files and folders of scans: which inputs, checked before any work, one atomic write per finished case.
 
-``autoseg predict``, the Python API (:func:`predict_files`, ``Predictor.predict_files``), the Slicer module and the
-browser UI (both run ``autoseg predict``) all go through this module, so they find, check, skip and write cases
-the same way.  What a user of ``nnUNetv2_predict -i IN -o OUT`` expects:
+``autoseg predict``, the Python API (:func:`predict_files`, given a model folder or a loaded ``Predictor``), the
+Slicer module and the browser UI (both run ``autoseg predict``) all go through this module, so they find, check,
+skip and write cases the same way.  What a user of ``nnUNetv2_predict -i IN -o OUT`` expects:
 
 * INPUT may be image files, a plain folder of images (every supported format; nnU-Net's ``<case>_000N`` channel
   files are grouped into one case), or a dataset folder (its ``imagesTs/``, else its ``imagesTr/``).

@@ -72,12 +72,13 @@ def _case_dice(model: Path, ds, case: str) -> dict:
 
     import nibabel as nib
 
+    from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.training.metrics import dice_per_class
 
     c = next(c for c in ds.cases if c.name == case)
     out_dir = Path(tempfile.mkdtemp(prefix="autoseg-readme-"))
-    Predictor(model, device="cpu").predict_files([c.images[0]], out_dir)
+    predict_files(Predictor(model, device="cpu"), [c.images[0]], out_dir)
     out = out_dir / f"{case}.nii.gz"
     truth = nib.load(str(c.label)).get_fdata().astype(int)
     got = nib.load(str(out)).get_fdata().astype(int)

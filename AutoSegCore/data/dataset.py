@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from AutoSegCore.data.cases import Case, Dataset
 from AutoSegCore.data.validation import check_dataset, dataset_warnings, validate_dataset
 from AutoSegCore.data.volumes import (IMAGE_ENDINGS, IO_STATS, NIFTI_ENDINGS, CaseArrays, is_segmentation_file,
                                       read_case, read_header, read_image, read_label_values,
@@ -28,51 +28,6 @@ __all__ = ["Case", "CaseArrays", "Dataset", "IO_STATS", "NIFTI_ENDINGS", "check_
            "guess_modality", "load_dataset", "read_case", "read_image", "strip_ending", "validate_dataset"]
 
 _MR_WORDS = ("MR", "MRI", "T1", "T2", "FLAIR", "T1W", "T2W", "T1C", "T1CE", "T2STAR", "PD", "DWI", "ADC", "SWI", "BOLD")
-
-
-@dataclass
-class Case:
-    """One training example: its image file(s) and label file (``None`` for unlabelled images)."""
-    name: str
-    images: list[Path]
-    label: Path | None
-    # a .seg.nrrd label: segment name -> the dataset's label value (so every case maps names the same way)
-    segment_values: dict[str, int] | None = None
-
-
-@dataclass
-class Dataset:
-    """The cases of a dataset plus what ``dataset.json`` says about them (label names, channel names)."""
-    root: Path | None
-    name: str
-    labels: dict[int, str]
-    channel_names: list[str]
-    cases: list[Case]
-    modality: str
-    source: str = "folder"          # "msd" | "nnunet" | "pairs": which layout the cases came from
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def num_channels(self) -> int:
-        return len(self.channel_names)
-
-    @property
-    def foreground_labels(self) -> list[int]:
-        return sorted(v for v in self.labels if v != 0)
-
-    @property
-    def case_names(self) -> list[str]:
-        return [c.name for c in self.cases]
-
-    def case(self, name: str) -> Case:
-        for c in self.cases:
-            if c.name == name:
-                return c
-        raise DatasetError(f"dataset '{self.name}' has no case '{name}'",
-                           f"use one of: {', '.join(self.case_names[:5])}{' ...' if len(self.cases) > 5 else ''}")
-
-    def subset(self, names: Iterable[str]) -> "Dataset":
-        return replace(self, cases=[self.case(n) for n in names], warnings=list(self.warnings))
 
 
 # ----------------------------------------------------------------------------------------------- loading

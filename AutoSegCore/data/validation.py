@@ -16,7 +16,7 @@ from AutoSegCore.data.volumes import (is_segmentation_file, read_header, read_la
 from AutoSegCore.errors import DatasetError
 
 if TYPE_CHECKING:
-    from AutoSegCore.data.dataset import Case, Dataset
+    from AutoSegCore.data.cases import Case, Dataset
 
 AFFINE_RTOL = 1e-3
 

@@ -25,7 +25,7 @@ from AutoSegCore.data.readers import (IMAGE_ENDINGS, METAIMAGE_ENDINGS, NIFTI_EN
 from AutoSegCore.errors import DatasetError
 
 if TYPE_CHECKING:
-    from AutoSegCore.data.dataset import Case
+    from AutoSegCore.data.cases import Case
 
 __all__ = ["CaseArrays", "FoundImage", "IMAGE_ENDINGS", "IO_STATS", "METAIMAGE_ENDINGS", "NIFTI_ENDINGS",
            "NRRD_ENDINGS", "SEGMENTATION_ENDING", "VolumeHeader", "affine_to_itk", "check_geometry", "file_ending", "find_images",

@@ -9,7 +9,6 @@ from monai.inferers import sliding_window_inference
 
 from AutoSegCore.data.validation import check_finite
 from AutoSegCore.errors import ConfigError
-from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.model_io import (INFO_FILE, MODEL_HINT, is_label_map, load_model, read_json_object,
                                            read_model_info)
 from AutoSegCore.training.postprocess import keep_largest_component
@@ -91,7 +90,10 @@ def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:
 
 
 class Predictor:
-    """Load a trained model (or ensemble) once; predict label volumes in the input image's own geometry."""
+    """Load a trained model (or ensemble) once; predict label volumes in the input image's own geometry.
+
+    Arrays here (:meth:`predict_array`); files and folders with :func:`AutoSegCore.prediction.predict_files`,
+    which takes this object (or a model folder): one way to predict files, above this module, not two."""
 
     def __init__(self, model_dir: str | Path, device: str = "auto", tta: bool | None = None) -> None:
         from AutoSegCore.data.preprocess import Preprocessor
@@ -145,12 +147,3 @@ class Predictor:
             total = back if total is None else total + back
         label = np.asarray(total).argmax(0).astype(np.uint8 if max(self.labels) < 256 else np.uint16)
         return keep_largest_component(label, self.largest_component)
-
-    def predict_files(self, inputs, out_dir: str | Path, events: EventWriter = NULL_EVENTS, progress=None,
-                      **options) -> list[dict]:
-        """Predict image files or folders into ``out_dir``, one atomic write per finished case, skipping cases
-        already predicted: see :func:`AutoSegCore.prediction.predict_files` (``options``: ``output_format``,
-        ``overwrite``, ``series``), which this delegates to."""
-        from AutoSegCore.prediction import predict_files
-
-        return predict_files(self, inputs, out_dir, events=events, progress=progress, **options)

@@ -13,17 +13,6 @@ ENGINE = Path(__file__).resolve().parents[2] / "AutoSegCore"
 LOWER = ("AutoSegCore.search", "AutoSegCore.training", "AutoSegCore.data")
 HIGHER = ("AutoSegCore.cli", "AutoSegCore.commands", "AutoSegCore.report", "AutoSegCore.pipeline")
 MAX_LINES = 400
-# Circles still there, each in files other engineers were changing when this test was written; listed so that no new
-# one can appear, and to be emptied by their owners (a cycle that disappears fails the test until removed here).
-KNOWN_CYCLES = {
-    # data/ (the reader engineer's): dataset ↔ validation ↔ volumes
-    ("AutoSegCore.data.dataset", "AutoSegCore.data.validation"),
-    ("AutoSegCore.data.dataset", "AutoSegCore.data.validation", "AutoSegCore.data.volumes"),
-    ("AutoSegCore.data.dataset", "AutoSegCore.data.volumes"),
-    # predict (the predict engineer's) ↔ training.inference (the GPU engineer's): both directions are public API
-    # (Predictor.predict_files in the README, prediction.predict_files taking a model folder); needs a choice of one
-    ("AutoSegCore.prediction", "AutoSegCore.training.inference"),
-}
 # Checked for length: every module and package of the engine
 LENGTH_CHECKED = tuple(sorted(p.name for p in ENGINE.iterdir()
                               if p.suffix == ".py" or (p.is_dir() and any(p.rglob("*.py")))))
@@ -72,12 +61,8 @@ def _graph():
 
 
 def test_the_engine_imports_have_no_circles():
-    cycles = {tuple(sorted(c)) for c in nx.simple_cycles(_graph()) if len(c) > 1}
-    new = sorted(cycles - KNOWN_CYCLES)
-    assert not new, "\n".join(" ↔ ".join(c) for c in new)
-    assert not KNOWN_CYCLES - cycles, f"gone (remove from KNOWN_CYCLES): {sorted(KNOWN_CYCLES - cycles)}"
-    strategies = [c for c in cycles if any(m.startswith("AutoSegCore.strategies") for m in c)]
-    assert not strategies                  # StrategyError lives in errors.py: samplers no longer import registry
+    cycles = sorted(tuple(sorted(c)) for c in nx.simple_cycles(_graph()) if len(c) > 1)
+    assert not cycles, "\n".join(" ↔ ".join(c) for c in cycles)
 
 
 def test_lower_layers_never_import_the_front_ends():

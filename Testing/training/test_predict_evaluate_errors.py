@@ -107,6 +107,7 @@ def test_a_failure_while_predicting_keeps_finished_cases_and_a_rerun_does_the_re
     """What no up-front check can foresee (here: the second prediction runs out of memory) keeps the case finished
     before it, complete, and leaves no file of the failed one (not even a hidden temp file); an incomplete earlier
     output of a case is redone; a re-run predicts only what is missing."""
+    from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
 
     second = tmp_path / "second.nii.gz"
@@ -124,12 +125,12 @@ def test_a_failure_while_predicting_keeps_finished_cases_and_a_rerun_does_the_re
     out.mkdir()
     (out / "good.nii.gz").write_bytes(b"an earlier, incomplete prediction (no good.seg.nrrd)")
     with pytest.raises(MemoryError):
-        predictor.predict_files([files / "good.nii.gz", second], out)
+        predict_files(predictor, [files / "good.nii.gz", second], out)
     assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz", "good.seg.nrrd"]
     assert nib.load(str(out / "good.nii.gz")).shape == nib.load(str(files / "good.nii.gz")).shape
     monkeypatch.undo()
     done = (out / "good.seg.nrrd").stat().st_mtime_ns
-    results = predictor.predict_files([files / "good.nii.gz", second], out)
+    results = predict_files(predictor, [files / "good.nii.gz", second], out)
     assert [(r["case"], r["status"]) for r in results] == [("good", "skipped"), ("second", "predicted")]
     assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz", "good.seg.nrrd", "second.nii.gz",
                                                       "second.seg.nrrd"]

@@ -9,6 +9,7 @@ import torch
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.training.api import train_model
+from AutoSegCore.prediction import predict_files
 from AutoSegCore.training.inference import Predictor
 from shared_data import HIPPO
 from trainkit import tiny_config
@@ -72,6 +73,6 @@ def test_train_model_guards_its_folder_and_its_split(hippo, tmp_path):
     assert (tmp_path / "m" / "model.pt").read_bytes() == before
     # one image path given as a string is one image
     image = hippo.case(names[2]).images[0]
-    written = Predictor(tmp_path / "m", device="cpu").predict_files(str(image), tmp_path / "pred")
+    written = predict_files(Predictor(tmp_path / "m", device="cpu"), str(image), tmp_path / "pred")
     assert len(written) == 1 and (tmp_path / "pred" / f"{names[2]}.nii.gz").is_file()
     assert torch.load(tmp_path / "m" / "model.pt", weights_only=True)            # still a loadable state dict

@@ -113,6 +113,7 @@ def test_multichannel_training_and_prediction_geometry(tmp_path, root, channels)
     import nibabel as nib
 
     from AutoSegCore.data.dataset import load_dataset
+    from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
 
     ds = load_dataset(root)
@@ -121,7 +122,7 @@ def test_multichannel_training_and_prediction_geometry(tmp_path, root, channels)
     cfg = tiny_config(epochs=1, steps_per_epoch=2, batch_size=1, patch_size=[64, 64, 32])
     train_model(ds, cfg, tmp_path / "m", train_cases=names[:1], val_cases=names[-1:])
     case = ds.case(names[-1])
-    out = Predictor(tmp_path / "m").predict_files([case.images], tmp_path / "pred")
+    out = predict_files(Predictor(tmp_path / "m"), [case.images], tmp_path / "pred")
     img = nib.load(str(case.images[0]))
     pred = nib.load(out[0]["nifti"])
     assert pred.shape == img.shape[:3]
