@@ -82,9 +82,9 @@ class SegNASBlock(nn.Module):
         self.edges = nn.ModuleDict()
         for i, j in zip(*np.nonzero(matrix)):
             op = int(matrix[i, j])
-            spec = OPS[op]
+            kernel_dilation = OPS[op]                 # None for SKIP
             self.edges[f"{i}_{j}"] = nn.Identity() if op == SKIP else \
-                conv_norm_act(channels, channels, spec[0], dilation=spec[1], norm=norm, act=RELU)
+                conv_norm_act(channels, channels, kernel_dilation[0], dilation=kernel_dilation[1], norm=norm, act=RELU)
         self.inputs = [[int(i) for i in np.nonzero(matrix[:, j])[0]] for j in range(self.nodes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

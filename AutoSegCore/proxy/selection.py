@@ -97,29 +97,29 @@ def load_proxy(path: str | Path) -> ProxySelection:
 
 def resolve_budget(budget: int | float | str, n_cases: int) -> int:
     """A count (int ≥ 2) or a fraction (0 < float ≤ 1) of ``n_cases`` → a count in 2..n_cases, else ConfigError."""
-    spec = budget
+    asked = budget                  # the budget as given, for the messages
     if isinstance(budget, str):
         text = budget.strip()
         try:
             budget = int(text) if text.lstrip("-").isdigit() else float(text)
         except ValueError:
-            raise ConfigError(f"budget = {spec!r} is not a number",
+            raise ConfigError(f"budget = {asked!r} is not a number",
                               "give a count of cases (e.g. 10) or a fraction of the dataset (e.g. 0.25)") from None
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
-        raise ConfigError(f"budget = {spec!r} is not a number",
+        raise ConfigError(f"budget = {asked!r} is not a number",
                           "give a count of cases (e.g. 10) or a fraction of the dataset (e.g. 0.25)")
     if isinstance(budget, float):
         if not 0 < budget <= 1:
-            raise ConfigError(f"budget fraction {spec!r} must be in (0, 1]",
+            raise ConfigError(f"budget fraction {asked!r} must be in (0, 1]",
                               "give a fraction such as 0.25, or a whole number of cases such as 10")
         count = int(round(budget * n_cases))
     else:
         count = budget
     if count < 2:
-        raise ConfigError(f"budget {spec!r} gives {count} case(s) of {n_cases}; at least 2 are needed "
+        raise ConfigError(f"budget {asked!r} gives {count} case(s) of {n_cases}; at least 2 are needed "
                           "(one to train on, one to validate)", "raise the budget to 2 or more cases")
     if count > n_cases:
-        raise ConfigError(f"budget {spec!r} asks for {count} cases but the dataset has only {n_cases}",
+        raise ConfigError(f"budget {asked!r} asks for {count} cases but the dataset has only {n_cases}",
                           f"use a budget of at most {n_cases} cases (or a fraction ≤ 1)")
     return count
 
@@ -301,13 +301,14 @@ def select_proxy_data(dataset, method: str = "mi", roi: str = "label", budget: i
                   **({"bins": bins} if method == "mi" else {"window": window})}
     train, val = split_train_val(selected, val_fraction, seed)
     root = getattr(ds, "root", None)
-    return ProxySelection(method=method, roi=roi, budget=count, budget_spec=_spec(budget), seed=seed, size=size,
-                          val_fraction=float(val_fraction), cases=names, scores=scores, ranks=ranks,
+    return ProxySelection(method=method, roi=roi, budget=count, budget_spec=_budget_as_asked(budget), seed=seed,
+                          size=size, val_fraction=float(val_fraction), cases=names, scores=scores, ranks=ranks,
                           selected=selected, train=train, val=val, dataset=str(root) if root else ds.name,
                           params=params, seconds=round(time.perf_counter() - start, 3), cache_hit=hit)
 
 
-def _spec(budget) -> int | float:
+def _budget_as_asked(budget) -> int | float:
+    """The budget as the user gave it, as a number (proxy.json's ``budget_spec``)."""
     if isinstance(budget, str):
         text = budget.strip()
         return int(text) if text.isdigit() else float(text)

@@ -19,7 +19,7 @@ class StudySetup:
         from AutoSegCore.proxy.fidelity import Fidelity
         from AutoSegCore.spaces import get_space
 
-        # a mistyped space or proxy spec is refused before the fork server starts (that takes seconds)
+        # a mistyped space, --proxy-data or --proxy-net is refused before the fork server starts (that takes seconds)
         self.fidelity = Fidelity.parse(self.settings.proxy_data, self.settings.proxy_net)
         self.space = get_space(self.settings.space)
         if not Path(self.settings.data).exists():

@@ -55,11 +55,11 @@ class SearchSpace:
             raise ConfigError(f"{source}: 'params' must be a non-empty list", "add at least one parameter")
         params: list[ParamSpec] = []
         for i, raw in enumerate(raw_params):
-            spec = parse_param(raw, i, [p.name for p in params], source)
-            if spec.config is not None and not known_key(spec.config):
-                raise ConfigError(f"{source}: parameter '{spec.name}': config key '{spec.config}' does not exist",
+            param = parse_param(raw, i, [p.name for p in params], source)
+            if param.config is not None and not known_key(param.config):
+                raise ConfigError(f"{source}: parameter '{param.name}': config key '{param.config}' does not exist",
                                   "map to an existing key such as training.lr or network.depth (see AutoSegCore/config.py)")
-            params.append(spec)
+            params.append(param)
         objective = data.get("objective", {"kind": "dice"})
         if isinstance(objective, str):
             objective = {"kind": objective}

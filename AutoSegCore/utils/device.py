@@ -50,7 +50,7 @@ MEMORY_FRACTION_ENV = "AUTOSEG_GPU_MEMORY_FRACTION"
 MEMORY_HEADROOM = 0.9          # share of a GPU's memory the trials on it may take together (CUDA context etc.)
 
 
-def parse_devices(spec: str | None, gpus: int | None = None) -> list[str]:
+def parse_devices(devices_text: str | None, gpus: int | None = None) -> list[str]:
     """The devices a search spreads its trials over, from ``--devices``.
 
     ``auto`` (or None/empty): every visible GPU (``cuda:0`` … ``cuda:N-1``), else ``["cpu"]``; ``cuda``: every
@@ -60,25 +60,25 @@ def parse_devices(spec: str | None, gpus: int | None = None) -> list[str]:
         import torch
 
         gpus = torch.cuda.device_count()
-    text = (spec or "auto").strip().lower()
+    text = (devices_text or "auto").strip().lower()
     names = [n.strip() for n in text.split(",")]
     hint = "use auto, cpu, cuda or a list such as cuda:0,cuda:1"
     for n in names:
         if not DEVICE_NAME.fullmatch(n) or (n == "auto" and len(names) > 1):
-            raise ConfigError(f"unknown device '{n}' in --devices {spec}", hint)
+            raise ConfigError(f"unknown device '{n}' in --devices {devices_text}", hint)
     if names == ["auto"]:
         return [f"cuda:{i}" for i in range(gpus)] or ["cpu"]
     out: list[str] = []
     for n in names:
         expanded = [f"cuda:{i}" for i in range(gpus)] if n == "cuda" else [n]
         if n == "cuda" and not gpus:
-            raise ConfigError(f"--devices {spec}: CUDA is not available", "use --devices cpu or auto")
+            raise ConfigError(f"--devices {devices_text}: CUDA is not available", "use --devices cpu or auto")
         for d in expanded:
             if d.startswith("cuda:") and int(d[5:]) >= gpus:
-                raise ConfigError(f"--devices {spec}: {d} does not exist ({gpus} GPU(s) visible)",
+                raise ConfigError(f"--devices {devices_text}: {d} does not exist ({gpus} GPU(s) visible)",
                                   f"use cuda:0 … cuda:{gpus - 1}" if gpus else "use --devices cpu or auto")
             if d in out:
-                raise ConfigError(f"--devices {spec}: {d} is listed twice", hint)
+                raise ConfigError(f"--devices {devices_text}: {d} is listed twice", hint)
             out.append(d)
     return out
 
