@@ -2,8 +2,8 @@
 
 This file is thin on purpose: the module description, a Widget that only wires the panels to
 ``AutoSegSearchLib`` (Qt-free logic, engine process, event folding, installer), and the module test.
-The engine itself (AutoSegCore) always runs as a child process, so Slicer stays responsive and a crash in
-training cannot take the application down.
+The engine's work (AutoSegCore) always runs as a child process, so Slicer stays responsive and a crash in
+training cannot take the application down; the combo boxes list what the engine answers (``engine_choices``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from AutoSegSearchLib.logic import PanelLogic
-from AutoSegSearchLib.logic import TTA_CHOICES, CasePair
+from AutoSegSearchLib.logic import TTA_CHOICES, CasePair, ConfigError
 from AutoSegSearchLib.process import ProcessState
 from AutoSegSearchLib.progress import RunProgress
 
@@ -157,13 +157,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proxySelectButton.connect("clicked(bool)", self.onProxySelect)
         self.ui.proxyPreviewButton.connect("clicked(bool)", self.onProxyPreview)
         self.ui.proxyTable.connect("cellDoubleClicked(int,int)", lambda row, col: self.onProxyPreview())
-        # the engine's own lists, when it is installed, replace the .ui defaults
-        from AutoSegSearchLib.logic import available_spaces, available_strategies
-
-        for combo, values in ((self.ui.spaceComboBox, available_spaces()),
-                              (self.ui.strategyComboBox, available_strategies())):
-            combo.clear()
-            combo.addItems(values)
+        self.fillEngineChoices()
         self.ui.startButton.connect("clicked(bool)", self.onStartSearch)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
@@ -248,19 +242,43 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return exported.path
 
     # ------------------------------------------------------------------------------------------------ engine
+    def fillEngineChoices(self, show: bool = False) -> bool:
+        """The engine's lists into the combo boxes (the .ui holds none), keeping each chosen value.  False, with
+        the reason in the status line (and a dialog with ``show``), while the engine cannot answer (not installed)."""
+        try:
+            choices = self.logic.engine_choices()
+        except ConfigError as exc:
+            self.ui.statusLabel.text = f"{exc.message} — {exc.hint}"
+            if show:
+                slicer.util.errorDisplay(f"{exc.message}\n\n{exc.hint}", windowTitle="AutoSegSearch engine")
+            return False
+        p = self._parameterNode
+        for combo, key, field in ((self.ui.proxyMethodComboBox, "proxy_methods", "proxyMethod"),
+                                  (self.ui.spaceComboBox, "spaces", "space"),
+                                  (self.ui.strategyComboBox, "strategies", "strategy"),
+                                  (self.ui.proxyNetworkComboBox, "proxy_nets", "proxyNetwork")):
+            keep = getattr(p, field) if p else None
+            combo.clear()
+            combo.addItems(choices[key])
+            if keep in choices[key]:
+                combo.setCurrentText(keep)
+        return True
+
     def ensureEngine(self) -> bool:
         from AutoSegSearchLib import install
 
-        if install.engine_installed():
-            return True
-        try:
-            with slicer.util.WaitCursor():
-                return install.install_engine(
-                    confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, "Install AutoSegSearch engine"),
-                    pip_install=slicer.util.pip_install)
-        except install.InstallError as exc:
-            slicer.util.errorDisplay(str(exc))
-            return False
+        if not install.engine_installed():
+            try:
+                with slicer.util.WaitCursor():
+                    agreed = install.install_engine(
+                        confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, "Install AutoSegSearch engine"),
+                        pip_install=slicer.util.pip_install)
+                if not agreed:
+                    return False
+            except install.InstallError as exc:
+                slicer.util.errorDisplay(str(exc))
+                return False
+        return self.ui.spaceComboBox.count > 0 or self.fillEngineChoices(show=True)
 
     def startEngine(self, args, workDir, onDone):
         self._progress = RunProgress()

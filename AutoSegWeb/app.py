@@ -23,13 +23,11 @@ from trame_slicer.rca_view import register_rca_factories
 
 from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError
 from AutoSegWeb.paths import ConfinedRoot
-from AutoSegWeb.slicer_lib import (TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress,
-                                   available_spaces, available_strategies)
+from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
 from AutoSegWeb.ui import build_ui
 
 log = logging.getLogger("AutoSegWeb")
 POLL_SECONDS = 0.4
-PROXY_NETS = ["full", "levels=5", "levels=4", "levels=3", "width=0.25", "levels=3,width=0.25"]
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -91,7 +89,10 @@ class AutoSegWebApp(TrameApp):
         s.proxy_method, s.proxy_roi, s.proxy_budget, s.proxy_unit = "mi", True, 30, "%"
         s.proxy_rows, s.proxy_preview = [], ""
         s.preview_case = ""
-        s.spaces, s.strategies, s.proxy_nets = available_spaces(), available_strategies(), PROXY_NETS
+        # the engine's own lists (AutoSegCore.choices.engine_choices): the page keeps no copies
+        choices = self.logic.engine_choices()
+        s.proxy_methods, s.proxy_nets = choices["proxy_methods"], choices["proxy_nets"]
+        s.spaces, s.strategies = choices["spaces"], choices["strategies"]
         s.space = "proxy-hpo" if "proxy-hpo" in s.spaces else s.spaces[0]
         s.strategy = "random"
         s.proxy_net = "levels=3"

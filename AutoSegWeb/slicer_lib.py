@@ -6,10 +6,8 @@ AutoSegSearch/, where Slicer loads the module from), so nothing here edits ``sys
 """
 from __future__ import annotations
 
-from AutoSegSearchLib.logic import (PROXY_METHODS, TTA_CHOICES, PanelLogic, available_spaces,
-                                    available_strategies)
+from AutoSegSearchLib.logic import TTA_CHOICES, PanelLogic, engine_choices
 from AutoSegSearchLib.process import EngineProcess, ProcessState
 from AutoSegSearchLib.progress import RunProgress
 
-__all__ = ["PanelLogic", "EngineProcess", "ProcessState", "RunProgress", "PROXY_METHODS", "TTA_CHOICES",
-           "available_spaces", "available_strategies"]
+__all__ = ["PanelLogic", "EngineProcess", "ProcessState", "RunProgress", "TTA_CHOICES", "engine_choices"]

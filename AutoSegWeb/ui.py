@@ -85,7 +85,7 @@ def _proxy_panel(app):
         with v.VExpansionPanelText():
             with v.VRow(dense=True):
                 with v.VCol(cols=4):
-                    v.VSelect(label="Method", v_model=("proxy_method",), items=("['mi', 'ncc', 'random']",),
+                    v.VSelect(label="Method", v_model=("proxy_method",), items=("proxy_methods",),
                               density="compact", hide_details=True)
                 with v.VCol(cols=4):
                     v.VTextField(label="Budget", v_model=("proxy_budget",), type="number", density="compact",

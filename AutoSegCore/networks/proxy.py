@@ -42,6 +42,10 @@ PROXY_CHANNELS = 4
 PROXY_RESIDUAL_UNITS = 1
 PROXY_EMONAS_NF = 2          # 2^2 = 4 first-level filters, as PROXY_CHANNELS
 DEFAULT_LEVELS = 3           # proxy_network(cfg) without a rule = the proxy paper's smallest rung
+# The ``--proxy-net`` presets the front ends offer (through ``AutoSegCore.choices.engine_choices``): no proxy, the
+# fixed rule's three rungs, the width rule alone and with capped levels.  Every other spelling that
+# ``AutoSegCore.proxy.fidelity.Fidelity.parse`` accepts (levels=2–6, any width in (0, 1]) works as well.
+PROXY_NETS = ("full", "levels=5", "levels=4", "levels=3", "width=0.25", "levels=3,width=0.25")
 # The config keys the FIXED rule overwrites, per architecture.  A search that trains fixed-rule proxy networks
 # cannot rank these (every trial trains the same value), so it does not search them (the proxy paper searches training
 # hyper-parameters for a fixed architecture); the final network takes them from the base config.  The width

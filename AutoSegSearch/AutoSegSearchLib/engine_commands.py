@@ -2,38 +2,74 @@
 
 No MRML here: every method turns panel values into ``autoseg`` arguments (raising ConfigError on a bad value) or
 runs them as a child process (:mod:`.process`), so the same calls serve the desktop app, the browser and scripts.
+The lists the panels offer (spaces, strategies, proxy methods and networks) are the engine's, asked through
+:func:`engine_choices`.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import ConfigError, DatasetError
-from .process import EngineProcess, ProcessState
+from .process import EngineProcess, ProcessState, engine_command, engine_python
 
-# what the panels offer; the engine's own lists win when it is installed (see available_spaces/strategies)
-SPACES = ("unet-pipeline", "unet-recipe", "proxy-hpo", "segnas", "segnas4", "segnas7", "emonas")
-STRATEGIES = ("random", "tpe", "nsga2", "bohb", "rl", "crs", "moead")
-PROXY_METHODS = ("mi", "ncc", "random")
 # "Test-time flips" choices → predict_args(tta=): None keeps the model folder's own decision (a search's best/
 # keeps flips only if they scored higher on validation); True/False force them (`--tta` / `--no-tta`).
 TTA_CHOICES = {"as the model decided": None, "on": True, "off": False}
+CHOICES_TIMEOUT_S = 180          # the child imports torch (through the spaces): seconds on a busy machine
+ENGINE_FIX = ("install the engine into that Python (pip install AutoSegCore, or the module's Install button in "
+              "Slicer), or give the Python where AutoSegCore is installed")
 
 
-def available_spaces() -> list[str]:
+def engine_choices(python: str | None = None) -> dict[str, list[str]]:
+    """The engine's own choice lists: ``spaces``, ``strategies``, ``proxy_methods``, ``proxy_nets``
+    (``AutoSegCore.choices.engine_choices``; the front ends keep no copies).
+
+    ``python`` None: asked in this interpreter (the engine is installed beside the front end, as in Slicer and
+    the browser app); a python given: asked once through ``<python> -m AutoSegCore choices --json``.  Cached per
+    python (a failure is not cached, so installing the engine and asking again works).  Raises ConfigError naming
+    the python and the fix when the engine cannot answer — never a stale fallback list.
+    """
+    return {key: list(values) for key, values in _engine_choices(None if python is None else str(python)).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _engine_choices(python: str | None) -> dict[str, tuple[str, ...]]:
+    if python is None and importlib.util.find_spec("AutoSegCore") is not None:
+        try:
+            from AutoSegCore.choices import engine_choices as ask
+
+            return {key: tuple(values) for key, values in ask().items()}
+        except ImportError as exc:     # AutoSegCore there, a dependency (torch, optuna…) not yet
+            raise ConfigError(f"the AutoSegSearch engine cannot be imported in this Python ({sys.executable}): "
+                              f"{exc}", ENGINE_FIX) from None
+    command = engine_command("choices", "--json", python=python or engine_python())
+    where = f"the engine's Python {command[0]}"
     try:
-        from AutoSegCore.spaces import list_spaces
-    except ImportError:
-        return list(SPACES)
-    return list_spaces()
-
-
-def available_strategies() -> list[str]:
+        done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                              stdin=subprocess.DEVNULL, timeout=CHOICES_TIMEOUT_S)
+    except OSError as exc:             # no such file, not executable, not a program
+        raise ConfigError(f"cannot run {where}: {exc.strerror or exc}",
+                          "check the path: give a Python program where AutoSegCore is installed (e.g. Slicer's "
+                          "PythonSlicer, or the bin/python of a virtual environment)") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{where} did not answer 'autoseg choices' within {CHOICES_TIMEOUT_S} s",
+                          "check that this Python starts (run it in a terminal), then try again") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise ConfigError(f"{where} cannot run 'autoseg choices': {last}", ENGINE_FIX)
     try:
-        from AutoSegCore.strategies.registry import list_strategies
-    except ImportError:
-        return list(STRATEGIES)
-    return list_strategies()
+        answer = json.loads(done.stdout)
+        return {key: tuple(str(v) for v in answer[key])
+                for key in ("spaces", "strategies", "proxy_methods", "proxy_nets")}
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{where} answered 'autoseg choices' with no list of choices: {done.stdout[:200]!r}",
+                          "update the engine in that Python to this module's version") from None
 
 
 class EngineCommands:
@@ -41,12 +77,17 @@ class EngineCommands:
 
     python: str | None = None
 
+    def engine_choices(self) -> dict[str, list[str]]:
+        """The engine's choice lists for this logic's python (see :func:`engine_choices`)."""
+        return engine_choices(self.python)
+
     def proxy_args(self, data_dir: str | Path, out_dir: str | Path, method: str = "mi", roi: bool = True,
                    budget: float | int = 0.25, preview: bool = True, device: str | None = None,
                    cache_dir: str | Path | None = None) -> list[str]:
         """Arguments of ``autoseg proxy`` (without the python prefix and --events)."""
-        if method not in PROXY_METHODS:
-            raise ConfigError(f"proxy method {method!r} is unknown", f"use one of {', '.join(PROXY_METHODS)}")
+        methods = self.engine_choices()["proxy_methods"]
+        if method not in methods:
+            raise ConfigError(f"proxy method {method!r} is unknown", f"use one of {', '.join(methods)}")
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise ConfigError(f"proxy budget {budget!r} must be positive",
                               "give a case count (e.g. 10) or a fraction (e.g. 0.25)")

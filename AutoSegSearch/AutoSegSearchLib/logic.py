@@ -14,16 +14,14 @@ from __future__ import annotations
 import slicer
 
 from .dataset_export import CasePair, DatasetExport, ExportedDataset
-from .engine_commands import (PROXY_METHODS, SPACES, STRATEGIES, TTA_CHOICES, EngineCommands, available_spaces,
-                              available_strategies)
+from .engine_commands import TTA_CHOICES, EngineCommands, engine_choices
 from .engine_outputs import EngineOutputs, ProxyCase, ProxyResult
 from .errors import ConfigError, DatasetError
 from .nodes import PALETTE, case_name_from_file, safe_case_name
 from .scene_import import SceneImport
 
 __all__ = ["PanelLogic", "CasePair", "ConfigError", "DatasetError", "ExportedDataset", "PALETTE",
-           "PROXY_METHODS", "ProxyCase", "ProxyResult", "SPACES", "STRATEGIES", "TTA_CHOICES", "available_spaces",
-           "available_strategies", "case_name_from_file", "safe_case_name"]
+           "ProxyCase", "ProxyResult", "TTA_CHOICES", "case_name_from_file", "engine_choices", "safe_case_name"]
 
 
 class PanelLogic(DatasetExport, SceneImport, EngineCommands, EngineOutputs):

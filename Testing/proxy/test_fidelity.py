@@ -62,13 +62,15 @@ def test_data_and_net_fidelities_combine_and_ladder_is_unchanged():
 
 
 def test_every_proxy_net_offered_by_the_front_ends_is_accepted():
+    """The front ends offer the engine's presets (``engine_choices()["proxy_nets"]``) and keep no copy of them."""
+    from AutoSegCore.choices import engine_choices
+
     ui = ET.parse(REPO / "AutoSegSearch" / "Resources" / "UI" / "AutoSegSearch.ui").getroot()
     combo = next(w for w in ui.iter("widget") if w.get("name") == "proxyNetworkComboBox")
-    slicer = [i.find("property/string").text for i in combo.findall("item")]
+    assert not combo.findall("item"), "the Slicer combo box is filled from the engine's list"
     tree = ast.parse((REPO / "AutoSegWeb" / "app.py").read_text())
-    web = next(ast.literal_eval(n.value) for n in tree.body
-               if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "PROXY_NETS")
-    for items in (slicer, web):
-        assert "width=0.25" in items
-        for text in items:
-            assert Fidelity.parse("full", text).net_label == text
+    assert not [n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "PROXY_NETS"]
+    items = engine_choices()["proxy_nets"]
+    assert "width=0.25" in items
+    for text in items:
+        assert Fidelity.parse("full", text).net_label == text

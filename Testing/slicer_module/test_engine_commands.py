@@ -1,6 +1,11 @@
 """The panels' values → `autoseg` arguments, checked against the engine's own parser (the contract between them)."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from AutoSegCore.cli import build_parser
@@ -61,12 +66,89 @@ def test_apply_flips_as_decided_on_or_off(tmp_path):
     assert all(p.overwrite for p in parsed.values()), "Apply again must predict again, not keep an old mask"
 
 
-def test_the_panels_offline_lists_are_the_engines():
-    """The engine owns the spaces and strategies (``list_spaces``/``list_strategies``, which the panels ask);
-    the Slicer library's own tuples serve only where the engine is not importable and must not drift."""
+def test_the_panels_lists_are_the_engines_asked_in_this_python():
+    """The engine owns the lists (``AutoSegCore.choices.engine_choices``); the Slicer library asks it and keeps no
+    copies (no offline fallback that could drift)."""
+    from AutoSegCore.choices import engine_choices as owners
     from AutoSegCore.spaces import list_spaces
     from AutoSegCore.strategies import list_strategies
-    from AutoSegSearchLib.engine_commands import SPACES, STRATEGIES, available_spaces, available_strategies
+    from AutoSegSearchLib import engine_commands, logic
 
-    assert sorted(SPACES) == sorted(list_spaces()) and available_spaces() == list_spaces()
-    assert list(STRATEGIES) == list_strategies() == available_strategies()
+    lists = engine_commands.engine_choices()
+    assert lists == owners() and lists["spaces"] == list_spaces() and lists["strategies"] == list_strategies()
+    assert commands.engine_choices() == lists
+    lists["spaces"].clear()                                  # the caller's copy, not the cache
+    assert engine_commands.engine_choices()["spaces"] == list_spaces()
+    for name in ("SPACES", "STRATEGIES", "PROXY_METHODS", "available_spaces", "available_strategies"):
+        assert not hasattr(engine_commands, name) and not hasattr(logic, name), name
+    # proxy_args checks the method against the engine's list and names it in the hint
+    with pytest.raises(ConfigError) as err:
+        commands.proxy_args("d", "o", method="psnr")
+    assert err.value.hint == "use one of " + ", ".join(lists["proxy_methods"])
+
+
+def test_no_front_end_file_keeps_a_copy_of_an_engine_list():
+    """No literal in AutoSegSearchLib, AutoSegWeb or the Widget lists two names of one engine list (a tuple, a list,
+    or a list inside a page expression such as ``"['mi', 'ncc', 'random']"``)."""
+    import ast
+    import re
+
+    from AutoSegCore.choices import engine_choices as owners
+    from slicer_testkit import MODULE_DIR, REPO
+
+    lists = {key: set(values) for key, values in owners().items()}
+    files = [*sorted((MODULE_DIR / "AutoSegSearchLib").glob("*.py")), MODULE_DIR / "AutoSegSearch.py",
+             *sorted((REPO / "AutoSegWeb").glob("*.py"))]
+    copies = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                names = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = re.findall(r"'([^'\s]+)'", node.value)
+            for key, values in lists.items():
+                if len(values & set(names)) >= 2:
+                    copies.append(f"{path.name}:{node.lineno} holds {key}: {sorted(values & set(names))}")
+    assert not copies, "\n".join(copies)
+
+
+def test_the_slicer_library_asks_another_python_through_autoseg_choices():
+    """A python given explicitly is asked through ``<python> -m AutoSegCore choices --json`` (a real child
+    process), once: the answer is cached per python."""
+    from AutoSegCore.choices import engine_choices as owners
+    from AutoSegSearchLib import engine_commands
+
+    before = engine_commands._engine_choices.cache_info()
+    asked = EngineCommands()
+    asked.python = sys.executable
+    assert asked.engine_choices() == owners()
+    after = engine_commands._engine_choices.cache_info()
+    assert after.currsize > before.currsize or after.hits > before.hits   # the child's answer is cached
+    hits = after.hits
+    assert engine_commands.engine_choices(sys.executable) == owners()
+    assert engine_commands._engine_choices.cache_info().hits == hits + 1  # asked once, not twice
+
+
+def test_an_engine_python_that_cannot_answer_gives_a_clear_error(tmp_path):
+    """No stale fallback: a python that does not exist, or is not a program, is named with the fix."""
+    from AutoSegSearchLib import engine_commands
+    from AutoSegSearchLib.engine_commands import engine_choices
+
+    missing = tmp_path / "no-such-python"
+    with pytest.raises(ConfigError, match="cannot run the engine's Python .*no-such-python") as err:
+        engine_choices(str(missing))
+    assert "give a Python program where AutoSegCore is installed" in err.value.hint
+    not_a_program = tmp_path / "python"
+    not_a_program.write_text("not a program\n")
+    with pytest.raises(ConfigError, match=re.escape(str(not_a_program))):
+        engine_choices(str(not_a_program))
+    # a real Python without the engine's packages (the system one under this venv): its own error, named
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    if not bare.is_file() or subprocess.run([bare, "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("no Python without the engine's packages here")
+    cached = engine_commands._engine_choices.cache_info().currsize
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(bare))} cannot run 'autoseg choices': .*No module") as err:
+        engine_choices(str(bare))
+    assert "install the engine into that Python" in err.value.hint
+    assert engine_commands._engine_choices.cache_info().currsize == cached      # failures are not cached

@@ -98,21 +98,34 @@ def test_parameter_node_fields_match_slicer_parameter_names():
     assert bound and bound <= fields, f"no parameter field for {sorted(bound - fields)}"
 
 
+# combo boxes the Widget fills with the engine's lists (AutoSegSearchLib.engine_choices): widget → (key, field)
+ENGINE_COMBOS = {"proxyMethodComboBox": ("proxy_methods", "proxyMethod"), "spaceComboBox": ("spaces", "space"),
+                 "strategyComboBox": ("strategies", "strategy"), "proxyNetworkComboBox": ("proxy_nets", "proxyNetwork")}
+
+
 def test_combo_box_items_are_values_the_logic_accepts():
-    from AutoSegSearchLib.logic import PROXY_METHODS, TTA_CHOICES, available_spaces, available_strategies
+    from AutoSegSearchLib.logic import TTA_CHOICES, engine_choices
 
     root = ET.parse(UI_FILE).getroot()
     items = {w.get("name"): [i.find("property/string").text for i in w.findall("item")]
              for w in root.iter("widget") if w.get("class") == "QComboBox"}
-    assert set(items["proxyMethodComboBox"]) == set(PROXY_METHODS)
-    assert set(items["spaceComboBox"]) == set(available_spaces())
-    assert items["strategyComboBox"] == available_strategies()
-    assert items["deviceComboBox"] == ["auto", "cpu", "cuda"]
-    # Results → "Test-time flips": every item maps to predict_args(tta=None|True|False), the default included
-    assert items["ttaComboBox"] == list(TTA_CHOICES) and list(TTA_CHOICES.values()) == [None, True, False]
     defaults = {n.target.id: ast.literal_eval(n.value) for c in module_ast().body
                 if isinstance(c, ast.ClassDef) and c.name == "AutoSegSearchParameterNode"
                 for n in c.body if isinstance(n, ast.AnnAssign) and n.value is not None}
+    # the engine's lists: the .ui holds no copy, the Widget fills these combos from the engine, and every
+    # parameter-node default is a value the engine offers
+    choices = engine_choices()
+    for combo, (key, field) in ENGINE_COMBOS.items():
+        assert items[combo] == [], f"{combo} must be filled from the engine, not listed in the .ui"
+        assert defaults[field] in choices[key], (field, defaults[field], choices[key])
+    fill = next(f for c in module_ast().body if isinstance(c, ast.ClassDef) and c.name == "AutoSegSearchWidget"
+                for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "fillEngineChoices")
+    filled = {n.attr: (k.value, f.value) for t in ast.walk(fill) if isinstance(t, ast.Tuple) and len(t.elts) == 3
+              for n, k, f in [t.elts] if isinstance(n, ast.Attribute) and isinstance(k, ast.Constant)}
+    assert filled == ENGINE_COMBOS
+    assert items["deviceComboBox"] == ["auto", "cpu", "cuda"]
+    # Results → "Test-time flips": every item maps to predict_args(tta=None|True|False), the default included
+    assert items["ttaComboBox"] == list(TTA_CHOICES) and list(TTA_CHOICES.values()) == [None, True, False]
     assert defaults["tta"] == items["ttaComboBox"][0] and defaults["device"] == items["deviceComboBox"][0]
 
 

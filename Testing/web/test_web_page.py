@@ -144,6 +144,11 @@ def test_full_flow_proxy_search_apply(page, server, roots):
     info = page.inner_text("#dataset-info")
     assert "Hippocampus" in info and f"{len(roots['cases'])} cases" in info and "Anterior, Posterior" in info
     baseline = crop(shot(page, "web-1-data.png"), view_box(page))
+    # the page's lists are the engine's own (AutoSegCore.choices.engine_choices), not copies kept by the page
+    from AutoSegCore.choices import engine_choices
+
+    keys = ["spaces", "strategies", "proxy_methods", "proxy_nets"]
+    assert page.evaluate(f"{keys}.map(k => window.trame.state.get(k))") == [engine_choices()[k] for k in keys]
 
     # 2. Proxy data: 30 % of 10 cases, mutual information on the label ROI
     page.click("#run-proxy")
