@@ -9,6 +9,8 @@ import json
 from html import escape
 from typing import Any, Iterable
 
+from AutoSegCore.utils.durations import format_duration
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
 main{max-width:1100px;margin:0 auto;padding:24px}
@@ -40,15 +42,7 @@ def fmt(value: Any, digits: int = 4) -> str:
     return escape(str(value))
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = float(seconds)
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+duration = format_duration          # the report's tables write H.duration(seconds)
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[Any]], numeric: Iterable[int] = ()) -> str:

@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from AutoSegCore.utils.durations import format_duration
 from AutoSegCore.utils.io import read_json, write_json
 
 FORECAST_FILE = "forecast.json"
@@ -145,11 +146,11 @@ def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fin
 
 def _trial_config(space, params: dict, base: dict, fidelity, epochs: int, steps: int | None) -> tuple[dict, dict]:
     full = space.to_config(params, base)
-    proxy = {**full, "network": fidelity.apply_network(full["network"])}
-    proxy["training"] = {**proxy["training"], "epochs": epochs, "time_limit": None}
+    trial = {**full, "network": fidelity.apply_network(full["network"])}
+    trial["training"] = {**trial["training"], "epochs": epochs, "time_limit": None}
     if steps:
-        proxy["training"]["steps_per_epoch"] = steps
-    return proxy, full
+        trial["training"]["steps_per_epoch"] = steps
+    return trial, full
 
 
 def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, val_cases: list[str] | None = None,
@@ -186,18 +187,18 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
 
         fingerprint = compute_fingerprint(ds.subset(train_cases))
     params, sampled = representative_params(space, ds.num_channels, max(ds.labels) + 1, seed=s.seed)
-    proxy_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch)
+    trial_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch)
     threads = s.threads_per_job()
     device = s.device
-    proxy = _measure(proxy_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads)
+    trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads)
 
     # one trial: start-up + epochs × (steps × step + validation on val_every epochs and the last)
-    steps = int(proxy_cfg["training"]["steps_per_epoch"])
-    val_every = int(proxy_cfg["training"].get("val_every", 1))
+    steps = int(trial_cfg["training"]["steps_per_epoch"])
+    val_every = int(trial_cfg["training"].get("val_every", 1))
     val_epochs = len({e for e in range(1, s.epochs + 1) if e % val_every == 0} | {s.epochs}) if val_cases else 0
-    trial_val = proxy["val_case_seconds"] * len(val_cases)
-    trial_seconds = (TRIAL_STARTUP_SECONDS + proxy["load_seconds"] + s.epochs * steps * proxy["step_seconds"]
-                     + val_epochs * trial_val)
+    trial_val = trial_timing["val_case_seconds"] * len(val_cases)
+    trial_seconds = (TRIAL_STARTUP_SECONDS + trial_timing["load_seconds"]
+                     + s.epochs * steps * trial_timing["step_seconds"] + val_epochs * trial_val)
     if s.time_limit is not None:
         waves = max(0, int(s.time_limit // trial_seconds))
         affordable = waves * s.jobs
@@ -210,7 +211,7 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
 
     final = {"seconds": 0.0}
     if s.final:
-        final = forecast_final(s, full_cfg, ds, fingerprint, proxy=proxy, proxy_cfg=proxy_cfg)
+        final = forecast_final(s, full_cfg, ds, fingerprint, trial_timing=trial_timing, trial_cfg=trial_cfg)
     total = search_seconds + final["seconds"]
     out = {
         "version": 1, "created": time.time(), "search_seconds": search_seconds, "final_seconds": final["seconds"],
@@ -219,14 +220,14 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
         "train_cases": len(train_cases), "strategy": s.strategy,
         "upper_bound": s.strategy in ("bohb",),      # pruned trials end early: the search figure is a ceiling
         "startup_seconds": TRIAL_STARTUP_SECONDS, "params": params, "sampled": sampled,
-        "measured": {"proxy": proxy}, "final": final, "forecast_cost_seconds": time.perf_counter() - t_start,
+        "measured": {"proxy": trial_timing}, "final": final, "forecast_cost_seconds": time.perf_counter() - t_start,
     }
     out["text"] = describe_forecast(out)
     return out
 
 
-def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, proxy: dict | None = None,
-                   proxy_cfg: dict | None = None) -> dict:
+def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, trial_timing: dict | None = None,
+                   trial_cfg: dict | None = None) -> dict:
     """Seconds of the final training of ``full_cfg`` (the full net on every search case, holdout split, one
     member after another, then the validation predictions of best/): {"seconds", "members", ...}.  Called before
     the search with the representative net, and after it with the winner's own (``final_winner``)."""
@@ -241,10 +242,10 @@ def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, proxy: dict | No
     fsteps = int(full_cfg["training"]["steps_per_epoch"])
     fepochs = int(s.final_epochs or s.epochs)
     members = s.final_folds if s.final_folds > 1 else s.final_top_k
-    same_net = proxy is not None and full_cfg["network"] == proxy_cfg["network"] \
-        and full_cfg["training"].get("batch_size") == proxy_cfg["training"].get("batch_size")
-    # the final training runs alone, with every core (the proxy's step was timed with one trial's share)
-    full = dict(proxy) if same_net and s.jobs == 1 else _measure(
+    same_net = trial_timing is not None and full_cfg["network"] == trial_cfg["network"] \
+        and full_cfg["training"].get("batch_size") == trial_cfg["training"].get("batch_size")
+    # the final training runs alone, with every core (a trial's step was timed with one trial's share)
+    full = dict(trial_timing) if same_net and s.jobs == 1 else _measure(
         full_cfg, ds, final_train, final_val, fingerprint, Path(s.out) / "cache", s.device,
         s.threads_per_job() * s.jobs)
     fval_every = int(full_cfg["training"].get("val_every", 1))
@@ -260,27 +261,18 @@ def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, proxy: dict | No
             "time_budget": s.final_time, "measured": full}
 
 
-def _duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def describe_forecast(f: dict) -> str:
     """One line: 'forecast: search ≈ 3.2 min (4 trials × 48 s, 1 job), final training ≈ 1.1 min, total ≈ 4.3 min'."""
     if f.get("time_budget") is not None:
-        search = (f"search {_duration(f['search_seconds'])} buys ≈ {f['trials']} trial(s) of ≈ "
-                  f"{_duration(f['trial_seconds'])} ({f['jobs']} at a time)")
+        search = (f"search {format_duration(f['search_seconds'], rough=True)} buys ≈ {f['trials']} trial(s) of ≈ "
+                  f"{format_duration(f['trial_seconds'], rough=True)} ({f['jobs']} at a time)")
     else:
-        search = (f"search ≈ {_duration(f['search_seconds'])} ({f['trials']} trial(s) × "
-                  f"{_duration(f['trial_seconds'])}, {f['jobs']} at a time)")
+        search = (f"search ≈ {format_duration(f['search_seconds'], rough=True)} ({f['trials']} trial(s) × "
+                  f"{format_duration(f['trial_seconds'], rough=True)}, {f['jobs']} at a time)")
     if f.get("upper_bound"):
         search += " at most (pruned trials end early)"
-    final = f", final training ≈ {_duration(f['final_seconds'])}" if f.get("final_seconds") else ""
-    return f"forecast: {search}{final}; total ≈ {_duration(f['total_seconds'])}"
+    final = f", final training ≈ {format_duration(f['final_seconds'], rough=True)}" if f.get("final_seconds") else ""
+    return f"forecast: {search}{final}; total ≈ {format_duration(f['total_seconds'], rough=True)}"
 
 
 def record_actual(work: str | Path, *, search_seconds: float | None = None, final_seconds: float | None = None) -> dict | None:
