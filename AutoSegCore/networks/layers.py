@@ -39,7 +39,7 @@ RELU = ("RELU", {"inplace": True})
 # The U-Net's activation: a LeakyReLU with slope 0.2 (MONAI's PReLU starts at 0.25).  Its top decoder level has as
 # many channels as classes (MONAI's layout); nnU-Net's 0.01 turns that into a near-ReLU bottleneck.  Measured in a
 # plain loop on Hippocampus (docs/performance.md), validation Dice after 200 steps, two seeds: full net 0.32/0.35
-# with 0.01 vs 0.81/0.81 with 0.2 (PReLU 0.81/0.81); 4-channel proxy 0.29/0.30 (ReLU 0.25/0.30) vs 0.59/0.65.
+# with 0.01 vs 0.81/0.81 with 0.2 (PReLU 0.81/0.81); 4-channel proxy network 0.29/0.30 (ReLU 0.25/0.30) vs 0.59/0.65.
 UNET_LEAKY_RELU = ("LEAKYRELU", {"negative_slope": 0.2, "inplace": True})
 
 

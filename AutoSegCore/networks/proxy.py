@@ -12,8 +12,8 @@ base config's values.  Right for the proxy paper's question — training/pipelin
 
 **Width rule** (``width=F``, optionally ``levels=N,width=F``).  Why a second rule: a space that searches the size
 itself (``unet-pipeline``: depth, channels, n_convs; SegNAS n, p; EMONAS n_c, n_f) cannot be searched on the
-fixed rule's proxies, because they all have one size.  The width rule shrinks each sampled network relative to
-ITS OWN size with monotone (non-decreasing) maps, so a bigger sampled net stays a bigger (or equal) proxy and the
+fixed rule's proxy networks, because they all have one size.  The width rule shrinks each sampled network relative to
+ITS OWN size with monotone (non-decreasing) maps, so a bigger sampled net stays a bigger (or equal) proxy network and the
 order of sizes survives; the search keeps every parameter (it samples the same space, so with the same seed it
 proposes the same configurations as a full-fidelity search), and the final network is the searched one.  The
 price: a proxy trial's cost depends on the sampled size.
@@ -27,8 +27,9 @@ price: a proxy trial's cost depends on the sampled size.
   min(n_c, N − 1).
 
 ``round`` is half-up (x.5 → up).  The ``min(original, …)`` only matters for nets already below the floor
-(e.g. 2 channels): the proxy never grows a network.  Capping depth / poolings / n_c never raises the patch-size
-divisor (``size_divisor``), so a shrunk net accepts every patch its full net accepts (never larger ones).
+(e.g. 2 channels): a proxy network is never bigger than its network.  Capping depth / poolings / n_c never
+raises the patch-size divisor (``size_divisor``), so a shrunk net accepts every patch its full net accepts
+(never larger ones).
 """
 from __future__ import annotations
 
@@ -59,13 +60,13 @@ PROXY_KEYS = {
 
 def _check_levels(levels) -> None:
     if not (isinstance(levels, int) and not isinstance(levels, bool) and 2 <= levels <= 6):
-        raise ConfigError(f"proxy levels = {levels!r} must be an integer in 2–6", "the proxy paper uses 5, 4 or 3")
+        raise ConfigError(f"proxy network levels = {levels!r} must be an integer in 2–6", "the proxy paper uses 5, 4 or 3")
 
 
 def _check_width(width) -> None:
     if not (isinstance(width, (int, float)) and not isinstance(width, bool) and math.isfinite(width)
             and 0 < width <= 1):
-        raise ConfigError(f"proxy width = {width!r} must be a number in (0, 1]", "e.g. width=0.25")
+        raise ConfigError(f"proxy network width = {width!r} must be a number in (0, 1]", "e.g. width=0.25")
 
 
 def _round(x: float) -> int:
@@ -93,7 +94,7 @@ def proxy_network(net_cfg: dict, levels: int | None = None, width: float | None 
     out = with_arch_defaults(copy.deepcopy(net_cfg))
     arch = out.get("arch", "unet")
     if arch not in PROXY_KEYS:
-        raise ConfigError(f"network.arch = {arch!r} has no proxy rule", "use unet, segnas or emonas")
+        raise ConfigError(f"network.arch = {arch!r} has no proxy-network rule", "use unet, segnas or emonas")
     if width is None:
         _fixed_rule(out, arch, levels)
     else:

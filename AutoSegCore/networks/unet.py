@@ -17,7 +17,7 @@ Layout (d = depth = number of resolution levels, c_l = channels of level l):
 
 Why MONAI's top rather than c_0 features + a 1×1×1 head (nnU-Net's): measured on Hippocampus in a plain loop
 (docs/performance.md), the head layout costs ≈ 50 % more time per step on CPU (norm, activation and a head at
-full resolution on c_0 channels; 2.4× the FLOPs for the 16-channel net) and the 4-channel proxy learned slower
+full resolution on c_0 channels; 2.4× the FLOPs for the 16-channel net) and the 4-channel proxy network learned slower
 per step with it (validation Dice 0.28/0.43 vs 0.59/0.65 after 200 steps, two seeds).
 
 ``block`` is one conv without residual path for n_convs = 0, else a ``ResidualUnit`` with n_convs sub-units.

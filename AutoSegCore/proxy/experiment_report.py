@@ -10,7 +10,8 @@ import numpy as np
 from AutoSegCore.utils.io import atomic_path
 
 def write_plots(data: dict, out: Path) -> list[Path]:
-    """``correlation.png`` (proxy Dice vs full Dice, one panel per rung) and ``dice_vs_data.png`` (Fig. 4)."""
+    """``correlation.png`` (Dice at a proxy rung — proxy data or a proxy network — vs full Dice, one panel per
+    rung) and ``dice_vs_data.png`` (Fig. 4)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +33,7 @@ def write_plots(data: dict, out: Path) -> list[Path]:
         p, s = summary[key].get("pearson"), summary[key].get("spearman")
         ax.set_title(f"{key}\nr={_fmt(p)}  ρ={_fmt(s)}", fontsize=8)
         ax.set_xlabel("Dice, full data / full net", fontsize=7)
-        ax.set_ylabel("Dice, proxy", fontsize=7)
+        ax.set_ylabel("Dice, proxy rung", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")

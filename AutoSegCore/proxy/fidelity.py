@@ -4,9 +4,9 @@ Rungs: full data / full net → proxy data / full net → full data / proxy net 
 5, 4 or 3 levels.  A search picks one rung with ``--proxy-data`` and ``--proxy-net``; the final model is
 always retrained at the top rung (full data, full net).
 
-``--proxy-net`` spellings: ``full``; ``levels=N`` (or bare ``N``) = the proxy paper's fixed proxy, which overwrites the
-network size with constants; ``width=F`` or ``levels=N,width=F`` = the rank-preserving width rule, which shrinks
-each sampled network relative to its own size.  Why two: the fixed proxy gives every trial the same size, so it
+``--proxy-net`` spellings: ``full``; ``levels=N`` (or bare ``N``) = the proxy paper's fixed proxy network, which
+overwrites the network size with constants; ``width=F`` or ``levels=N,width=F`` = the rank-preserving width rule, which shrinks
+each sampled network relative to its own size.  Why two: the fixed rule gives every trial the same size, so it
 cannot rank sizes and the search drops the size parameters; a space that searches size needs a shrink that keeps
 the order of sizes (see ``AutoSegCore.networks.proxy``).
 """
@@ -20,8 +20,8 @@ from AutoSegCore.errors import ConfigError
 
 _DATA_RE = re.compile(r"^(mi|ncc|random)(\+roi)?:([0-9.]+)$")
 _NET_PART_RE = re.compile(r"^(levels|width)\s*=\s*(\S+)$")
-NET_HINT = ("use full, levels=N (N in 2–6; the proxy paper's fixed proxy: 5|4|3), width=F (0 < F ≤ 1, shrinks each net "
-            "by F and keeps the order of sizes, e.g. width=0.25) or levels=N,width=F")
+NET_HINT = ("use full, levels=N (N in 2–6; the proxy paper's fixed proxy network: 5|4|3), width=F (0 < F ≤ 1, "
+            "shrinks each net by F and keeps the order of sizes, e.g. width=0.25) or levels=N,width=F")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A PNG montage of the chosen proxy cases, so a user can see at a glance what the selection kept.
+"""A PNG montage of the chosen proxy-data cases, so a user can see at a glance what the selection kept.
 
 One tile per selected case: the middle slice (through the label's centre when there is one) of the first
 channel in grey, the label in colour on top, and the case's name, rank and score in the title.

@@ -241,7 +241,7 @@ def _native_lib(backend: str, device: torch.device):
         return None
     lib = _native.load()
     if lib is None and backend == "native":
-        raise ConfigError(f"the compiled proxy kernels are not available ({_native.LIBRARY.build_error or 'disabled'})",
+        raise ConfigError(f"the compiled proxy-data kernels are not available ({_native.LIBRARY.build_error or 'disabled'})",
                           "install a C compiler (cc/gcc/clang) or use backend='auto'")
     return lib
 

@@ -32,7 +32,7 @@ __all__ = ["kendall_tau_over_epochs", "tau_z_score", "anova_one_at_a_time", "imp
            "best_so_far", "pareto_front", "summarize", "trial_curve", "trial_score", "json_safe"]
 
 
-# ------------------------------------------------------------------------------------- proxy vs full
+# ---------------------------------------------------------------------------- proxy fidelity vs full
 def proxy_vs_full(final_summary: dict | None) -> dict:
     """Pearson and Spearman correlation of proxy-fidelity vs full-fidelity validation Dice of retrained trials.
 
@@ -49,7 +49,7 @@ def proxy_vs_full(final_summary: dict | None) -> dict:
     elif len(pairs) < 3:
         out["note"] = f"needs at least 3 retrained trials with both Dice values (have {len(pairs)})"
     elif len({p for p, _, _ in pairs}) < 2 or len({f for _, f, _ in pairs}) < 2:
-        out["note"] = "all proxy or all full Dice values are equal"
+        out["note"] = "all proxy-fidelity or all full-fidelity Dice values are equal"
     else:
         x, y = [p for p, _, _ in pairs], [f for _, f, _ in pairs]
         pr, sr = stats.pearsonr(x, y), stats.spearmanr(x, y)
@@ -64,7 +64,7 @@ def best_so_far(study: optuna.Study) -> dict:
 
     ``elapsed_seconds`` is real wall-clock since the first trial started (parallel trials overlap);
     ``cumulative_seconds`` sums the trials' own durations (compute spent); ``cumulative_epochs`` sums the
-    epochs every trial trained, pruned and failed ones included — the budget a proxy or a pruner saves.
+    epochs every trial trained, pruned and failed ones included — the budget proxy data, a proxy network or a pruner saves.
     The tracked value is the study's objective (single) or the validation Dice (multi-objective).
     """
     finished = [t for t in study.get_trials(deepcopy=False)

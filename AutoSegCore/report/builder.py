@@ -158,7 +158,7 @@ def _final(s: dict, images: dict, source: str) -> str:
         members = f.get("members") or []
         if members:
             body += "<h3>Members</h3>" + H.table(
-                ["trial", "tag", "search (proxy) Dice", "final (full) Dice", "time"],
+                ["trial", "tag", "search Dice (proxy fidelity)", "final Dice (full fidelity)", "time"],
                 [(m.get("trial"), m.get("tag"), m.get("proxy_val_dice"), m.get("full_val_dice"),
                   H.Raw(H.duration(m.get("seconds")))) for m in members], numeric=[2, 3])
     else:
@@ -172,7 +172,7 @@ def _final(s: dict, images: dict, source: str) -> str:
         body += H.table(["pairs", "Pearson r", "p", "Spearman ρ", "p"],
                         [(pvf["n"], pvf["pearson_r"], pvf["pearson_p"], pvf["spearman_r"], pvf["spearman_p"])],
                         numeric=[0, 1, 2, 3, 4])
-    body += H.note(pvf.get("note")) + H.img(images.get("proxy_vs_full"), "proxy vs full Dice")
+    body += H.note(pvf.get("note")) + H.img(images.get("proxy_vs_full"), "proxy-fidelity vs full Dice")
     return H.section("Final model", body, "final")
 
 

@@ -160,7 +160,8 @@ def plot_pareto(study: optuna.Study, summary: dict) -> str | None:
 
 
 def plot_per_class(summary: dict) -> tuple[str | None, str]:
-    """Per-class Dice of the final model (ensemble and members); falls back to the best trial's proxy Dice."""
+    """Per-class Dice of the final model (ensemble and members); falls back to the best trial's search Dice
+    (proxy fidelity)."""
     final = summary.get("final") or {}
     series: dict[str, dict] = {}
     source = ""
@@ -230,7 +231,7 @@ def plot_proxy_vs_full(summary: dict) -> str | None:
         ax.annotate(f"#{p['trial']}", (p["proxy"], p["full"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     lo, hi = min(xs + ys), max(xs + ys)
     ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("search (proxy) validation Dice")
+    ax.set_xlabel("search validation Dice (proxy fidelity)")
     ax.set_ylabel("final (full) validation Dice")
     ax.grid(alpha=0.3)
     return to_data_uri(fig)

@@ -212,10 +212,10 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                          space=self.settings.space, strategy=self.settings.strategy, fidelity=self.fidelity.to_dict(),
                          trials=self.settings.trials, jobs=self.settings.jobs, resumed_trials=len(self.study.trials),
                          requeued=requeued)
-        if self.proxy_fixed:
+        if self.fixed_by_proxy_net:
             self.events.emit("log", message=f"proxy net {self.fidelity.net_label}: not searching "
-                             f"{', '.join(self.proxy_fixed)} (every proxy trial trains the same value); the final "
-                             "network takes them from the base config")
+                             f"{', '.join(self.fixed_by_proxy_net)} (every trial's proxy network has the same value); "
+                             "the final network takes them from the base config")
         if not self.join:
             self._pack_longest_first()
         running: list[RunningTrial] = []

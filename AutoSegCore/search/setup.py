@@ -39,13 +39,13 @@ class StudySetup:
         from AutoSegCore.strategies import make_sampler
 
         s = self.settings
-        self.proxy_fixed: list[str] = []
-        # Only the proxy paper's fixed proxy (levels=N without width) trains one size for every trial, so only then are
-        # the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
+        self.fixed_by_proxy_net: list[str] = []
+        # Only the proxy paper's fixed proxy network (levels=N without width) trains one size for every trial, so
+        # only then are the size keys unrankable and dropped; the width rule keeps their order, so the space stays whole.
         if self.fidelity.fixes_network_size:
             from AutoSegCore.networks.proxy import PROXY_KEYS
 
-            self.space, self.proxy_fixed = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
+            self.space, self.fixed_by_proxy_net = self.space.without(k for keys in PROXY_KEYS.values() for k in keys)
         self.ds = load_dataset(s.data)
         unknown = sorted(set(s.holdout) - {c.name for c in self.ds.cases})
         if unknown:
@@ -69,7 +69,7 @@ class StudySetup:
             self.train_cases, self.val_cases = study_cases(self.study.user_attrs, names, s, self.storage_url,
                                                            self.events, join=True)
         else:
-            # the study's own settings are checked before the proxy selection writes proxy.json
+            # the study's own settings are checked before the proxy-data selection writes proxy.json
             self.study = create_or_load_study(self.storage, s.study_name, directions, sampler, pruner)
             attrs = self.study.user_attrs
             check_same_settings(attrs, s, self.fidelity, self.storage_url)
@@ -77,7 +77,7 @@ class StudySetup:
                                                 or self._select_cases(names))
             for key, value in (("space", s.space), ("strategy", s.strategy), ("proxy_data", self.fidelity.data_label),
                                ("proxy_net", self.fidelity.net_label), ("settings", s.to_dict()),
-                               ("fixed_by_proxy_net", self.proxy_fixed),
+                               ("fixed_by_proxy_net", self.fixed_by_proxy_net),
                                ("cases", {"train": self.train_cases, "val": self.val_cases})):
                 if attrs.get(key) != value:
                     self.study.set_user_attr(key, value)

@@ -28,8 +28,8 @@ def test_flops_per_voxel_of_a_two_level_net_by_hand():
 
 def test_full_net_costs_far_more_than_its_proxy():
     full = flops_per_voxel(FULL, 1, 3)
-    proxy = flops_per_voxel(proxy_network(FULL, levels=3), 1, 3)
-    assert full > 5 * proxy
+    proxy_net_flops = flops_per_voxel(proxy_network(FULL, levels=3), 1, 3)
+    assert full > 5 * proxy_net_flops
 
 
 def test_flops_agree_with_torch_flop_counter():

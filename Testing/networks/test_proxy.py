@@ -18,11 +18,11 @@ FULL = {**DEFAULT_CONFIG["network"], "channels": 16, "depth": 5, "n_convs": 2}
 @pytest.mark.parametrize("levels", [5, 4, 3])
 def test_unet_rule(cfg, levels):
     before = copy.deepcopy(cfg)
-    proxy = proxy_network(cfg, levels)
+    proxy_net = proxy_network(cfg, levels)
     assert cfg == before                                   # pure: the input is not changed
-    assert (proxy["channels"], proxy["n_convs"], proxy["depth"]) == (4, 1, levels)
+    assert (proxy_net["channels"], proxy_net["n_convs"], proxy_net["depth"]) == (4, 1, levels)
     for key in ("multiplier", "conv", "norm", "deep_supervision", "dropout", "max_channels", "arch"):
-        assert proxy[key] == cfg[key]
+        assert proxy_net[key] == cfg[key]
 
 
 def test_proxy_sizes_shrink_with_levels_and_match_proxy_paper():

@@ -38,9 +38,9 @@ def test_unet_channel_order_is_preserved():
     assert channels == sorted(channels) and min(channels) >= 4
     # the proxies' sizes keep the full nets' order (ties only where the floor of 4 channels merges them)
     full_sizes = [count_parameters(unet(channels=c, depth=4), 1, 3) for c in widths]
-    proxy_sizes = [count_parameters(p, 1, 3) for p in proxies]
-    assert full_sizes == sorted(full_sizes) and proxy_sizes == sorted(proxy_sizes)
-    assert all(p < f for p, f in zip(proxy_sizes, full_sizes))
+    proxy_net_sizes = [count_parameters(p, 1, 3) for p in proxies]
+    assert full_sizes == sorted(full_sizes) and proxy_net_sizes == sorted(proxy_net_sizes)
+    assert all(p < f for p, f in zip(proxy_net_sizes, full_sizes))
 
 
 @pytest.mark.parametrize("n_convs,expected", [(0, 0), (1, 1), (2, 1), (3, 1)])
@@ -56,21 +56,21 @@ def test_unet_residual_units(n_convs, expected):
 @pytest.mark.parametrize("levels", [None, 3])
 def test_unet_width_rule_keys(cfg, levels):
     before = copy.deepcopy(cfg)
-    proxy = proxy_network(cfg, levels=levels, width=0.25)
+    proxy_net = proxy_network(cfg, levels=levels, width=0.25)
     assert cfg == before                                                     # pure
-    assert proxy["channels"] == max(4, round(cfg["channels"] * 0.25))
-    assert proxy["n_convs"] == min(cfg["n_convs"], 1)
-    assert proxy["depth"] == (cfg["depth"] if levels is None else min(cfg["depth"], levels))
+    assert proxy_net["channels"] == max(4, round(cfg["channels"] * 0.25))
+    assert proxy_net["n_convs"] == min(cfg["n_convs"], 1)
+    assert proxy_net["depth"] == (cfg["depth"] if levels is None else min(cfg["depth"], levels))
     for key in ("multiplier", "conv", "norm", "deep_supervision", "dropout", "arch"):
-        assert proxy[key] == cfg[key]
-    assert proxy["max_channels"] == max(4, round(cfg["max_channels"] * 0.25))   # deep levels shrink as well
-    assert all(a <= b for a, b in zip(size_divisor(proxy), size_divisor(cfg)))   # patches never grow
+        assert proxy_net[key] == cfg[key]
+    assert proxy_net["max_channels"] == max(4, round(cfg["max_channels"] * 0.25))   # deep levels shrink as well
+    assert all(a <= b for a, b in zip(size_divisor(proxy_net), size_divisor(cfg)))   # patches never grow
 
 
 def test_width_one_keeps_the_size_but_not_the_residual_units():
     cfg = unet(channels=16, depth=4, n_convs=3)
-    proxy = proxy_network(cfg, width=1)
-    assert (proxy["channels"], proxy["depth"], proxy["n_convs"]) == (16, 4, 1)
+    proxy_net = proxy_network(cfg, width=1)
+    assert (proxy_net["channels"], proxy_net["depth"], proxy_net["n_convs"]) == (16, 4, 1)
 
 
 def test_the_rule_never_grows_a_network():
@@ -88,21 +88,21 @@ def test_the_rule_never_grows_a_network():
 ])
 @pytest.mark.parametrize("levels", [None, 3])
 def test_unet_width_proxies_build_run_and_are_smaller(cfg, levels):
-    proxy = proxy_network(cfg, levels=levels, width=0.25)
-    forward(proxy, 2, 3)
-    assert count_parameters(proxy, 2, 3) < count_parameters(cfg, 2, 3)
+    proxy_net = proxy_network(cfg, levels=levels, width=0.25)
+    forward(proxy_net, 2, 3)
+    assert count_parameters(proxy_net, 2, 3) < count_parameters(cfg, 2, 3)
 
 
 def test_unet_pipeline_points_keep_their_order_of_size():
     """Random points of the space that searches U-Net size: each shrunk net builds and runs, and a full net
-    with at least as many channels at the same depth, multiplier, conv and n_convs never gets a smaller proxy."""
+    with at least as many channels at the same depth, multiplier, conv and n_convs never gets a smaller proxy network."""
     space = get_space("unet-pipeline")
     study = optuna.create_study(directions=space.directions, sampler=optuna.samplers.RandomSampler(seed=2))
     for _ in range(4):
         cfg = space.to_config(space.suggest(study.ask()))["network"]
-        proxy = proxy_network(cfg, width=0.25)
-        assert proxy["depth"] == cfg["depth"] and proxy["multiplier"] == cfg["multiplier"]
-        forward(proxy, 1, 3)
+        proxy_net = proxy_network(cfg, width=0.25)
+        assert proxy_net["depth"] == cfg["depth"] and proxy_net["multiplier"] == cfg["multiplier"]
+        forward(proxy_net, 1, 3)
         sizes = [count_parameters(proxy_network({**cfg, "channels": c}, width=0.25), 1, 3) for c in (8, 20, 50, 128)]
         assert sizes == sorted(sizes)
 
@@ -115,10 +115,10 @@ SEGNAS = {**DEFAULT_CONFIG["network"], "arch": "segnas",
 
 @pytest.mark.parametrize("levels,poolings", [(None, 4), (3, 2), (6, 4)])
 def test_segnas_width_rule(levels, poolings):
-    proxy = proxy_network(SEGNAS, levels=levels, width=0.25)
-    assert proxy["segnas"] == {**SEGNAS["segnas"], "filters": 8, "poolings": poolings}
-    forward(proxy, 1, 2)
-    assert count_parameters(proxy, 1, 2) < count_parameters(SEGNAS, 1, 2)
+    proxy_net = proxy_network(SEGNAS, levels=levels, width=0.25)
+    assert proxy_net["segnas"] == {**SEGNAS["segnas"], "filters": 8, "poolings": poolings}
+    forward(proxy_net, 1, 2)
+    assert count_parameters(proxy_net, 1, 2) < count_parameters(SEGNAS, 1, 2)
 
 
 def test_segnas_filter_order_and_sampled_points():
@@ -133,9 +133,9 @@ def test_segnas_filter_order_and_sampled_points():
         if not space.is_legal(params):
             continue
         cfg = space.to_config(params)["network"]
-        proxy = proxy_network(cfg, levels=3, width=0.25)
-        assert proxy["segnas"]["poolings"] == min(cfg["segnas"]["poolings"], 2)
-        forward(proxy, 1, 2)
+        proxy_net = proxy_network(cfg, levels=3, width=0.25)
+        assert proxy_net["segnas"]["poolings"] == min(cfg["segnas"]["poolings"], 2)
+        forward(proxy_net, 1, 2)
         built += 1
 
 
@@ -145,9 +145,9 @@ EMONAS = {**DEFAULT_CONFIG["network"], "arch": "emonas",
 
 @pytest.mark.parametrize("width,n_f", [(1.0, 5), (0.5, 4), (0.25, 3), (0.1, 2), (0.01, 2)])
 def test_emonas_width_halves_filters_per_octave(width, n_f):
-    proxy = proxy_network(EMONAS, width=width)
-    assert (proxy["emonas"]["n_f"], proxy["emonas"]["n_c"]) == (n_f, 3)
-    assert proxy["emonas"]["ops"] == EMONAS["emonas"]["ops"] and proxy["emonas"]["inputs"] == [0, 1, 2]
+    proxy_net = proxy_network(EMONAS, width=width)
+    assert (proxy_net["emonas"]["n_f"], proxy_net["emonas"]["n_c"]) == (n_f, 3)
+    assert proxy_net["emonas"]["ops"] == EMONAS["emonas"]["ops"] and proxy_net["emonas"]["inputs"] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("levels", [None, 3])
@@ -155,10 +155,10 @@ def test_emonas_width_proxies_build_and_run(levels):
     nfs = [proxy_network({**EMONAS, "emonas": {**EMONAS["emonas"], "n_f": n}}, width=0.25)["emonas"]["n_f"]
            for n in (3, 4, 5)]
     assert nfs == [2, 2, 3]
-    proxy = proxy_network({**EMONAS, "deep_supervision": True}, levels=levels, width=0.25)
-    assert proxy["emonas"]["n_c"] == (3 if levels is None else 2)
-    forward(proxy, 1, 3)
-    assert count_parameters(proxy, 1, 3) < count_parameters(EMONAS, 1, 3)
+    proxy_net = proxy_network({**EMONAS, "deep_supervision": True}, levels=levels, width=0.25)
+    assert proxy_net["emonas"]["n_c"] == (3 if levels is None else 2)
+    forward(proxy_net, 1, 3)
+    assert count_parameters(proxy_net, 1, 3) < count_parameters(EMONAS, 1, 3)
 
 
 # ------------------------------------------------------------------------------------------------ API and errors

@@ -215,7 +215,7 @@ def test_without_compiled_kernels_auto_falls_back_to_torch(monkeypatch, tmp_path
     assert not list((tmp_path / "native").glob("*.so"))           # nothing half-built left behind
     m = pairwise_ncc(real_cubes[:3], backend="auto")
     assert np.allclose(np.diag(m), 1.0, atol=1e-5)
-    with pytest.raises(ConfigError, match="compiled proxy kernels"):
+    with pytest.raises(ConfigError, match="compiled proxy-data kernels"):
         pairwise_ncc(real_cubes[:3], backend="native")
     monkeypatch.setenv("AUTOSEG_NATIVE", "0")
     monkeypatch.setattr(_native.LIBRARY, "tried", False)

@@ -23,10 +23,10 @@ def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
     for k in ("study_started", "trial_started", "epoch", "trial_finished", "artifact", "done"):
         assert k in kinds, k
     assert kinds.count("trial_finished") == 2
-    proxy = json.loads((out / "proxy.json").read_text())
-    assert proxy["method"] == "mi" and len(proxy["selected"]) == 6
+    proxy_data = json.loads((out / "proxy.json").read_text())
+    assert proxy_data["method"] == "mi" and len(proxy_data["selected"]) == 6
     search = json.loads((out / "search.json").read_text())
-    assert sorted(search["train_cases"] + search["val_cases"]) == sorted(proxy["selected"])
+    assert sorted(search["train_cases"] + search["val_cases"]) == sorted(proxy_data["selected"])
     study = load(search["storage"], search["study_name"])
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 2

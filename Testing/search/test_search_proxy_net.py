@@ -36,13 +36,13 @@ def prepared(dataset, tmp_path, monkeypatch):
 def test_fixed_proxy_drops_the_size_and_the_width_rule_keeps_it(prepared):
     full_space = set(get_space("unet-pipeline").distributions())
     fixed = prepared("levels=3")
-    assert sorted(fixed.proxy_fixed) == sorted(SIZE)
+    assert sorted(fixed.fixed_by_proxy_net) == sorted(SIZE)
     assert set(fixed.space.distributions()) == full_space - SIZE
-    assert fixed.study.user_attrs["fixed_by_proxy_net"] == fixed.proxy_fixed
+    assert fixed.study.user_attrs["fixed_by_proxy_net"] == fixed.fixed_by_proxy_net
 
     for spelling, label in (("width=0.25", "width=0.25"), ("width=0.25, levels=3", "levels=3,width=0.25")):
         width = prepared(spelling)
-        assert width.proxy_fixed == []
+        assert width.fixed_by_proxy_net == []
         assert set(width.space.distributions()) == full_space
         assert width.study.user_attrs["proxy_net"] == label
         assert width.study.user_attrs["fixed_by_proxy_net"] == []

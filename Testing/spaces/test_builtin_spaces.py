@@ -181,7 +181,7 @@ def test_bad_points_are_config_errors(params, word):
                                           ("segnas", ["n", "p"]), ("emonas", ["n_c", "n_f"]), ("proxy-hpo", []),
                                           ("unet-recipe", ["depth", "channels"])])
 def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
-    """Under a proxy net every trial trains the proxy's depth/width, so those parameters cannot be ranked: the
+    """Under a proxy net every trial trains the proxy network's depth/width, so those parameters cannot be ranked: the
     space without them samples the rest, and its configs keep the base config's values (the proxy paper: a fixed
     architecture, searched training)."""
     from AutoSegCore.networks import proxy_network
@@ -203,6 +203,6 @@ def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
         cfg = reduced.to_config(params)
         for key in PROXY_KEYS[cfg["network"]["arch"]]:
             assert get_key(cfg, key) == get_key(base, key)
-        proxy = proxy_network(cfg["network"], levels=3)
-        assert count_parameters(proxy, 1, 3) < count_parameters(cfg["network"], 1, 3)
+        proxy_net = proxy_network(cfg["network"], levels=3)
+        assert count_parameters(proxy_net, 1, 3) < count_parameters(cfg["network"], 1, 3)
     assert legal >= 3
