@@ -2,21 +2,21 @@
 
 Two rules, chosen with ``--proxy-net``:
 
-**Fixed rule** (``levels=N``, the proxy paper's setting).  The proxy paper's rule for its U-Net: first-level channels → 4,
-residual units → 1, levels → 5, 4 or 3; everything else (2D/3D, norm, multiplier, deep supervision, dropout) is
-kept.  The analogous shrink for the NAS spaces: SegNAS filters n → 4 and poolings p → levels − 1 (block
+**Fixed rule** (``levels=N``, the proxy paper's setting).  The proxy paper's rule for its U-Net: first-level
+channels → 4, residual units → 1, levels → 5, 4 or 3; everything else (2D/3D, norm, multiplier, deep supervision,
+dropout) is kept.  The analogous shrink for the NAS spaces: SegNAS filters n → 4 and poolings p → levels − 1 (block
 structure, residual and supervision kept); EMONAS first-level filters 2^n_f → 4 (n_f = 2) and n_c → levels − 1,
 i.e. 2·levels − 1 cells (cell kept).  The rule overwrites the network's SIZE with constants, so every proxy trial
-trains the same size: it cannot rank sizes, and a search under it leaves the size keys (``PROXY_KEYS``) at the
-base config's values.  Right for the proxy paper's question — training/pipeline choices for a fixed architecture.
+trains the same size: it cannot rank sizes, and a search under it leaves the size keys (``PROXY_KEYS``) at the base
+config's values.  Right for the proxy paper's question — training/pipeline choices for a fixed architecture.
 
 **Width rule** (``width=F``, optionally ``levels=N,width=F``).  Why a second rule: a space that searches the size
-itself (``unet-pipeline``: depth, channels, n_convs; SegNAS n, p; EMONAS n_c, n_f) cannot be searched on the
-fixed rule's proxy networks, because they all have one size.  The width rule shrinks each sampled network relative to
-ITS OWN size with monotone (non-decreasing) maps, so a bigger sampled net stays a bigger (or equal) proxy network and the
-order of sizes survives; the search keeps every parameter (it samples the same space, so with the same seed it
-proposes the same configurations as a full-fidelity search), and the final network is the searched one.  The
-price: a proxy trial's cost depends on the sampled size.
+itself (``unet-pipeline``: depth, channels, n_convs; SegNAS n, p; EMONAS n_c, n_f) cannot be searched on the fixed
+rule's proxy networks, because they all have one size.  The width rule shrinks each sampled network relative to ITS
+OWN size with monotone (non-decreasing) maps, so a bigger sampled net stays a bigger (or equal) proxy network and
+the order of sizes survives; the search keeps every parameter (it samples the same space, so with the same seed it
+proposes the same configurations as a full-fidelity search), and the final network is the searched one.  The price:
+a proxy trial's cost depends on the sampled size.
 
 - U-Net: channels → min(channels, max(4, round(channels·F))); n_convs → min(n_convs, 1) (0 = one conv without
   residual path stays 0, 1–3 residual sub-units → 1 as the proxy paper's single residual unit); depth kept, or
@@ -60,7 +60,8 @@ PROXY_KEYS = {
 
 def _check_levels(levels) -> None:
     if not (isinstance(levels, int) and not isinstance(levels, bool) and 2 <= levels <= 6):
-        raise ConfigError(f"proxy network levels = {levels!r} must be an integer in 2–6", "the proxy paper uses 5, 4 or 3")
+        raise ConfigError(f"proxy network levels = {levels!r} must be an integer in 2–6",
+                          "the proxy paper uses 5, 4 or 3")
 
 
 def _check_width(width) -> None:
