@@ -12,8 +12,8 @@ def register(sub) -> None:
     p.add_argument("--strategy", default="bohb", help="random | tpe | nsga2 | bohb | rl | crs | moead")
     p.add_argument("--proxy-data", default="full", help="full, or METHOD[+roi]:BUDGET e.g. mi+roi:0.25, ncc:20")
     p.add_argument("--proxy-net", default="full",
-                   help="full; levels=5|4|3 (the proxy paper's fixed proxy: size not searched); width=F, e.g. width=0.25 "
-                        "(shrinks each sampled net by F, keeps the order of sizes); or levels=N,width=F")
+                   help="full; levels=5|4|3 (the proxy paper's fixed proxy network: size not searched); width=F, "
+                        "e.g. width=0.25 (shrinks each sampled net by F, keeps the order of sizes); or levels=N,width=F")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--trials", type=positive_int, help="number of trials in the study (default 20)")
     g.add_argument("--time", help="search time budget, e.g. 30m or 2h; trials still running when it ends are stopped "

@@ -1,4 +1,5 @@
-"""``--proxy-net`` spellings: the proxy paper's fixed proxy (levels=N), the rank-preserving width rule (width=F) and both."""
+"""``--proxy-net`` spellings: the proxy paper's fixed proxy network (levels=N), the rank-preserving width rule
+(width=F) and both."""
 import ast
 import xml.etree.ElementTree as ET
 

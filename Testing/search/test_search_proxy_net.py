@@ -1,8 +1,8 @@
 """What a search keeps of its space under each proxy-net rule (prepare only, no trials, on real Hippocampus).
 
-The proxy paper's fixed proxy (levels=N) trains one size for every trial, so the runner drops the size parameters; the
-width rule keeps their order, so the space stays whole and the proxy search samples exactly what a full-fidelity
-search with the same seed samples, while every trial trains a shrunk copy of its own network."""
+The proxy paper's fixed proxy network (levels=N) trains one size for every trial, so the runner drops the size
+parameters; the width rule keeps their order, so the space stays whole and the proxy-network search samples exactly
+what a full-fidelity search with the same seed samples, while every trial trains a shrunk copy of its own network."""
 import pytest
 
 from AutoSegCore.networks import proxy_network
