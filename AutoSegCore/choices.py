@@ -4,8 +4,8 @@ Each list has one owner in the engine; :func:`engine_choices` only gathers them,
 prints them.  The Slicer module and the browser front end ask this (in their own interpreter, or through
 ``<engine python> -m AutoSegCore choices --json``) instead of keeping copies that could drift.
 
-Cheap to import: the owners are imported inside the function (the spaces package and the proxy rules pull in
-torch), so ``import AutoSegCore.choices`` costs nothing until the lists are asked for.
+Cheap: the owners are imported inside the function, and none of them loads torch (the network graph rules are
+in ``networks.topology``, the proxy-data methods in ``proxy.fidelity``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def engine_choices() -> dict[str, list[str]]:
     - ``spaces``: the built-in search spaces, :func:`AutoSegCore.spaces.list_spaces` (``--space``; a YAML/JSON
       space file is accepted as well);
     - ``strategies``: :func:`AutoSegCore.strategies.registry.list_strategies` (``--strategy``);
-    - ``proxy_methods``: :data:`AutoSegCore.proxy.selection.METHODS` (``autoseg proxy --method``, the METHOD of
+    - ``proxy_methods``: :data:`AutoSegCore.proxy.fidelity.SELECTION_METHODS` (``autoseg proxy --method``, the METHOD of
       ``--proxy-data METHOD[+roi]:BUDGET``);
     - ``proxy_nets``: the ``--proxy-net`` presets, :data:`AutoSegCore.networks.proxy.PROXY_NETS` (other
       ``levels=N`` / ``width=F`` spellings are accepted as well).
@@ -29,9 +29,9 @@ def engine_choices() -> dict[str, list[str]]:
     ``engine_choices()["strategies"] == ["random", "tpe", "nsga2", "bohb", "rl", "crs", "moead"]``.
     """
     from AutoSegCore.networks.proxy import PROXY_NETS
-    from AutoSegCore.proxy.selection import METHODS
+    from AutoSegCore.proxy.fidelity import SELECTION_METHODS
     from AutoSegCore.spaces import list_spaces
     from AutoSegCore.strategies.registry import list_strategies
 
     return {"spaces": list(list_spaces()), "strategies": list(list_strategies()),
-            "proxy_methods": list(METHODS), "proxy_nets": list(PROXY_NETS)}
+            "proxy_methods": list(SELECTION_METHODS), "proxy_nets": list(PROXY_NETS)}

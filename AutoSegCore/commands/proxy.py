@@ -8,13 +8,14 @@ from __future__ import annotations
 import sys
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.proxy.fidelity import SELECTION_METHODS
 from AutoSegCore.utils.cli_types import device
 
 
 def register(sub) -> None:
     p = sub.add_parser("proxy", help="choose a small, diverse proxy subset of a dataset (the proxy paper: MI / local NCC)")
     p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
-    p.add_argument("--method", choices=("mi", "ncc", "random"), default="mi",
+    p.add_argument("--method", choices=SELECTION_METHODS, default="mi",
                    help="mi = mutual information, ncc = local normalised cross-correlation (9³), random = baseline")
     p.add_argument("--roi", choices=("label", "none"), default="label",
                    help="label = compare the labels' bounding boxes (+margin); none = whole images")

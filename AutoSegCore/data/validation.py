@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from AutoSegCore.data.volumes import (is_segmentation_file, read_header, read_label_values, read_voxels,
-                                      strip_ending)
+from AutoSegCore.data.volumes import read_header, read_label_values, read_voxels, strip_ending
 from AutoSegCore.errors import DatasetError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import importlib
 _WHERE = {
     "build_network": "build", "size_divisor": "build", "ARCHS": "build",
     "count_parameters": "measure", "flops_per_voxel": "measure", "proxy_network": "proxy",
-    "segnas_is_legal": "segnas", "segnas_matrix": "segnas", "SegNAS": "segnas", "EMONAS": "emonas",
+    "segnas_is_legal": "topology", "segnas_matrix": "topology", "SegNAS": "segnas", "EMONAS": "emonas",
     "unet_channels": "unet", "UNet": "unet",
     "validate_network": "validate", "with_arch_defaults": "validate", "ARCH_DEFAULTS": "defaults",
     "NETWORK_DEFAULTS": "defaults", "NETWORK_CHOICES": "defaults",

@@ -18,15 +18,7 @@ import torch
 from torch import nn
 
 from AutoSegCore.networks.layers import LEAKY_RELU, SkipEncoderDecoder, conv_norm_act, head, up_conv
-
-# name -> (kind, k); the order is EMONAS-Net's Table 1
-OPS: dict[str, tuple[str, int]] = {
-    "conv3d_1": ("3d", 1), "conv3d_3": ("3d", 3), "conv3d_5": ("3d", 5),
-    "conv2d_3": ("2d", 3), "conv2d_5": ("2d", 5), "conv2d_7": ("2d", 7),
-    "p3d_3": ("p3d", 3), "p3d_5": ("p3d", 5), "p3d_7": ("p3d", 7),
-    "identity": ("identity", 0),
-}
-N_NODES = 4
+from AutoSegCore.networks.topology import EMONAS_NODES as N_NODES, EMONAS_OPS as OPS, loose_ends  # noqa: F401
 
 
 def make_op(name: str, channels: int, norm: str) -> nn.Module:
@@ -39,12 +31,6 @@ def make_op(name: str, channels: int, norm: str) -> nn.Module:
         return conv_norm_act(channels, channels, (k, k, 1), norm=norm, act=LEAKY_RELU)
     return nn.Sequential(conv_norm_act(channels, channels, (k, k, 1), norm=norm, act=LEAKY_RELU),
                          conv_norm_act(channels, channels, (1, 1, k), norm=norm, act=LEAKY_RELU))
-
-
-def loose_ends(inputs: Sequence[int]) -> list[int]:
-    """Nodes (1-based) whose output no other node reads; their sum is the cell output."""
-    read = {int(i) for i in inputs}
-    return [k for k in range(1, N_NODES + 1) if k not in read]
 
 
 class EMONASCell(nn.Module):

@@ -10,7 +10,7 @@ import copy
 import json
 
 from AutoSegCore.errors import ConfigError
-from AutoSegCore.networks import emonas, segnas
+from AutoSegCore.networks import topology
 from AutoSegCore.networks.defaults import ARCH_DEFAULTS, NETWORK_CHOICES, NETWORK_DEFAULTS
 
 _VALID: dict[str, dict] = {}   # JSON text of a network section that passed → its checked form
@@ -85,11 +85,11 @@ def _validate_segnas(s: dict, source: str) -> None:
         raise ConfigError(f"{source}: network.segnas.ops = {ops!r} must be a list of operation numbers 0–6",
                           "e.g. ops: [2, 0, 2] (upper triangle of the operation matrix, row by row)")
     try:
-        matrix = segnas.segnas_matrix(ops, s.get("nodes"))
+        matrix = topology.segnas_matrix(ops, s.get("nodes"))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{source}: network.segnas nodes = {s.get('nodes')!r}, ops = {list(ops)}: {exc}",
                           "give 1, 3 or 6 ops and nodes between 2 and the matrix size") from None
-    if not segnas.segnas_is_legal(matrix):
+    if not topology.segnas_is_legal(matrix):
         raise ConfigError(f"{source}: network.segnas block {matrix.tolist()} is an illegal graph "
                           "(an intermediate node without input or output)",
                           "give every node before the last an outgoing op and every node after the first an incoming op")
@@ -97,13 +97,13 @@ def _validate_segnas(s: dict, source: str) -> None:
 
 def _validate_emonas(e: dict, source: str) -> None:
     inputs, ops = e.get("inputs"), e.get("ops")
-    if not (isinstance(inputs, (list, tuple)) and len(inputs) == emonas.N_NODES - 1
-            and all(_int_in(i, 0, k - 1) for k, i in zip(range(2, emonas.N_NODES + 1), inputs))):
+    if not (isinstance(inputs, (list, tuple)) and len(inputs) == topology.EMONAS_NODES - 1
+            and all(_int_in(i, 0, k - 1) for k, i in zip(range(2, topology.EMONAS_NODES + 1), inputs))):
         raise ConfigError(f"{source}: network.emonas.inputs = {inputs!r} must be [I2, I3, I4] with I_k in 0…k-1",
                           "0 = the cell input, j = node j; e.g. inputs: [0, 1, 1]")
-    if not (isinstance(ops, (list, tuple)) and len(ops) == emonas.N_NODES and all(o in emonas.OPS for o in ops)):
+    if not (isinstance(ops, (list, tuple)) and len(ops) == topology.EMONAS_NODES and all(o in topology.EMONAS_OPS for o in ops)):
         raise ConfigError(f"{source}: network.emonas.ops = {ops!r} must be 4 operation names",
-                          f"choose from {', '.join(emonas.OPS)}")
+                          f"choose from {', '.join(topology.EMONAS_OPS)}")
     for key, low, high, example in (("n_c", 1, 5, 3), ("n_f", 0, 8, 5)):
         if not _int_in(e.get(key), low, high):
             raise ConfigError(f"{source}: network.emonas.{key} = {e.get(key)!r} must be an integer in {low}–{high}",

@@ -1,10 +1,28 @@
-"""AutoSegCore.proxy — proxy-data selection (the proxy paper): pairwise MI / local NCC, ranking, budget, preview."""
-from AutoSegCore.proxy.preview import render_preview
-from AutoSegCore.proxy.selection import (ProxySelection, load_proxy, load_volumes, pairwise_matrix, resolve_budget,
-                                         save_proxy, select_proxy_data, split_train_val)
-from AutoSegCore.proxy.similarity import (local_ncc, mutual_information, pairwise_mi, pairwise_ncc,
-                                          prepare_volume, roi_bounding_box)
+"""AutoSegCore.proxy — proxy-data selection (the proxy paper): pairwise MI / local NCC, ranking, budget, preview.
 
-__all__ = ["ProxySelection", "select_proxy_data", "save_proxy", "load_proxy", "render_preview", "pairwise_matrix",
-           "resolve_budget", "split_train_val", "pairwise_mi", "pairwise_ncc", "mutual_information", "local_ncc",
-           "prepare_volume", "roi_bounding_box", "load_volumes"]
+Names are loaded from their module on first use (PEP 562), like ``AutoSegCore.data``: the torch-free rules
+(``fidelity``: the ``--proxy-data`` spelling and its methods) can be read without loading torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "preview": ("render_preview",),
+    "selection": ("ProxySelection", "load_proxy", "load_volumes", "pairwise_matrix", "resolve_budget", "save_proxy",
+                  "select_proxy_data", "split_train_val"),
+    "similarity": ("local_ncc", "mutual_information", "pairwise_mi", "pairwise_ncc", "prepare_volume",
+                   "roi_bounding_box"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 from AutoSegCore.errors import ConfigError
 
-_DATA_RE = re.compile(r"^(mi|ncc|random)(\+roi)?:([0-9.]+)$")
+# how proxy data is chosen (``autoseg proxy --method``, the METHOD of ``--proxy-data METHOD[+roi]:BUDGET``):
+# mutual information, local normalised cross-correlation, or the random baseline; proxy.selection runs them
+SELECTION_METHODS = ("mi", "ncc", "random")
+_DATA_RE = re.compile(rf"^({'|'.join(SELECTION_METHODS)})(\+roi)?:([0-9.]+)$")
 _NET_PART_RE = re.compile(r"^(levels|width)\s*=\s*(\S+)$")
 NET_HINT = ("use full, levels=N (N in 2–6; the proxy paper's fixed proxy network: 5|4|3), width=F (0 < F ≤ 1, "
             "shrinks each net by F and keeps the order of sizes, e.g. width=0.25) or levels=N,width=F")
@@ -42,7 +45,8 @@ class Fidelity:
             m = _DATA_RE.match(data)
             if not m:
                 raise ConfigError(f"--proxy-data '{data}' is not understood",
-                                  "use full, or METHOD[+roi]:BUDGET with METHOD mi|ncc|random, e.g. mi+roi:0.25")
+                                  f"use full, or METHOD[+roi]:BUDGET with METHOD {'|'.join(SELECTION_METHODS)}, "
+                                  "e.g. mi+roi:0.25")
             method, roi, budget = m.group(1), bool(m.group(2)), float(m.group(3))
             if budget > 1 and budget != int(budget):
                 raise ConfigError(f"--proxy-data '{data}': a budget above 1 is a number of cases and must be whole",

@@ -28,10 +28,11 @@ import torch
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.proxy import similarity as sim
+from AutoSegCore.proxy.fidelity import SELECTION_METHODS
 from AutoSegCore.utils.device import pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
-METHODS = ("mi", "ncc", "random")
+METHODS = SELECTION_METHODS        # mi | ncc | random, owned by the --proxy-data rule (torch-free)
 CACHE_VERSION = 1
 
 

@@ -44,6 +44,16 @@ def test_importing_the_choices_module_is_cheap():
     assert out.stdout.strip() == "[]"
 
 
+def test_asking_the_engine_for_its_lists_loads_no_torch():
+    """A front end asks at start-up (the Slicer panel through a child process): the owners of the lists are
+    torch-free rules (spaces' YAML names, strategy registry, proxy.fidelity, networks.proxy/topology)."""
+    code = ("import sys; from AutoSegCore.choices import engine_choices; engine_choices(); "
+            "print([m for m in ('torch', 'monai') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_autoseg_choices_json_in_a_child_process_gives_the_engines_lists():
     out = subprocess.run([sys.executable, "-m", "AutoSegCore", "choices", "--json"], capture_output=True,
                          text=True, cwd=REPO, timeout=300)
