@@ -1,7 +1,7 @@
 """`autoseg demo`: the whole product on the bundled cases, small enough for 2 CPU cores (≈ 5–10 minutes).
 
-A proxy search (MI+ROI proxy data, 3-level proxy net, BOHB over paper a's recipe space) → retraining of the
-winner with the full network → predictions on held-out cases → metrics and the HTML report.
+A proxy search (MI+ROI proxy data, 3-level proxy network, BOHB over the proxy paper's recipe space, proxy-hpo) →
+retraining of the winner with the full network → predictions on held-out cases → metrics and the HTML report.
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_readme_cli_commands_run(tmp_path):
     block = next(b for b in _blocks("bash") if "autoseg validate" in b)
     block = block.replace("\\\n", " ")                      # join shell line continuations
     commands = [ln.split("  #")[0].strip() for ln in block.splitlines() if ln.startswith("autoseg ")]
-    single_shot = ("validate", "fingerprint", "proxy", "train", "predict", "evaluate")
+    single_shot = ("choices", "validate", "fingerprint", "proxy", "train", "predict", "evaluate")
     env = dict(os.environ, AUTOSEG_THREADS="1", OMP_NUM_THREADS="1", D="Resources/DemoData/Hippocampus")
     cwd = _workdir(tmp_path)
     ran = []
