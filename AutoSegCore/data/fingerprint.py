@@ -5,17 +5,19 @@ are small) and it is plain JSON, so it can be cached next to a study and shown t
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from AutoSegCore.data.dataset import Dataset, read_case
+from AutoSegCore.data.dataset import NIFTI_ENDINGS, Dataset, read_case
 from AutoSegCore.errors import DatasetError
 from AutoSegCore.utils.io import read_json, write_json
 
 FINGERPRINT_VERSION = 1
 ANISOTROPY_THRESHOLD = 3.0          # nnU-Net treats max/min spacing > 3 as anisotropic
 SAMPLES_PER_CASE = 10_000           # foreground voxels sampled per case and channel (as nnU-Net)
+READ_WORKERS = 4                    # most threads reading cases at once
 
 
 def _intensity_stats(values: np.ndarray) -> dict:
@@ -43,13 +45,61 @@ def nonzero_box(image: np.ndarray) -> tuple[tuple[int, int], ...]:
     return tuple(box)
 
 
-def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAMPLES_PER_CASE, seed: int = 0) -> dict:
+def _read_workers(cases: list) -> int:
+    """Threads that read cases at once: AUTOSEG_THREADS (else the cores), at most 4 and one per case; one when a
+    file is not NIfTI (the ITK readers silence stderr by swapping file descriptor 2, which threads would race on)."""
+    if not all(str(p).lower().endswith(NIFTI_ENDINGS) for c in cases for p in [*c.images, c.label] if p is not None):
+        return 1
+    try:
+        n = int(os.environ.get("AUTOSEG_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return max(1, min(n or (os.cpu_count() or 1), READ_WORKERS, len(cases)))
+
+
+def _case_part(case) -> tuple[tuple, list[int], tuple, np.ndarray, np.ndarray | None]:
+    """What the fingerprint needs of one case, read in a worker thread: spacing, shape, nonzero box, every
+    channel's foreground voxels ``(C, n)`` in voxel order, and the label counts (None without a label).  No
+    randomness here, so the cases may be read in any order and the sampling stays the same."""
+    arr = read_case(case)
+    box = nonzero_box(arr.image)
+    has_fg = arr.label is not None and (arr.label > 0).any()
+    fg = arr.label > 0 if has_fg else np.any(arr.image != 0, axis=0)
+    values = arr.image.reshape(arr.image.shape[0], -1)[:, np.flatnonzero(fg)]
+    counts = np.bincount(arr.label.ravel().astype(np.int64)) if arr.label is not None else None
+    return arr.spacing, list(arr.image.shape[1:]), box, values, counts
+
+
+def _case_parts(cases: list, workers: int):
+    """``_case_part`` of every case, in the cases' order; at most ``2 × workers`` cases held at once."""
+    if workers <= 1:
+        yield from map(_case_part, cases)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fingerprint") as pool:
+        pending: deque = deque()
+        for case in cases:
+            pending.append(pool.submit(_case_part, case))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAMPLES_PER_CASE, seed: int = 0,
+                        workers: int | None = None) -> dict:
     """Per case spacing/shape/label volumes and per channel foreground intensity statistics (JSON-ready).
 
     ``ds``: a ``Dataset`` or a dataset folder (validated first).  Returns what nnU-Net records: ``spacing`` /
     ``shape`` / ``cropped_shape`` (median, min, max), ``anisotropic``, ``intensity`` per channel (foreground
     percentiles, mean, std), ``label_stats`` per label (cases present, volume in mm³), ``num_cases``,
-    ``modality``, ``channel_names``, ``dataset``."""
+    ``modality``, ``channel_names``, ``dataset``.
+
+    Each case is read once, by ``workers`` threads (default ``_read_workers``: NIfTI decompression releases the
+    GIL); the foreground samples are drawn from one seeded stream in the cases' order, so the result does not depend
+    on ``workers``."""
     if not isinstance(ds, Dataset):
         from AutoSegCore.data.dataset import load_dataset
 
@@ -59,23 +109,19 @@ def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAM
     rng = np.random.default_rng(seed)
     cases, samples = [], [[] for _ in range(ds.num_channels)]
     label_cases: dict[int, list[tuple[int, float]]] = {v: [] for v in ds.foreground_labels}
-    for case in ds.cases:
-        arr = read_case(case)
-        voxel_mm3 = float(np.prod(arr.spacing))
-        box = nonzero_box(arr.image)
-        fg = arr.label > 0 if arr.label is not None and (arr.label > 0).any() else np.any(arr.image != 0, axis=0)
-        idx = np.flatnonzero(fg)
-        if idx.size > samples_per_case:
-            idx = rng.choice(idx, samples_per_case, replace=False)
+    workers = _read_workers(ds.cases) if workers is None else max(1, int(workers))
+    for case, (spacing, shape, box, values, counts) in zip(ds.cases, _case_parts(list(ds.cases), workers)):
+        voxel_mm3 = float(np.prod(spacing))
+        if values.shape[1] > samples_per_case:
+            # the same draw as rng.choice(foreground_indices, ...): choice picks positions, then takes them
+            values = values[:, rng.choice(values.shape[1], samples_per_case, replace=False)]
         per_channel = []
-        for c in range(arr.image.shape[0]):
-            vals = arr.image[c].ravel()[idx]
-            samples[c].append(vals)
-            per_channel.append(_intensity_stats(vals))
-        entry = {"name": case.name, "shape": list(arr.image.shape[1:]), "spacing": list(arr.spacing),
+        for c in range(values.shape[0]):
+            samples[c].append(values[c])
+            per_channel.append(_intensity_stats(values[c]))
+        entry = {"name": case.name, "shape": shape, "spacing": list(spacing),
                  "cropped_shape": [e - s for s, e in box], "intensity": per_channel}
-        if arr.label is not None:
-            counts = np.bincount(arr.label.ravel().astype(np.int64))
+        if counts is not None:
             entry["label_voxels"] = {str(v): int(counts[v]) for v in range(1, counts.size) if counts[v]}
             entry["label_mm3"] = {k: n * voxel_mm3 for k, n in entry["label_voxels"].items()}
             for v in label_cases:
