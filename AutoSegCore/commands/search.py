@@ -8,8 +8,9 @@ from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_
 def register(sub) -> None:
     p = sub.add_parser("search", help="search a space with a strategy (resumes when re-run on the same --out)")
     p.add_argument("data", help="dataset folder (MSD or nnU-Net raw layout)")
-    p.add_argument("--space", default="unet-pipeline", help="built-in space name or a YAML/JSON space file")
-    p.add_argument("--strategy", default="bohb", help="random | tpe | nsga2 | bohb | rl | crs | moead")
+    p.add_argument("--space", default="unet-pipeline",
+                   help="built-in space (`autoseg choices` lists them) or a YAML/JSON space file")
+    p.add_argument("--strategy", default="bohb", help="search strategy; `autoseg choices` lists them (default bohb)")
     p.add_argument("--proxy-data", default="full", help="full, or METHOD[+roi]:BUDGET e.g. mi+roi:0.25, ncc:20")
     p.add_argument("--proxy-net", default="full",
                    help="full; levels=5|4|3 (the proxy paper's fixed proxy network: size not searched); width=F, "
