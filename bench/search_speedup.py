@@ -140,6 +140,50 @@ def time_breakdown(work: Path, clock: TrialClock) -> dict:
     return out
 
 
+class StepClock:
+    """Seconds the parent spends in each set-up step of ``prepare`` (and in the per-trial preprocessing fits): the
+    step functions are wrapped for the arm's duration (plain timing, nothing replaced) and restored after."""
+
+    STEPS = (("AutoSegCore.data.dataset", "load_dataset", "check"),
+             ("AutoSegCore.search.storage", "open_storage", "storage"),
+             ("AutoSegCore.search.storage", "create_or_load_study", "storage"),
+             ("AutoSegCore.search.setup", "StudySetup._select_cases", "select"),
+             ("AutoSegCore.search.setup", "stage_fingerprint", "fingerprint"),
+             ("AutoSegCore.search.runner", "preprocessor_file", "preprocessing"))
+
+    def __init__(self) -> None:
+        self.seconds = {label: 0.0 for _, _, label in self.STEPS}
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _wrap(self, fn, label: str):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.seconds[label] += time.perf_counter() - t0
+        return timed
+
+    def __enter__(self) -> "StepClock":
+        import importlib
+
+        for module, name, label in self.STEPS:
+            owner = importlib.import_module(module)
+            *path, attr = name.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            fn = getattr(owner, attr, None)
+            if fn is not None:                   # a renamed step is left untimed, not an error
+                self._saved.append((owner, attr, fn))
+                setattr(owner, attr, self._wrap(fn, label))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, attr, fn in reversed(self._saved):
+            setattr(owner, attr, fn)
+        self._saved.clear()
+
+
 def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data: str, proxy_net: str,
                    steps: int) -> dict:
     """One search phase (no final training): case selection + trials; timed from the caller's side."""
@@ -152,18 +196,19 @@ def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data:
         proxy_net=proxy_net, trials=args.trials, epochs=args.epochs, min_epochs=args.min_epochs,
         steps_per_epoch=steps, seed=args.seed, device=DEVICE, holdout=holdout, final=False, jobs=args.jobs,
         trial_timeout=args.trial_timeout)
-    t0 = time.perf_counter()
-    runner = SearchRunner(settings, events)
-    runner.prepare()
-    t1 = time.perf_counter()
-    summary = runner.run_trials()
-    t2 = time.perf_counter()
+    with StepClock() as steps:
+        t0 = time.perf_counter()
+        runner = SearchRunner(settings, events)
+        runner.prepare()
+        t1 = time.perf_counter()
+        summary = runner.run_trials()
+        t2 = time.perf_counter()
     best = runner.study.best_trial
     counts = {k: v for k, v in summary["counts"].items() if v}
     return {"label": label, "prepare": t1 - t0, "trials_s": t2 - t1, "total": t2 - t0, "counts": counts,
             "best_number": best.number, "best_value": best.value, "best_params": best.params,
             "full_config": best.user_attrs["full_config"], "n_train": len(runner.train_cases),
-            "n_val": len(runner.val_cases), "breakdown": time_breakdown(work, clock)}
+            "n_val": len(runner.val_cases), "breakdown": time_breakdown(work, clock), "steps": steps.seconds}
 
 
 def final_train(full_config: dict, ds, pool: list[str], out: Path, *, epochs: int, steps: int, seed: int) -> dict:
@@ -299,6 +344,16 @@ def _run(args) -> int:
         b = arm["breakdown"]
         print(f"| {arm['label']} | {arm['prepare']:.1f} | {b['startup']:.1f} | {b['data']:.1f} | {b['epochs']:.1f} "
               f"| {b['validate']:.1f} | {b['n_epochs']} | {b['other']:.1f} | {b['wall'] / max(1, b['trials']):.1f} |")
+    print()
+    print("where the case selection went (the parent's set-up, seconds; the preprocessing fits run during the trials):")
+    print("| arm | case selection | dataset checks (headers + voxels) | study storage | proxy data selection | "
+          "fingerprint (stage output) | rest | preprocessing fits (stage output) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm in arms:
+        st = arm["steps"]
+        rest = arm["prepare"] - st["check"] - st["storage"] - st["select"] - st["fingerprint"]
+        print(f"| {arm['label']} | {arm['prepare']:.1f} | {st['check']:.1f} | {st['storage']:.1f} | {st['select']:.1f} "
+              f"| {st['fingerprint']:.1f} | {max(0.0, rest):.1f} | {st['preprocessing']:.2f} |")
     speedup = arms[0]["total"] / max(arms[1]["total"], 1e-9)
     loss = finals[0]["holdout"]["dice"] - finals[1]["holdout"]["dice"]
     ok_speed, ok_dice = speedup >= SPEEDUP_TARGET, loss <= DICE_LOSS_TARGET
