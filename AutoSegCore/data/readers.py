@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,24 +126,38 @@ def _sitk():
     return sitk
 
 
+# quiet_stderr is entered by reader threads at once (proxy.selection reads cases in a thread pool): the first one in
+# swaps fd 2 and the last one out restores it; without the count, one thread could save the /dev/null another had put
+# there and leave stderr silent for the rest of the process
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "saved": None, "fd": None}
+
+
 @contextmanager
 def quiet_stderr():
     """Silence C++ code that writes to stderr itself (ITK's MetaIO/NRRD readers on a damaged file): the
-    DatasetError raised after it says what went wrong, in one line."""
+    DatasetError raised after it says what went wrong, in one line.  Safe to enter from several threads."""
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):       # no real stderr (pytest capture, a GUI): nothing to hide
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            sys.stderr.flush()
+            _QUIET["saved"], _QUIET["fd"] = os.dup(fd), fd
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), fd)
+        _QUIET["depth"] += 1
     try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                os.dup2(_QUIET["saved"], _QUIET["fd"])
+                os.close(_QUIET["saved"])
+                _QUIET["saved"] = _QUIET["fd"] = None
 
 
 def _itk_text(exc: BaseException) -> str:
