@@ -233,12 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--space", default="unet-pipeline")
     ap.add_argument("--strategy", default="random",
                     help="random (default) proposes the same configurations in both arms, so the verdict measures "
-                         "the proxy's ranking and cost; a model-based strategy (bohb, tpe) fed different values "
+                         "the proxy arm's ranking and cost; a model-based strategy (bohb, tpe) fed different values "
                          "proposes different configurations after its first few, which mixes sampler luck into it")
     ap.add_argument("--proxy-data", default="mi+roi:0.25")
     ap.add_argument("--proxy-net", default="levels=3,width=0.25",
                     help="proxy network rule (width=0.25 keeps the space's size parameters searchable; levels=3 is "
-                         "paper a's fixed proxy, which leaves the size to the base config)")
+                         "the proxy paper's fixed proxy network, which leaves the size to the base config)")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=4, help="maximum epochs per trial (the fidelity unit)")
     ap.add_argument("--min-epochs", type=int, default=1)
