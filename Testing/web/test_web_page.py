@@ -250,8 +250,11 @@ def test_cancel_stops_the_search_at_once_and_the_page_stays_usable(page, server,
     time.sleep(1.1)                         # choosing the dataset names a new run folder (to the second)
     open_panel(page, "data", "#dataset-input")
     fill(page, "#dataset-input", "Hippo10")
+    earlier = page.evaluate("window.trame.state.get('run_name')")
     page.click("#choose-dataset")
-    page.wait_for_selector("#dataset-info")
+    # the page still shows the full flow's dataset: wait for the new run name, not for #dataset-info
+    wait_until(lambda: page.evaluate("window.trame.state.get('run_name')") not in ("", earlier), 30,
+               "the new run name")
     assert not (roots["work"] / page.evaluate("window.trame.state.get('run_name')")).exists()
     open_panel(page, "search", "#trials")
     fill(page, "#trials", "2")
