@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-from contextlib import contextmanager
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device
@@ -38,30 +36,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-@contextmanager
-def sigterm_as_interrupt():
-    """SIGTERM (a scheduler, ``kill``, a closing front end) stops like Ctrl-C: the case in progress is
-    dropped (its temp files deleted), the finished ones stay."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:                      # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args, events) -> int:
     from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.utils.progress import predict_progress
 
-    with sigterm_as_interrupt():
+    from AutoSegCore.utils.signals import stop_signals_interrupt
+
+    with stop_signals_interrupt():
         predictor = Predictor(args.model, device=args.device, tta=args.tta)
         with predict_progress(events):
             events.emit("study_started", kind="predict", model=str(args.model), tta=predictor.tta)

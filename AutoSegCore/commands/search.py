@@ -70,7 +70,7 @@ def settings_from_args(args):
 def run(args, events) -> int:
     from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.runner import describe_summary
-    from AutoSegCore.search.signals import stop_signals_interrupt
+    from AutoSegCore.utils.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console, search_progress
 
     settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work

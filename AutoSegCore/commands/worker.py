@@ -21,7 +21,7 @@ def run(args, events) -> int:
 
     from AutoSegCore.search.api import run_worker
     from AutoSegCore.search.runner import describe_summary
-    from AutoSegCore.search.signals import stop_signals_interrupt
+    from AutoSegCore.utils.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console
 
     out = args.out or f"autoseg-worker-{socket.gethostname()}"

@@ -27,7 +27,7 @@ from AutoSegCore.search.processes import describe_exit, kill_tree  # noqa: F401 
 from AutoSegCore.search.recovery import DeadWorkerRecovery
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.setup import StudySetup
-from AutoSegCore.search.signals import finish_stop_undisturbed
+from AutoSegCore.utils.signals import finish_stop_undisturbed
 from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.search.summary import FINISHED, StudySummary, counted, describe_summary  # noqa: F401
@@ -259,7 +259,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                                      "their last checkpoint and re-queued; re-run the command with more --time to "
                                      "continue them")
                 self._progress(started)
-        except KeyboardInterrupt as exc:         # Ctrl-C, or SIGTERM/SIGHUP (search/signals.py)
+        except KeyboardInterrupt as exc:         # Ctrl-C, or SIGTERM/SIGHUP (utils/signals.py)
             self.stop_requested = True
             finish_stop_undisturbed()
             signum = getattr(exc, "signum", None)

@@ -50,10 +50,16 @@ def mtimes(out: Path, cases) -> dict[str, int]:
     return {f"{c}{e}": (out / f"{c}{e}").stat().st_mtime_ns for c in cases for e in (".nii.gz", ".seg.nrrd")}
 
 
-def run_until(args, out: Path, at_least: int, sig: int, log: Path) -> tuple[int, str]:
+def ignore_sigint() -> None:
+    """What a non-interactive shell does to a job it starts in the background (``autoseg predict … &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_until(args, out: Path, at_least: int, sig: int, log: Path, sigint_ignored: bool = False) -> tuple[int, str]:
     """Start ``autoseg ARGS``; once ``at_least`` cases are complete in ``out``, send ``sig``; (exit code, stderr)."""
     with open(log, "w") as err:
-        proc = subprocess.Popen(autoseg_cmd(*args), stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(autoseg_cmd(*args), stdout=subprocess.DEVNULL, stderr=err,
+                                preexec_fn=ignore_sigint if sigint_ignored else None)
         try:
             deadline = time.monotonic() + 300
             while proc.poll() is None and time.monotonic() < deadline:
@@ -80,8 +86,9 @@ def test_interrupted_folder_prediction_keeps_finished_cases_and_reruns_predict_o
     names = sorted(p.name[: -len(".nii.gz")] for p in scans.iterdir())
     out = tmp_path / "out"
 
-    # 1. Ctrl-C after 3 cases
-    rc, err = run_until(["predict", model, scans, "--out", out], out, 3, signal.SIGINT, tmp_path / "1.log")
+    # 1. Ctrl-C (a front end's Cancel) after 3 cases, to an engine that inherited SIGINT ignored: it still stops
+    rc, err = run_until(["predict", model, scans, "--out", out], out, 3, signal.SIGINT, tmp_path / "1.log",
+                        sigint_ignored=True)
     assert rc == 130, err[-2000:]
     assert "Traceback" not in err and "autoseg predict: interrupted" in err, err[-2000:]
     first = complete_cases(out)
@@ -93,7 +100,7 @@ def test_interrupted_folder_prediction_keeps_finished_cases_and_reruns_predict_o
     # 2. re-run, stopped by SIGTERM (a scheduler, `kill`) after 2 more cases: the first ones are not redone
     rc, err = run_until(["predict", model, scans, "--out", out], out, len(first) + 2, signal.SIGTERM,
                         tmp_path / "2.log")
-    assert rc == 130 and "Traceback" not in err, err[-2000:]
+    assert rc == 143 and "Traceback" not in err, err[-2000:]           # 128 + SIGTERM, as `autoseg search`
     assert f"skipping {len(first)} of {N} case(s) already predicted" in err, err
     second = complete_cases(out)
     assert first < second and len(second) < N, (sorted(first), sorted(second))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,10 +31,15 @@ def autoseg(*args, timeout=900, env_extra: dict | None = None, **kw) -> subproce
                           timeout=timeout, env={**env(), **(env_extra or {})}, **kw)
 
 
-def start(*args, log: Path) -> subprocess.Popen:
+def ignore_sigint() -> None:
+    """What a non-interactive shell (a CI runner, ``autoseg search … &``) does to a job it starts in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start(*args, log: Path, sigint_ignored: bool = False) -> subprocess.Popen:
     fh = open(log, "w")
     return subprocess.Popen([sys.executable, "-m", "AutoSegCore", *map(str, args)], stdout=fh,
-                            stderr=subprocess.STDOUT, env=env())
+                            stderr=subprocess.STDOUT, env=env(), preexec_fn=ignore_sigint if sigint_ignored else None)
 
 
 def events(path: Path) -> list[dict]:

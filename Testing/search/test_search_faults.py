@@ -140,7 +140,8 @@ def test_ctrl_c_stops_with_a_summary_and_a_rerun_resumes(dataset, tmp_path):
     args = ["search", dataset, "--space", "proxy-hpo", "--strategy", "random", "--epochs", "12", "--min-epochs", "1",
             "--steps-per-epoch", "3", "--proxy-net", "levels=3", "--trials", "2", "--no-final", "--out", out]
     log = tmp_path / "log1.txt"
-    proc = start(*args, "--events", ev, log=log)
+    # started with SIGINT ignored, as a CI runner or `autoseg search … &` does: Ctrl-C (a front end's Cancel) still stops it
+    proc = start(*args, "--events", ev, log=log, sigint_ignored=True)
     wait_for(lambda: any(e["event"] == "epoch" and e["trial"] == 1 for e in events(ev)), timeout=600)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130

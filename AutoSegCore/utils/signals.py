@@ -1,10 +1,15 @@
-"""SIGTERM and SIGHUP stop a search as Ctrl-C does.
+"""SIGTERM and SIGHUP stop a long command (search, worker, predict) as Ctrl-C does, and Ctrl-C always works.
 
 ``timeout``, systemd, job schedulers and a closed terminal send SIGTERM or SIGHUP, whose default ends the
-process at once: its running trials (own sessions, so they never see the terminal's signals) would train on
-as orphans.  Inside :func:`stop_signals_interrupt` those signals raise :class:`StopSignal`, a
-``KeyboardInterrupt``: the trial loop stops its trials at their last checkpoint, re-queues them, prints the
-summary and closes the fork server, exactly as for Ctrl-C.
+process at once: a search's running trials (own sessions, so they never see the terminal's signals) would train
+on as orphans, and a prediction would leave its case half-written.  Inside :func:`stop_signals_interrupt` those
+signals raise :class:`StopSignal`, a ``KeyboardInterrupt``: the trial loop stops its trials at their last
+checkpoint, re-queues them, prints the summary and closes the fork server, exactly as for Ctrl-C.
+
+SIGINT is the front ends' Cancel (the Slicer module and the web page send it first, SIGTERM only if the engine
+does not stop in time).  A process started in the background of a non-interactive shell inherits SIGINT
+*ignored*, and Python then leaves it ignored: Cancel would do nothing for 10 s and then end as "interrupted
+(SIGTERM)".  The block therefore makes SIGINT raise ``KeyboardInterrupt`` as well.
 """
 from __future__ import annotations
 
@@ -33,11 +38,13 @@ def _raise_stop(signum: int, frame) -> None:
 
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM/SIGHUP raise ``StopSignal`` in the main thread (elsewhere: nothing changes)."""
+    """Within the block, SIGTERM/SIGHUP raise ``StopSignal`` and SIGINT ``KeyboardInterrupt`` in the main thread
+    (elsewhere: nothing changes); the handlers before it come back after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
