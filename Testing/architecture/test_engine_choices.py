@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from AutoSegCore.choices import CHOICE_KEYS, engine_choices
 from AutoSegCore.cli import build_parser, main
 from AutoSegCore.networks.proxy import PROXY_NETS
@@ -35,21 +37,16 @@ def test_every_offered_name_is_accepted_where_it_is_used():
         assert Fidelity.parse("full", net).net_label == net
 
 
-def test_importing_the_choices_module_is_cheap():
-    """The owners are imported inside the function: the module alone pulls in neither torch nor optuna."""
-    code = ("import sys, AutoSegCore.choices, AutoSegCore.commands.choices; "
-            "print([m for m in ('torch', 'optuna', 'numpy') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
-
-
-def test_asking_the_engine_for_its_lists_loads_no_torch():
-    """A front end asks at start-up (the Slicer panel through a child process): the owners of the lists are
-    torch-free rules (spaces' YAML names, strategy registry, proxy.fidelity, networks.proxy/topology)."""
-    code = ("import sys; from AutoSegCore.choices import engine_choices; engine_choices(); "
-            "print([m for m in ('torch', 'monai') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+@pytest.mark.parametrize("code,heavy", [
+    # the owners are imported inside the function: the module alone pulls in neither torch nor optuna
+    ("import AutoSegCore.choices, AutoSegCore.commands.choices", ("torch", "optuna", "numpy")),
+    # a front end asks at start-up (the Slicer panel through a child process): the owners of the lists are
+    # torch-free rules (spaces' YAML names, strategy registry, proxy.fidelity, networks.proxy/topology)
+    ("from AutoSegCore.choices import engine_choices; engine_choices()", ("torch", "monai")),
+], ids=["importing the module", "asking for the lists"])
+def test_the_engines_lists_are_cheap_to_ask_for(code, heavy):
+    probe = f"import sys; {code}; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
