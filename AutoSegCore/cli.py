@@ -16,6 +16,7 @@ import sysconfig
 
 from AutoSegCore.errors import AutoSegError
 from AutoSegCore.events import EventWriter
+from AutoSegCore.utils.signals import sigint_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     events = EventWriter(getattr(args, "events", None))
     try:
-        return int(args.func(args, events) or 0)
+        with sigint_interrupts():               # Ctrl-C / a front end's Cancel, even for a background job
+            return int(args.func(args, events) or 0)
     except AutoSegError as exc:
         events.emit("error", message=exc.message, hint=exc.hint)
         print(f"autoseg {args.command}: error: {exc.message}", file=sys.stderr)

@@ -40,10 +40,9 @@ def run(args, events) -> int:
     from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.utils.progress import predict_progress
-
     from AutoSegCore.utils.signals import stop_signals_interrupt
 
-    with stop_signals_interrupt():
+    with stop_signals_interrupt():                                   # SIGTERM/SIGHUP act as Ctrl-C
         predictor = Predictor(args.model, device=args.device, tta=args.tta)
         with predict_progress(events):
             events.emit("study_started", kind="predict", model=str(args.model), tta=predictor.tta)

@@ -2,8 +2,9 @@
 
 ``AutoSegCore.data`` and ``AutoSegCore.proxy`` re-export their submodules' names for ``from AutoSegCore.data
 import load_dataset``, but importing them all eagerly would load scikit-learn, torch and MONAI for a command that
-needs none (``autoseg validate``, ``autoseg choices``).  The standard library has no helper for this (Python
-documents the module ``__getattr__`` hook, not a builder of it), hence these few lines.
+needs none (``autoseg validate``, ``autoseg choices``).  The standard library documents the module ``__getattr__``
+hook but has no builder of it; ``lazy_loader.attach`` (scientific-python) is one, but not worth a new dependency
+in the engine that Slicer's own Python must install, for these few lines.
 """
 from __future__ import annotations
 

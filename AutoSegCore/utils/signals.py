@@ -9,7 +9,7 @@ checkpoint, re-queues them, prints the summary and closes the fork server, exact
 SIGINT is the front ends' Cancel (the Slicer module and the web page send it first, SIGTERM only if the engine
 does not stop in time).  A process started in the background of a non-interactive shell inherits SIGINT
 *ignored*, and Python then leaves it ignored: Cancel would do nothing for 10 s and then end as "interrupted
-(SIGTERM)".  The block therefore makes SIGINT raise ``KeyboardInterrupt`` as well.
+(SIGTERM)".  :func:`sigint_interrupts` (around every CLI command) makes SIGINT raise ``KeyboardInterrupt`` again.
 """
 from __future__ import annotations
 
@@ -38,13 +38,25 @@ def _raise_stop(signum: int, frame) -> None:
 
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM/SIGHUP raise ``StopSignal`` and SIGINT ``KeyboardInterrupt`` in the main thread
-    (elsewhere: nothing changes); the handlers before it come back after it."""
+    """Within the block, SIGTERM/SIGHUP raise ``StopSignal`` in the main thread (elsewhere: nothing changes)."""
+    with _handlers(dict.fromkeys(STOP_SIGNALS, _raise_stop)):
+        yield
+
+
+@contextmanager
+def sigint_interrupts() -> Iterator[None]:
+    """Within the block, SIGINT raises ``KeyboardInterrupt`` in the main thread even if it was inherited ignored."""
+    with _handlers({signal.SIGINT: signal.default_int_handler}):
+        yield
+
+
+@contextmanager
+def _handlers(handlers: dict) -> Iterator[None]:
+    """Install ``handlers`` (signal → handler) for the block, the previous ones back after it; main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         yield
     finally:
