@@ -55,6 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "intensity_shift_prob": 0.5,
             "intensity_shift": 0.1,
             "translate": 4,
+            "foreground_oversample": 1 / 3,     # share of crops centred on a foreground voxel (nnU-Net's 1/3)
         },
         "amp": "auto",               # auto | off | bf16 | fp16 | on (docs/performance.md: by device and net size)
         "channels_last": "auto",     # auto (on for CPU) | on | off: NDHWC memory format (docs/performance.md)
@@ -239,6 +240,15 @@ RULES: dict[str, dict[str, Any]] = {
         "deep_supervision": boolean(),
         "max_channels": integer(1, example=320),
         "dropout": optional(number(0, 1, example=0.1, open_high=True)),
+        # per-level / per-pooling [x, y, z]; their count against depth is validate_network's check
+        "kernels": Rule(lambda v: v is None or (isinstance(v, list) and all(
+                            _triple(lambda x: _is_int(x) and 1 <= x <= 7 and x % 2 == 1)(k) for k in v)),
+                        "must be null or a list of [x, y, z] kernels of odd integers 1–7 (one per level)",
+                        [[3, 3, 1], [3, 3, 3]], "e.g. [[3, 3, 1], [3, 3, 3], …] (depth of them), or null"),
+        "strides": Rule(lambda v: v is None or (isinstance(v, list) and all(
+                            _triple(lambda x: _is_int(x) and x in (1, 2))(s) for s in v)),
+                        "must be null or a list of [x, y, z] strides of 1s and 2s (one per pooling)",
+                        [[2, 2, 1]], "e.g. [[2, 2, 1], [2, 2, 2], …] (depth − 1 of them), or null"),
         "segnas": ARCH_SECTION,
         "emonas": ARCH_SECTION,
     },
@@ -288,6 +298,7 @@ RULES: dict[str, dict[str, Any]] = {
             "intensity_shift_prob": number(0, 1, example=0.5),
             "intensity_shift": number(0, example=0.1),
             "translate": integer(0, example=4),
+            "foreground_oversample": number(0, 1, example=0.33),
         },
         "amp": choice(CHOICES[("training", "amp")]),
         "channels_last": choice(CHOICES[("training", "channels_last")]),
@@ -374,8 +385,11 @@ def validate_config(cfg: dict, source: str = "config") -> None:
         _check_arch_sections(source, cfg["network"])
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML/JSON config file (data only) and return defaults merged with it."""
+def read_config(path: str | Path) -> dict:
+    """A YAML/JSON config file as written (data only; only the keys it sets), checked as merged over the defaults.
+
+    What a plan is overridden with (``planning.planned_config``): the keys the file leaves out come from the plan,
+    not from the defaults."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}", "pass an existing .yaml or .json file")
@@ -388,6 +402,11 @@ def load_config(path: str | Path) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of sections", "e.g. 'training: {epochs: 10}'")
-    cfg = _lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data), data)
-    validate_config(cfg, source=str(p))
-    return cfg
+    validate_config(_lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data), data), source=str(p))
+    return data
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML/JSON config file (data only) and return defaults merged with it."""
+    data = read_config(path)
+    return _lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data), data)

@@ -1,12 +1,14 @@
 """``build_network`` and ``size_divisor``: a validated ``config["network"]`` → a ``torch.nn.Module``."""
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.networks.emonas import EMONAS
 from AutoSegCore.networks.segnas import SegNAS
-from AutoSegCore.networks.unet import UNet
+from AutoSegCore.networks.unet import UNet, unet_kernels
 from AutoSegCore.networks.validate import validate_network
 
 ARCHS = {"unet": UNet, "segnas": SegNAS, "emonas": EMONAS}
@@ -23,11 +25,12 @@ def build_network(net_cfg: dict, in_channels: int, out_channels: int) -> nn.Modu
 
 
 def size_divisor(net_cfg: dict) -> tuple[int, int, int]:
-    """Every spatial size of a patch must be a multiple of this (2^number of poolings; 1 on the 2D slice axis)."""
+    """Every spatial size of a patch must be a multiple of this: per axis the product of the U-Net's strides
+    (2^number of poolings; 1 on the 2D slice axis), 2^poolings for SegNAS / EMONAS."""
     cfg = validate_network(net_cfg)
     arch = cfg["arch"]
     if arch == "unet":
-        d = 2 ** (cfg["depth"] - 1)
-        return (d, d, 1) if cfg["conv"] == "2d" else (d, d, d)
+        strides = unet_kernels(cfg)[1]
+        return tuple(math.prod(s[axis] for s in strides) for axis in range(3))
     d = 2 ** (cfg["segnas"]["poolings"] if arch == "segnas" else cfg["emonas"]["n_c"])
     return (d, d, d)

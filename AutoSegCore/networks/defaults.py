@@ -18,6 +18,10 @@ NETWORK_DEFAULTS: dict[str, Any] = {
     "deep_supervision": False,
     "max_channels": 320,
     "dropout": 0.0,
+    # unet only, None = what conv implies: per-level kernel triples (depth of them, odd 1–7) and per-pooling stride
+    # triples (depth − 1, each 1 or 2), as nnU-Net's planner gives them for anisotropic spacings
+    "kernels": None,
+    "strides": None,
 }
 
 NETWORK_CHOICES: dict[str, tuple[str, ...]] = {

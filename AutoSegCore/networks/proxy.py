@@ -26,6 +26,10 @@ a proxy trial's cost depends on the sampled size.
 - EMONAS: first-level filters are 2^n_f, so n_f → min(n_f, max(2, n_f − round(log2(1/F)))); n_c kept, or
   min(n_c, N − 1).
 
+A U-Net's per-level ``kernels`` / ``strides`` (when given) follow its new depth: a shallower proxy drops the
+deepest levels' entries, a deeper one (the fixed rule on a shallow net) repeats the deepest entry, so the
+pattern of the planner (e.g. an unpooled slice axis) carries on.
+
 ``round`` is half-up (x.5 → up).  The ``min(original, …)`` only matters for nets already below the floor
 (e.g. 2 channels): a proxy network is never bigger than its network.  Capping depth / poolings / n_c never
 raises the patch-size divisor (``size_divisor``), so a shrunk net accepts every patch its full net accepts
@@ -103,9 +107,19 @@ def proxy_network(net_cfg: dict, levels: int | None = None, width: float | None 
     return out
 
 
+def _set_unet_depth(out: dict, depth: int) -> None:
+    """``depth`` levels, with ``kernels`` (depth) and ``strides`` (depth − 1) cut or extended to match."""
+    out["depth"] = depth
+    for key, count in (("kernels", depth), ("strides", depth - 1)):
+        given = out.get(key)
+        if isinstance(given, (list, tuple)) and given:        # else validate_network names what is wrong
+            out[key] = list(given[:count]) + [copy.deepcopy(given[-1]) for _ in range(count - len(given))]
+
+
 def _fixed_rule(out: dict, arch: str, levels: int) -> None:
     if arch == "unet":
-        out.update(channels=PROXY_CHANNELS, n_convs=PROXY_RESIDUAL_UNITS, depth=levels)
+        out.update(channels=PROXY_CHANNELS, n_convs=PROXY_RESIDUAL_UNITS)
+        _set_unet_depth(out, levels)
     elif arch == "segnas":
         out["segnas"].update(filters=PROXY_CHANNELS, poolings=levels - 1)
     else:
@@ -119,7 +133,7 @@ def _width_rule(out: dict, arch: str, width: float, levels: int | None) -> None:
         if out.get("max_channels"):      # the cap scales too, or deep levels of wide nets would not shrink
             out["max_channels"] = _shrink(int(out["max_channels"]), width, PROXY_CHANNELS)
         if levels is not None:
-            out["depth"] = min(int(out["depth"]), levels)
+            _set_unet_depth(out, min(int(out["depth"]), levels))
     elif arch == "segnas":
         s = out["segnas"]
         s["filters"] = _shrink(int(s["filters"]), width, PROXY_CHANNELS)

@@ -67,11 +67,43 @@ def _check_network(net_cfg: dict, source: str) -> dict:
         m = cfg["multiplier"]
         if not (isinstance(m, (int, float)) and 0.5 <= m <= 3.0):
             raise ConfigError(f"{source}: network.multiplier = {m!r} must be in 0.5–3", "e.g. multiplier: 2")
-    elif arch == "segnas":
-        _validate_segnas(cfg["segnas"], source)
+        _validate_axes(cfg, source)
     else:
-        _validate_emonas(cfg["emonas"], source)
+        for key in ("kernels", "strides"):
+            if cfg.get(key) is not None:
+                raise ConfigError(f"{source}: network.{key} is for arch unet only, not {arch}",
+                                  f"remove network.{key} (or set it to null): {arch} sets its own kernels and poolings")
+        if arch == "segnas":
+            _validate_segnas(cfg["segnas"], source)
+        else:
+            _validate_emonas(cfg["emonas"], source)
     return cfg
+
+
+def _triples(value, ok) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(t, (list, tuple)) and len(t) == 3 and all(ok(v) for v in t) for t in value)
+
+
+def _validate_axes(cfg: dict, source: str) -> None:
+    """network.kernels: one odd [x, y, z] kernel (1–7) per level; network.strides: one [x, y, z] of 1s and 2s per
+    pooling (depth − 1); each None = what conv implies."""
+    depth = cfg["depth"]
+    for key, ok, count, what, example in (
+            ("kernels", lambda v: _int_in(v, 1, 7) and v % 2 == 1, depth, "per level",
+             "[[3, 3, 1], [3, 3, 3], …]"),
+            ("strides", lambda v: _int_in(v, 1, 2), depth - 1, "per pooling",
+             "[[2, 2, 1], [2, 2, 2], …]")):
+        value = cfg.get(key)
+        if value is None:
+            continue
+        if not _triples(value, ok):
+            items = "odd integers 1–7" if key == "kernels" else "1s and 2s"
+            raise ConfigError(f"{source}: network.{key} = {value!r} must be a list of [x, y, z] triples of {items}",
+                              f"e.g. {key}: {example}, or null for what network.conv implies")
+        if len(value) != count:
+            raise ConfigError(f"{source}: network.{key} has {len(value)} entries but depth {depth} needs {count}",
+                              f"give {count} [x, y, z] triples (one {what}), or change network.depth to match")
 
 
 def _validate_segnas(s: dict, source: str) -> None:

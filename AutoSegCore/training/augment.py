@@ -111,9 +111,11 @@ class CaseBank:
         return cls(list(image.detach().cpu().numpy()), [lab[0] for lab in label.detach().cpu().numpy()],
                    image.device)
 
-    def crop_starts(self, idx: torch.Tensor, patch: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
+    def crop_starts(self, idx: torch.Tensor, patch: tuple[int, int, int], gen: torch.Generator,
+                    fg_prob: float = FG_PROB) -> torch.Tensor:
         """(B, 3) corner of each sample's canvas in its volume: centred (negative = padding) along axes the
-        volume fits in; else random, and on a random foreground voxel for ``FG_PROB`` of the samples."""
+        volume fits in; else random, and on a random foreground voxel for ``fg_prob`` of the samples
+        (``training.augmentation.foreground_oversample``, planned from the label sizes)."""
         b = idx.shape[0]
         u_fg, u_pick, u_start = (_rand(gen, b).to(self.device), _rand(gen, b).to(self.device),
                                  _rand(gen, b, 3).to(self.device))
@@ -124,7 +126,7 @@ class CaseBank:
         pick = self.fg_start[idx] + (u_pick * count.clamp_min(1)).long().clamp(max=count.clamp_min(1) - 1)
         pick = pick.clamp(max=self.fg.shape[0] - 1)          # a case without foreground never uses its pick
         centre = self.fg[pick] - size // 2
-        use_fg = ((u_fg < FG_PROB) & (count > 0)).unsqueeze(1)
+        use_fg = ((u_fg < fg_prob) & (count > 0)).unsqueeze(1)
         rand = torch.minimum((u_start * (room.clamp_min(0) + 1)).long(), room.clamp_min(0))
         start = torch.where(use_fg, torch.minimum(centre.clamp_min(0), room.clamp_min(0)), rand)
         return torch.where(room <= 0, -((size - shape) // 2), start)
@@ -158,7 +160,7 @@ class CaseBank:
                gen: torch.Generator, two_d: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of random cases, cut, flipped and translated (one gather), on this bank's device."""
         idx = torch.randint(len(self), (batch,), generator=gen, device=gen.device).to(self.device)
-        starts = self.crop_starts(idx, patch, gen)
+        starts = self.crop_starts(idx, patch, gen, float(aug.get("foreground_oversample", FG_PROB)))
         flips, shifts = draw_flips_and_shifts(batch, aug, flip_axes, gen, two_d)
         return self.gather(idx, starts, patch, _to(flips, self.device), _to(shifts, self.device))
 
