@@ -4,8 +4,11 @@
 Slicer module and the browser UI (both run ``autoseg predict``) all go through this module, so they find, check,
 skip and write cases the same way.  What a user of ``nnUNetv2_predict -i IN -o OUT`` expects:
 
-* INPUT may be image files, a plain folder of images (every supported format; nnU-Net's ``<case>_000N`` channel
-  files are grouped into one case), or a dataset folder (its ``imagesTs/``, else its ``imagesTr/``).
+* INPUT may be image files, a plain folder of images (every supported format), or a dataset folder (its
+  ``imagesTs/``, else its ``imagesTr/``).  A ``_NNNN`` name suffix is nnU-Net's channel suffix only where it forms a
+  case's full channel set for the model: the files ``<stem>_0000`` … ``<stem>_{C-1}`` of a C-channel model are one
+  case ``<stem>`` (a one-channel model's ``case_0000.nii.gz`` is case ``case``); every other file is a case of its
+  own, named as written (``site_9584.nii.gz`` is case ``site_9584``).  See :func:`group_channel_files`.
 * Every input is checked before the first prediction: headers of all of them first (seconds, catches the common
   mistakes), then the voxels of the cases to predict (truncated data, NaN/Inf).  A bad input writes nothing.
 * Each case is written as soon as it is predicted, every file through a hidden temp file renamed into place, the
@@ -43,17 +46,94 @@ class CaseInput:
     case: str
     paths: list[Path]
     series: str | None = None
+    # why this file's ``_NNNN`` siblings are not one case (a C-channel model given an incomplete or overfull
+    # ``<stem>_000N`` set): the error check_header raises if the file alone has the wrong number of channels
+    channel_error: tuple[str, str] | None = None
 
 
-def case_name(path: str | Path) -> str:
-    """Case name from an image path: the file name without its ending and nnU-Net's ``_0000`` channel suffix
-    (a DICOM folder: the folder's name)."""
+def _file_name(path: Path) -> str:
+    """The name without its ending (a DICOM folder: the folder's name)."""
     from AutoSegCore.data.volumes import strip_ending
 
-    path = Path(path)
-    name = path.name if path.is_dir() else strip_ending(path.name)
-    m = _CHANNEL_FILE.match(name)
-    return m.group(1) if m else name
+    return path.name if path.is_dir() else strip_ending(path.name)
+
+
+def _channel_suffix(path: Path) -> tuple[str, int] | None:
+    """``(stem, channel)`` of a ``<stem>_NNNN`` image file; None for other names and for folders."""
+    m = None if path.is_dir() else _CHANNEL_FILE.match(_file_name(path))
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def case_name(paths: str | Path | list, channels: int) -> str:
+    """The name of the case made of ``paths`` (one file, or its channel files in order) for a ``channels``-channel
+    model: the stem when the files are exactly ``<stem>_0000`` … ``<stem>_{channels-1}`` (nnU-Net's channel files,
+    one file ``<stem>_0000`` for a one-channel model), else the first file's name without its ending (any
+    ``_NNNN`` then is part of the name: ``site_9584.nii.gz`` → ``site_9584``; a DICOM folder: its name)."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    suffixes = [_channel_suffix(p) for p in paths]
+    if len(paths) == channels and all(suffixes) and len({s for s, _ in suffixes}) == 1 \
+            and sorted(c for _, c in suffixes) == list(range(channels)):
+        return suffixes[0][0]
+    return _file_name(paths[0])
+
+
+def group_channel_files(files: list[Path], channels: int) -> list[CaseInput]:
+    """Image files as cases for a ``channels``-channel model, in the order of each case's first file.  Files are
+    grouped by stem (the name without a ``_NNNN`` suffix): a stem whose files carry exactly the suffixes ``0000`` …
+    ``channels-1`` is one case named by the stem (its files in channel order); every other file is a case of its
+    own named by its full name.  Where a multi-channel model gets part of a set (``x_0000`` without ``x_0001``) or
+    too many, those files carry a note: check_header reports the set, not just a file's channel count."""
+    return [case for _, case in _group_files([Path(f) for f in files], channels)]
+
+
+def _group_files(files: list[Path], channels: int) -> list[tuple[int, CaseInput]]:
+    """:func:`group_channel_files` with each case's first position in ``files``."""
+    by_stem: dict[str, list[tuple[int, int]]] = {}     # stem → (channel, position in files)
+    for i, f in enumerate(files):
+        suffix = _channel_suffix(f)
+        if suffix:
+            by_stem.setdefault(suffix[0], []).append((suffix[1], i))
+    case_at: dict[int, CaseInput] = {}
+    for stem, members in by_stem.items():
+        members.sort()
+        if [c for c, _ in members] == list(range(channels)):
+            case = CaseInput(stem, [files[i] for _, i in members])
+            case_at.update((i, case) for _, i in members)
+            continue
+        note = (_channel_set_note(stem, [(c, files[i]) for c, i in members], channels)
+                if channels > 1 and any(c < channels for c, _ in members) else None)
+        case_at.update((i, CaseInput(_file_name(files[i]), [files[i]], channel_error=note)) for _, i in members)
+    cases: list[tuple[int, CaseInput]] = []
+    taken: set[int] = set()
+    for i, f in enumerate(files):
+        case = case_at.get(i) or CaseInput(_file_name(f), [f])
+        if id(case) not in taken:               # a channel set: once, where its first file was given
+            taken.add(id(case))
+            cases.append((i, case))
+    return cases
+
+
+def _channel_set_note(stem: str, members: list[tuple[int, Path]], channels: int) -> tuple[str, str]:
+    """The error for a ``<stem>_NNNN`` set that is not the model's channels: ``(message, hint)``, naming the
+    files given, the missing ones and the ones beyond the model's channels."""
+    from AutoSegCore.data.volumes import strip_ending
+
+    first = members[0][1]
+    ending = first.name[len(strip_ending(first.name)):]
+    given = [c for c, _ in members]
+    missing = [f"{stem}_{c:04d}{ending}" for c in range(channels) if c not in given]
+    extra = [f.name for c, f in members if c >= channels]
+    twice = sorted({f.name for c, f in members if given.count(c) > 1})
+    what = "; ".join(part for part in (
+        f"missing {', '.join(missing)}" if missing else "",
+        f"beyond the model's channels: {', '.join(extra)}" if extra else "",
+        f"given twice: {', '.join(twice)}" if twice else "") if part)
+    names = ", ".join(f.name for _, f in members)
+    message = (f"{first.parent}: {names}: channel files that do not match the model's {channels} channels "
+               f"{stem}_0000 … {stem}_{channels - 1:04d} ({what})")
+    hint = (f"give all {channels} channel files {stem}_0000{ending} … {stem}_{channels - 1:04d}{ending} of the case "
+            "together (in the order used for training), or one 4D file (x, y, z, channel) per case")
+    return message, hint
 
 
 def label_ending(output_format: str, first_input: Path) -> str:
@@ -80,51 +160,65 @@ def output_paths(out_dir: Path, case: str, ending: str) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------------------ discovery
 
-def find_inputs(inputs, *, series: str | None = None) -> tuple[list[CaseInput], list[str]]:
-    """Image files as given; a plain folder becomes its images (every supported format, DICOM series in
-    subfolders, ``<case>_000N`` channel files grouped); a dataset folder (``dataset.json``) its ``imagesTs/``
-    if that holds images, else the cases of ``imagesTr/``.  Returns ``(cases, notes)``; the notes say what each
-    folder gave (for the user)."""
+def find_inputs(inputs, *, channels: int, series: str | None = None) -> tuple[list[CaseInput], list[str]]:
+    """The cases to predict for a ``channels``-channel model: the image files given (all of them grouped
+    together by :func:`group_channel_files`); a plain folder's images (every supported format, grouped the same
+    way, and DICOM series in subfolders); a dataset folder's (``dataset.json``) ``imagesTs/`` if that holds
+    images, else the cases of ``imagesTr/``; a list of paths is one case's channel files as given.  Returns
+    ``(cases, notes)``; the notes say what each folder gave (for the user)."""
     if isinstance(inputs, (str, Path)):          # one image, not a list of its path's characters
         inputs = [inputs]
-    cases: list[CaseInput] = []
+    found: list[list[CaseInput] | Path] = []     # cases, or a file given (grouped with the others below)
     notes: list[str] = []
     for raw in inputs:
         if isinstance(raw, (list, tuple)):       # the channel files of one case
             paths = [Path(p) for p in raw]
             if not paths:
                 raise DatasetError("an input has no image file", "pass at least one image path per case")
-            cases.append(CaseInput(case_name(paths[0]), paths))
+            found.append([CaseInput(case_name(paths, channels), paths)])
             continue
         p = Path(raw)
         if p.is_dir() and (p / "dataset.json").is_file():
-            found, note = _dataset_inputs(p)
-            cases += found
+            cases, note = _dataset_inputs(p, channels)
+            found.append(cases)
             notes.append(note)
         elif p.is_dir():
-            found = _folder_inputs(p, series)
-            cases += found
-            notes.append(f"{p}: predicting its {len(found)} image(s)")
+            cases = _folder_inputs(p, series, channels)
+            found.append(cases)
+            notes.append(f"{p}: predicting its {len(cases)} image(s)")
         elif p.is_file():
-            cases.append(CaseInput(case_name(p), [p]))
+            found.append(p)
         else:
             raise DatasetError(f"{p}: input not found", "pass existing image files, a folder of images or a "
                                                         "dataset folder")
+    starting = dict(_group_files([f for f in found if isinstance(f, Path)], channels))
+    cases: list[CaseInput] = []
+    n = 0
+    for item in found:                           # in the order given; a channel set where its first file was
+        if isinstance(item, Path):
+            cases += [starting[n]] if n in starting else []
+            n += 1
+        else:
+            cases += item
     return cases, notes
 
 
-def _folder_inputs(folder: Path, series: str | None) -> list[CaseInput]:
-    """A plain folder's images and DICOM series (the data layer's ``find_images``)."""
+def _folder_inputs(folder: Path, series: str | None, channels: int) -> list[CaseInput]:
+    """A plain folder's images (channel files grouped for the model) and DICOM series (the data layer's
+    ``find_images``), sorted by case name."""
     from AutoSegCore.data.volumes import find_images
 
-    return [CaseInput(f.name, list(f.paths), f.series) for f in find_images(folder, series)]
+    found = find_images(folder, series, group_channels=False)
+    files = group_channel_files([f.paths[0] for f in found if f.format != "dicom"], channels)
+    dicom = [CaseInput(f.name, list(f.paths), f.series) for f in found if f.format == "dicom"]
+    return sorted(files + dicom, key=lambda c: c.case)
 
 
-def _dataset_inputs(root: Path) -> tuple[list[CaseInput], str]:
+def _dataset_inputs(root: Path, channels: int) -> tuple[list[CaseInput], str]:
     from AutoSegCore.data.dataset import load_dataset
 
     ds = load_dataset(root, validate=False)
-    test = _test_images(root, ds)
+    test = _test_images(root, ds, channels)
     if test:
         return test, f"{root}: predicting the {len(test)} image(s) of imagesTs/"
     why = "no imagesTs/" if not (root / "imagesTs").is_dir() else "imagesTs/ holds no images"
@@ -132,9 +226,10 @@ def _dataset_inputs(root: Path) -> tuple[list[CaseInput], str]:
             f"{root}: {why}: predicting the {len(ds.cases)} training image(s) of imagesTr/")
 
 
-def _test_images(root: Path, ds) -> list[CaseInput]:
-    """``imagesTs/`` as cases: one file per case (MSD), or the ``<case>_000N`` channel files of each case when
-    the dataset stores channels that way (nnU-Net); empty when it holds no images."""
+def _test_images(root: Path, ds, channels: int) -> list[CaseInput]:
+    """``imagesTs/`` as cases: the ``<case>_000N`` channel files of each case when the dataset stores channels
+    that way (nnU-Net, checked against dataset.json), else its files as :func:`group_channel_files` groups them
+    for the model (MSD: one file per case); empty when it holds no images."""
     from AutoSegCore.data.volumes import is_image_file, strip_ending
 
     folder = root / "imagesTs"
@@ -144,7 +239,7 @@ def _test_images(root: Path, ds) -> list[CaseInput]:
     first = ds.cases[0] if ds.cases else None
     split = ds.source == "nnunet" or (first is not None and strip_ending(first.images[0].name) != first.name)
     if not split:
-        return [CaseInput(case_name(f), [f]) for f in files]
+        return group_channel_files(files, channels)
     by_case: dict[str, dict[int, Path]] = {}
     for f in files:
         m = _CHANNEL_FILE.match(strip_ending(f.name))
@@ -192,6 +287,8 @@ def check_header(predictor, item: CaseInput) -> None:
         if shape[:3] != shapes[0][:3]:
             raise DatasetError(f"{p}: channel shape {shape[:3]} differs from {paths[0].name} {shapes[0][:3]}",
                                "resample all channels of a case onto one grid")
+    if channels != predictor.in_channels and item.channel_error:
+        raise DatasetError(*item.channel_error)
     if channels != predictor.in_channels:
         raise DatasetError(f"{_where(paths)}: image has {channels} channel(s), the model expects "
                            f"{predictor.in_channels}",
@@ -276,7 +373,7 @@ def predict_files(model, inputs, out_dir: str | Path, *, output_format: str = DE
 
     predictor = model if isinstance(model, Predictor) else Predictor(model, device=device, tta=tta)
     out = Path(out_dir)
-    cases, notes = find_inputs(inputs, series=series)
+    cases, notes = find_inputs(inputs, channels=predictor.in_channels, series=series)
     for note in notes:
         events.emit("log", message=note)
     if not cases:

@@ -201,10 +201,13 @@ _CHANNEL = re.compile(r"^(.+)_(\d{4})$")
 _NOT_DICOM = (".raw", ".zraw", ".raw.gz", ".json", ".txt", ".csv", ".md", ".yaml", ".yml", ".log")
 
 
-def find_images(folder, series: str | None = None) -> list[FoundImage]:
+def find_images(folder, series: str | None = None, *, group_channels: bool = True) -> list[FoundImage]:
     """The inputs of a plain folder (no dataset.json): image files of the supported endings, grouped by nnU-Net's
     ``<case>_000N`` channel suffix when every file has one, and DICOM series — the folder itself or each subfolder
-    holding one series (a folder with several needs ``series``).  Sorted by case name; ``.seg.nrrd`` skipped."""
+    holding one series (a folder with several needs ``series``).  Sorted by case name; ``.seg.nrrd`` skipped.
+
+    ``group_channels=False``: every image file is an input of its own, named by its full name (``_000N`` kept) —
+    for a caller that groups channel files itself, knowing the model's number of channels (``prediction``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder", "pass a folder of images, an image file or a dataset folder")
@@ -212,7 +215,7 @@ def find_images(folder, series: str | None = None) -> list[FoundImage]:
     files = [p for p in entries if p.is_file() and is_image_file(p)]
     found: list[FoundImage] = []
     stems = [strip_ending(p.name) for p in files]
-    if files and all(_CHANNEL.match(s) for s in stems):
+    if group_channels and files and all(_CHANNEL.match(s) for s in stems):
         groups: dict[str, dict[int, Path]] = {}
         for p, s in zip(files, stems):
             m = _CHANNEL.match(s)
