@@ -26,7 +26,7 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                 val_cases: list[str] | None = None, val_fraction: float = 0.2, device: str = "auto",
                 events: EventWriter = NULL_EVENTS, callback: Callable[[int, dict], None] | None = None,
                 cache=None, cache_dir: str | Path | None = None, resume: bool = True,
-                trial: int | None = None) -> TrainResult:
+                trial: int | None = None, plan: bool | dict = False) -> TrainResult:
     """Train ``config`` (merged over defaults) on ``data`` (a folder, pair list or ``Dataset``) into ``out_dir``.
 
     ``config``: a dict of the sections to change (``{"training": {"epochs": 10}}``), the path of a YAML/JSON
@@ -34,24 +34,30 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
     as a string); by default ``val_fraction`` of the cases is held out for validation.  ``out_dir`` ends up a
     model folder usable by :class:`~AutoSegCore.training.inference.Predictor`; an existing ``checkpoint.pt``
     there is resumed exactly, and a finished model there is refused unless ``resume=False`` (then replaced).
+    ``plan``: True plans the dataset first (``AutoSegCore.planning.plan_dataset`` for ``device`` and the config's
+    ``training.time_limit`` as budget; what ``autoseg train`` does) and merges ``config`` over the planned recipe;
+    a plan dict (``plan.json``) is used as it is; False (default) merges ``config`` over the bare defaults.  The
+    plan used is written to ``out_dir/plan.json``.
     Returns the per-epoch history, validation Dice (mean and per class) and the model folder.
     """
     from AutoSegCore.data.dataset import Dataset, load_dataset
     from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor
 
     if isinstance(config, (str, Path)):
-        from AutoSegCore.config import load_config
+        from AutoSegCore.config import read_config
 
-        config = load_config(config)
+        config = read_config(config)
     elif config is not None and not isinstance(config, dict):
         raise ConfigError(f"config must be a dict of sections or a config file path, not {type(config).__name__}",
                           "e.g. {'training': {'epochs': 10}} or 'Resources/Configs/small.yaml'")
-    cfg = make_config(config)
+    cfg = make_config(config)              # checked before any work, with or without a plan
     out = Path(out_dir)
     if resume and (out / "model.pt").exists() and not (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a trained model", "choose another out_dir, or pass resume=False "
                           "(the command line: another --out) to replace it")
     ds = data if isinstance(data, Dataset) else load_dataset(data)
+    if plan is not False and plan is not None:
+        cfg, plan = _with_plan(ds, config, plan, out, device, events)
     names = [c.name for c in ds.cases]
     train_cases, val_cases = _names_list(train_cases, "train_cases"), _names_list(val_cases, "val_cases")
     if train_cases is None:
@@ -81,6 +87,26 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                       extra_info={"preprocessor": cache.preprocessor.state(), "channel_names": ds.channel_names,
                                   "dataset": ds.name, "train_cases": list(train_cases), "val_cases": val_cases})
     return trainer.fit(resume=resume)
+
+
+def _with_plan(ds, config: dict | None, plan, out: Path, device: str, events: EventWriter) -> tuple[dict, dict]:
+    """The planned recipe with ``config`` merged over it; the plan made now (``plan=True``) or given, or the one a
+    resumed run wrote to ``out/plan.json`` (so a resumed run trains what it started, not a re-measured plan)."""
+    from AutoSegCore.planning import PLAN_FILE, load_plan, plan_dataset, planned_config, save_plan
+
+    if plan is True and (out / PLAN_FILE).is_file() and (out / "checkpoint.pt").is_file():
+        plan = load_plan(out / PLAN_FILE)
+    elif plan is True:
+        budget = ((config or {}).get("training") or {}).get("time_limit")
+        plan = plan_dataset(ds, device=device, budget=budget)
+        events.emit("plan", plan=plan)
+    elif not isinstance(plan, dict):
+        raise ConfigError(f"plan must be True, False or a plan dict, not {type(plan).__name__}",
+                          "e.g. plan=True, or plan=AutoSegCore.planning.load_plan('plan.json')")
+    cfg = planned_config(plan, config)
+    out.mkdir(parents=True, exist_ok=True)
+    save_plan(plan, out / PLAN_FILE)
+    return cfg, plan
 
 
 def _names_list(value, what: str) -> list[str] | None:
