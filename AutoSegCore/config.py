@@ -240,15 +240,8 @@ RULES: dict[str, dict[str, Any]] = {
         "deep_supervision": boolean(),
         "max_channels": integer(1, example=320),
         "dropout": optional(number(0, 1, example=0.1, open_high=True)),
-        # per-level / per-pooling [x, y, z]; their count against depth is validate_network's check
-        "kernels": Rule(lambda v: v is None or (isinstance(v, list) and all(
-                            _triple(lambda x: _is_int(x) and 1 <= x <= 7 and x % 2 == 1)(k) for k in v)),
-                        "must be null or a list of [x, y, z] kernels of odd integers 1–7 (one per level)",
-                        [[3, 3, 1], [3, 3, 3]], "e.g. [[3, 3, 1], [3, 3, 3], …] (depth of them), or null"),
-        "strides": Rule(lambda v: v is None or (isinstance(v, list) and all(
-                            _triple(lambda x: _is_int(x) and x in (1, 2))(s) for s in v)),
-                        "must be null or a list of [x, y, z] strides of 1s and 2s (one per pooling)",
-                        [[2, 2, 1]], "e.g. [[2, 2, 1], [2, 2, 2], …] (depth − 1 of them), or null"),
+        "kernels": ARCH_SECTION,     # per-level / per-pooling [x, y, z]: values and count against depth are
+        "strides": ARCH_SECTION,     # validate_network's (networks/validate.py), which _check_arch_sections calls
         "segnas": ARCH_SECTION,
         "emonas": ARCH_SECTION,
     },
@@ -386,10 +379,7 @@ def validate_config(cfg: dict, source: str = "config") -> None:
 
 
 def read_config(path: str | Path) -> dict:
-    """A YAML/JSON config file as written (data only; only the keys it sets), checked as merged over the defaults.
-
-    What a plan is overridden with (``planning.planned_config``): the keys the file leaves out come from the plan,
-    not from the defaults."""
+    """A YAML/JSON file's own keys (data only), checked merged over the defaults: what a plan is overridden with."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}", "pass an existing .yaml or .json file")
@@ -398,12 +388,10 @@ def read_config(path: str | Path) -> dict:
         data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid YAML/JSON ({exc.__class__.__name__})", "fix the syntax of the file") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if not isinstance(data if data is not None else {}, dict):
         raise ConfigError(f"{p}: top level must be a mapping of sections", "e.g. 'training: {epochs: 10}'")
-    validate_config(_lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data), data), source=str(p))
-    return data
+    validate_config(_lift_epoch_cap(deep_merge(DEFAULT_CONFIG, data or {}), data or {}), source=str(p))
+    return data or {}
 
 
 def load_config(path: str | Path) -> dict:
