@@ -23,15 +23,22 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
 
     from AutoSegCore.search.forecast import record_actual
 
+    from AutoSegCore.search.budget import apply_fit
+
     runner = SearchRunner(settings, events)
     runner.prepare()
-    forecast_stage(runner, events)
-    summary = runner.run_trials()
+    skipped = apply_fit(runner, forecast_stage(runner, events), events)     # trials sized to the --time budget
+    if skipped:                                 # not even the smallest trial fits: the plan gets the whole budget
+        runner.launcher.close()
+        summary = runner.study_summary(0.0)
+    else:
+        summary = runner.run_trials()
     record_actual(settings.out, search_seconds=summary["seconds"])
     if settings.final:
         forecast_winner(runner, events)
         t0 = time.time()
-        summary["final"] = finalize_search(settings, runner.study, runner.ds, events=events)
+        summary["final"] = finalize_search(settings, runner.study, runner.ds, events=events, plan=runner.plan,
+                                           extra_seconds=float(settings.time_limit or 0) if skipped else 0.0)
         record_actual(settings.out, final_seconds=time.time() - t0)
     if report:
         try:
@@ -59,7 +66,8 @@ def forecast_stage(runner, events: EventWriter = NULL_EVENTS, *, again: bool = F
             f = read_json(path)
         else:
             f = forecast_search(runner.settings, ds=runner.ds, train_cases=runner.train_cases, val_cases=runner.val_cases,
-                                fingerprint=runner.fingerprint, space=runner.space, fidelity=runner.fidelity)
+                                fingerprint=runner.fingerprint, space=runner.space, fidelity=runner.fidelity,
+                                plan=runner.plan)
             write_json(path, f)
     except Exception as exc:       # noqa: BLE001 - the forecast informs; it must never stop a search
         events.emit("log", message=f"no cost forecast: {type(exc).__name__}: {exc}")

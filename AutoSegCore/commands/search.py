@@ -16,9 +16,11 @@ def register(sub) -> None:
                    help="full; levels=5|4|3 (the proxy paper's fixed proxy network: size not searched); width=F, "
                         "e.g. width=0.25 (shrinks each sampled net by F, keeps the order of sizes); or levels=N,width=F")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--trials", type=positive_int, help="number of trials in the study (default 20)")
-    g.add_argument("--time", help="search time budget, e.g. 30m or 2h; trials still running when it ends are stopped "
-                                  "at their last checkpoint and re-queued for a re-run")
+    g.add_argument("--trials", type=positive_int, help="number of trials in the study")
+    g.add_argument("--time", help="search time budget, e.g. 30m or 2h: trials are sized so that several finish in it "
+                                  "(if none can, the planned recipe is trained); trials still running when it ends "
+                                  "are stopped at their last checkpoint and re-queued for a re-run.  Without "
+                                  "--trials and --time: 1h on a CPU, 3h on a GPU")
     p.add_argument("--jobs", type=positive_int, default=1, help="trials in parallel on this machine (CPU cores are split)")
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite file DIR/study.db); postgresql://… for many machines")
     p.add_argument("--study-name", help="study name (default: the --out folder's name)")
@@ -26,7 +28,11 @@ def register(sub) -> None:
     p.add_argument("--min-epochs", type=positive_int,
                    help="minimum budget (BOHB/Hyperband; default 2, or --epochs when smaller)")
     p.add_argument("--steps-per-epoch", type=positive_int, help="override training.steps_per_epoch")
-    p.add_argument("--config", help="base config (YAML/JSON) the space's points are merged over")
+    p.add_argument("--config", help="base config (YAML/JSON) the space's points are merged over (itself merged over "
+                                    "the dataset's plan)")
+    p.add_argument("--no-plan", action="store_true",
+                   help="do not plan the dataset: points merged over the fixed defaults (a space's relative ranges "
+                        "then apply to those)")
     p.add_argument("--trial-timeout", help="kill a trial after this long, e.g. 20m")
     p.add_argument("--trial-memory-gb", type=positive_float, help="address-space limit per trial process")
     p.add_argument("--final-top-k", type=positive_int, default=1, help="retrain and ensemble the best K configs")
@@ -54,17 +60,21 @@ def register(sub) -> None:
 def settings_from_args(args):
     from AutoSegCore.search.settings import SearchSettings, parse_duration
 
-    trials = args.trials if args.trials is not None else (None if args.time else 20)
+    budget_first = args.trials is None and args.time is None
+    if budget_first:
+        from AutoSegCore.search.budget import default_budget
+
+        args.time = str(default_budget(args.device))
     return SearchSettings(
         data=args.data, out=args.out, space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
-        proxy_net=args.proxy_net, trials=trials, time_limit=parse_duration(args.time, "--time"), jobs=args.jobs,
+        proxy_net=args.proxy_net, trials=args.trials, time_limit=parse_duration(args.time, "--time"), jobs=args.jobs,
         storage=args.storage, study_name=args.study_name, epochs=args.epochs, min_epochs=args.min_epochs,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed, device=args.device, devices=args.devices,
         trial_timeout=parse_duration(args.trial_timeout, "--trial-timeout"), trial_memory_gb=args.trial_memory_gb,
         base_config=args.config or {}, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
         final_time=parse_duration(args.final_time, "--final-time"),
         final_steps_per_epoch=args.final_steps_per_epoch,
-        final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final)
+        final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final, plan=not args.no_plan)
 
 
 def run(args, events) -> int:
@@ -73,7 +83,20 @@ def run(args, events) -> int:
     from AutoSegCore.utils.signals import stop_signals_interrupt
     from AutoSegCore.utils.progress import console, search_progress
 
+    budget_first = args.trials is None and args.time is None
     settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work
+    if budget_first:
+        from AutoSegCore.proxy.fidelity import Fidelity
+        from AutoSegCore.spaces import get_space
+        from AutoSegCore.utils.durations import format_duration
+
+        get_space(settings.space)                   # a mistyped name stands alone, before any budget line
+        Fidelity.parse(settings.proxy_data, settings.proxy_net)
+
+        note = (f"budget: neither --trials nor --time given: searching for {format_duration(settings.time_limit)}, "
+                "trials sized by the cost forecast so that several finish, then the final training")
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+        events.emit("log", message=note)
     if getattr(args, "forecast_only", False):
         from AutoSegCore.pipeline import forecast_only
 
@@ -84,10 +107,14 @@ def run(args, events) -> int:
         return 0
     with stop_signals_interrupt(), search_progress(events, settings.trials):     # SIGTERM/SIGHUP act as Ctrl-C
         summary = run_search(settings, events)
+    final = summary.get("final", {}).get("ensemble", {})
+    if not summary["counts"].get("COMPLETE") and final:      # the planned recipe stood in for the search
+        console.print(f"no trial completed in the search budget; the planned recipe was trained instead: validation "
+                      f"Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} → {settings.out}/best")
+        return 0
     if not summary["counts"].get("COMPLETE"):
         return _nothing_completed(summary)
     best = summary.get("best")
-    final = summary.get("final", {}).get("ensemble", {})
     console.print(f"trials: {describe_summary(summary)}" + (f" {best['params']}" if best else ""))
     if final:
         console.print(f"final model: validation Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} "

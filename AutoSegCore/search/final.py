@@ -66,9 +66,23 @@ def install_best(work: Path, members: list[Path], labels: dict, largest_componen
     return best
 
 
+class _PlannedRecipe:
+    """Stands for a trial when none completed: the planned recipe, trained for ``seconds``."""
+    number = None
+    params: dict = {}
+
+    def __init__(self, config: dict, seconds: float) -> None:
+        self.user_attrs = {"full_config": config}
+        self.seconds = seconds
+
+
 def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = NULL_EVENTS,
-                    n_predictions: int = 4) -> dict:
-    """Retrain top-K (or K folds of the best), ensemble, decide post-processing, write best/, predictions/."""
+                    n_predictions: int = 4, plan: dict | None = None, extra_seconds: float = 0.0) -> dict:
+    """Retrain top-K (or K folds of the best), ensemble, decide post-processing, write best/, predictions/.
+
+    With no completed trial and a ``plan``, the planned recipe (with the base config over it) is trained instead,
+    for ``final_time`` + ``extra_seconds`` (the plan's budget without a final time): a search always ends with a
+    model, and the user is told why it is not a searched one."""
     from AutoSegCore.data.dataset import read_case
     from AutoSegCore.data.splits import holdout_split, kfold_splits
     from AutoSegCore.data.writers import save_prediction
@@ -81,9 +95,16 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     t0 = time.time()
     work = Path(settings.out).resolve()
     top = rank_trials(study, max(1, settings.final_top_k))
-    if not top:
+    if not top and plan is None:
         events.emit("log", message="no completed trial: nothing to retrain")
         return {"members": [], "error": "no completed trial"}
+    if not top:
+        from AutoSegCore.planning import planned_config
+
+        seconds = float(settings.final_time or plan["budget_seconds"]) + float(extra_seconds)
+        events.emit("log", message=f"no trial completed in the search budget: training the planned recipe for "
+                                   f"{seconds / 60:.1f} min instead (a longer --time lets trials finish)")
+        top = [_PlannedRecipe(planned_config(plan, settings.base_config), seconds)]
     names = sorted(c.name for c in ds.cases if c.name not in set(settings.holdout))
     jobs: list[tuple[optuna.trial.FrozenTrial, str, list[str], list[str]]] = []
     if settings.final_folds and settings.final_folds > 1:
@@ -92,13 +113,14 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
     else:
         tr, va = holdout_split(names, settings.val_fraction, settings.seed)
         for i, t in enumerate(top):
-            jobs.append((t, f"rank{i}_trial{t.number}", tr, va))
+            jobs.append((t, "planned" if isinstance(t, _PlannedRecipe) else f"rank{i}_trial{t.number}", tr, va))
     members, per_member = [], []
     for i, (t, tag, tr, va) in enumerate(jobs):
         cfg = copy.deepcopy(t.user_attrs["full_config"])
         cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
-        if settings.final_time:                   # equal shares, one training after another
-            cfg["training"]["time_limit"] = float(settings.final_time) / len(jobs)
+        planned = isinstance(t, _PlannedRecipe)
+        if settings.final_time or planned:         # equal shares, one training after another
+            cfg["training"]["time_limit"] = (t.seconds if planned else float(settings.final_time)) / len(jobs)
         if cfg["training"].get("time_limit"):     # --final-time, or the base config's own limit for each member
             cfg["training"]["epochs"] = int(settings.final_epochs or EPOCH_CAP_WITH_TIME_LIMIT)
         cfg["training"]["seed"] = settings.seed

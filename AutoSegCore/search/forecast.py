@@ -144,8 +144,9 @@ def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fin
         torch.set_num_threads(before)
 
 
-def _trial_config(space, params: dict, base: dict, fidelity, epochs: int, steps: int | None) -> tuple[dict, dict]:
-    full = space.to_config(params, base)
+def _trial_config(space, params: dict, base: dict, fidelity, epochs: int, steps: int | None,
+                  plan: dict | None = None) -> tuple[dict, dict]:
+    full = space.to_config(params, base, plan)
     trial = {**full, "network": fidelity.apply_network(full["network"])}
     trial["training"] = {**trial["training"], "epochs": epochs, "time_limit": None}
     if steps:
@@ -154,7 +155,7 @@ def _trial_config(space, params: dict, base: dict, fidelity, epochs: int, steps:
 
 
 def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, val_cases: list[str] | None = None,
-                    fingerprint: dict | None = None, space=None, fidelity=None) -> dict:
+                    fingerprint: dict | None = None, space=None, fidelity=None, plan: dict | None = None) -> dict:
     """The expected wall-clock of the search and of its final training for ``settings`` (a
     :class:`~AutoSegCore.search.settings.SearchSettings`), measured on its data: a dict with ``search_seconds``,
     ``final_seconds``, ``total_seconds``, ``trial_seconds`` (one trial), ``trials`` (the count forecast; with a
@@ -187,7 +188,7 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
 
         fingerprint = compute_fingerprint(ds.subset(train_cases))
     params, sampled = representative_params(space, ds.num_channels, max(ds.labels) + 1, seed=s.seed)
-    trial_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch)
+    trial_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch, plan)
     threads = s.threads_per_job()
     device = s.device
     trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads)

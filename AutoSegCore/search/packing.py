@@ -41,7 +41,7 @@ class LongestFirstPacking:
         from AutoSegCore.networks.measure import flops_per_voxel
 
         try:
-            cfg = self.space.to_config(params, self.settings.base_config)
+            cfg = self.space.to_config(params, self.settings.base_config, self.plan)
             net = self.fidelity.apply_network(cfg["network"])
             t = cfg["training"]
             steps = self.settings.steps_per_epoch or t["steps_per_epoch"]

@@ -92,7 +92,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=params,
                              error="illegal architecture", value=None)
             return None
-        full_config = self.space.to_config(params, self.settings.base_config)
+        full_config = self.space.to_config(params, self.settings.base_config, self.plan)
         config = {**full_config, "network": self.fidelity.apply_network(full_config["network"])}
         # trials are budgeted in epochs (their values are Dice at one fidelity): a base config's time_limit is
         # for trainings of a single config (the final one gets --final-time), never for a trial

@@ -100,6 +100,7 @@ class SearchSettings:
     final_tta: str = "auto"                   # flip TTA of best/: auto (decided from validation) | on | off
     final: bool = True
     holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see
+    plan: bool = True                         # trials merged over the dataset's plan (False: the bare defaults)
 
     def __post_init__(self) -> None:
         for name in ("jobs", "epochs", "seed", "final_top_k", "final_folds"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.search.resume import check_same_settings, study_cases
-from AutoSegCore.search.stages import stage_fingerprint
+from AutoSegCore.search.stages import stage_fingerprint, stage_plan
 from AutoSegCore.search.trial_spec import study_pruner
 from AutoSegCore.utils.io import read_json, write_json
 
@@ -84,6 +84,15 @@ class StudySetup:
         self._reseed_sampler()
         # stage output: the one reading of the training cases' voxels that every trial's preprocessing needs
         self.fingerprint, self.fingerprint_path = stage_fingerprint(self.ds, self.train_cases, self.work)
+        # the dataset's plan: what every trial's config (and a space's relative ranges) is merged over; kept in
+        # the study, so a resumed run and a worker on another machine merge over the same plan, not a re-measured one
+        self.plan = None
+        if s.plan:
+            saved = self.study.user_attrs.get("plan")
+            self.plan = stage_plan(self.fingerprint, self.work, device=s.device, budget=s.final_time,
+                                   events=self.events, saved=saved)
+            if saved is None:
+                self.study.set_user_attr("plan", self.plan)
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
             **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url,

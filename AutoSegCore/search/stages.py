@@ -50,6 +50,24 @@ def stage_fingerprint(ds, cases: list[str], work: str | Path) -> tuple[dict, Pat
     return fp, path
 
 
+def stage_plan(fingerprint: dict, work: str | Path, *, device: str, budget: float | None, events=None,
+               saved: dict | None = None) -> dict:
+    """The search's plan (``AutoSegCore.planning``) as ``work/plan.json``: ``saved`` (the study's own, for a
+    resumed run or a joining worker), else the file a first run wrote, else made from the fingerprint now (on a
+    CPU: a few timed steps)."""
+    from AutoSegCore.planning import PLAN_FILE, load_plan, plan_dataset, save_plan
+
+    path = Path(work) / PLAN_FILE
+    plan = saved or (load_plan(path) if path.is_file() else None)
+    if plan is None:
+        plan = plan_dataset(fingerprint=fingerprint, device=device, budget=budget)
+        if events is not None:
+            events.emit("plan", plan=plan, path=str(path))
+    if not path.is_file():
+        save_plan(plan, path)
+    return plan
+
+
 def fitted_preprocessor(config: dict, ds, cases: list[str], fingerprint: dict):
     """The preprocessor ``train_model`` would fit on ``cases`` for ``config``, fitted from their fingerprint."""
     from AutoSegCore.config import make_config

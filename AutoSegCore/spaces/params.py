@@ -24,7 +24,11 @@ OPERATORS = {
 }
 TYPES = ("float", "int", "categorical")
 CASTS = ("bool",)
-PARAM_KEYS = {"name", "type", "low", "high", "log", "step", "choices", "config", "when", "cast", "description"}
+PARAM_KEYS = {"name", "type", "low", "high", "log", "step", "choices", "config", "when", "cast", "description",
+              "relative"}
+# relative: the value is applied to what the config holds at that key before the point is set — the dataset's
+# plan, under the user's base config — so one space means the same on a 96³ CT and a 35×51×35 crop
+RELATIVE = ("offset", "scale")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,19 @@ class ParamSpec:
     when: tuple[Condition, ...] = ()       # all must hold for the param to be active
     cast: str | None = None                # "bool": store 0/1 as False/True in the config
     description: str = ""
+    relative: str | None = None            # "offset": planned value + v; "scale": planned value × v (lists each)
+
+    def applied(self, value: Any, planned: Any) -> Any:
+        """What the config gets: ``value`` itself, or ``value`` applied to the ``planned`` value there (None: the
+        key has no value to be relative to, and keeps None)."""
+        if self.relative is None:
+            return value
+        if planned is None or isinstance(planned, bool):
+            return planned
+        if isinstance(planned, list):
+            return [self.applied(value, v) for v in planned]
+        out = planned + value if self.relative == "offset" else planned * value
+        return max(1, int(round(out))) if isinstance(planned, int) else float(out)
 
     def is_active(self, values: dict) -> bool:
         return all(c.holds(values) for c in self.when)
@@ -107,6 +124,8 @@ class ParamSpec:
             out["cast"] = self.cast
         if self.description:
             out["description"] = self.description
+        if self.relative:
+            out["relative"] = self.relative
         return out
 
 
@@ -197,4 +216,9 @@ def parse_param(raw: Any, index: int, known: list[str], source: str) -> ParamSpe
     config = raw.get("config")
     if config is not None and not (isinstance(config, str) and config):
         raise ConfigError(f"{where}: config = {config!r} must be a dotted key like training.lr", "e.g. config: training.lr")
-    return ParamSpec(name, dist, config, when, cast, str(raw.get("description", "")))
+    relative = raw.get("relative")
+    if relative is not None and (relative not in RELATIVE or kind == "categorical" or not config):
+        raise ConfigError(f"{where}: relative = {relative!r} must be offset or scale, on a numeric parameter with a "
+                          "config key", "e.g. {name: depth, type: int, low: -1, high: 1, relative: offset, "
+                          "config: network.depth}")
+    return ParamSpec(name, dist, config, when, cast, str(raw.get("description", "")), relative)

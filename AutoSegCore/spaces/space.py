@@ -16,10 +16,19 @@ from AutoSegCore.errors import ConfigError
 from AutoSegCore.networks import validate_network, with_arch_defaults
 from AutoSegCore.spaces import objectives
 from AutoSegCore.spaces.params import ParamSpec, parse_param
-from AutoSegCore.spaces.paths import known_key, set_key
+from AutoSegCore.spaces.paths import get_key, known_key, set_key
 
 TOP_KEYS = {"name", "description", "directions", "objective", "fixed", "params"}
 DIRECTIONS = ("maximize", "minimize")
+
+
+# bounds of a relative parameter's result where the config has them (depth + offset stays a buildable U-Net)
+CLAMP = {"network.depth": (2, 6)}
+
+
+def _clamped(path: str, value: Any) -> Any:
+    low, high = CLAMP.get(path, (None, None))
+    return value if low is None or not isinstance(value, int) else min(high, max(low, value))
 
 
 class SearchSpace:
@@ -134,16 +143,18 @@ class SearchSpace:
         out.params = [p for p in self.params if p.name not in drop]
         return out, drop
 
-    def to_config(self, params: dict, base: dict | None = None) -> dict:
+    def to_config(self, params: dict, base: dict | None = None, plan: dict | None = None) -> dict:
         """Full validated experiment config for a point of the space (``ConfigError`` if illegal/out of range).
 
-        ``base`` (e.g. a user's config) < the space's ``fixed`` values < the point's active parameters.
+        ``plan`` (the dataset's, ``AutoSegCore.planning``; else the defaults) < ``base`` (e.g. a user's config) <
+        the space's ``fixed`` values < the point's active parameters; a ``relative`` parameter is applied to the
+        value below it (e.g. depth = the plan's + 1), and the network is then fitted to the plan's per-axis rule.
         Inactive parameters in ``params`` are ignored; the active values are recorded under ``space``."""
         unknown = sorted(set(params) - {p.name for p in self.params})
         if unknown:
             raise ConfigError(f"space {self.name}: unknown parameter(s) {unknown}",
                               f"parameters are {[p.name for p in self.params]}")
-        cfg = self._base_config(base, validate=False)
+        cfg = self._base_config(base, validate=False, plan=plan)
         used: dict = {}
         for p in self.params:
             if not p.is_active(used):      # conditions refer only to earlier parameters
@@ -155,10 +166,15 @@ class SearchSpace:
             used[p.name] = value
             if p.config:
                 try:
-                    set_key(cfg, p.config, bool(value) if p.cast == "bool" else value)
-                except (IndexError, ValueError, TypeError):
+                    stored = p.applied(value, get_key(cfg, p.config)) if p.relative else value
+                    set_key(cfg, p.config, bool(stored) if p.cast == "bool" else _clamped(p.config, stored))
+                except (IndexError, ValueError, TypeError, KeyError):
                     raise ConfigError(f"space {self.name}: parameter '{p.name}' cannot be stored at '{p.config}'",
                                       "the base config's list there is too short; fix the base or the space") from None
+        if plan is not None:
+            from AutoSegCore.planning.planner import fit_network
+
+            cfg = fit_network(plan, cfg)
         return self._finish(cfg, used)
 
     def is_legal(self, params: dict) -> bool:
@@ -181,8 +197,12 @@ class SearchSpace:
     def _objective_options(self) -> dict:
         return {k: v for k, v in self.objective.items() if k != "kind"}
 
-    def _base_config(self, base: dict | None = None, validate: bool = True) -> dict:
-        cfg = deep_merge(DEFAULT_CONFIG, base)
+    def _base_config(self, base: dict | None = None, validate: bool = True, plan: dict | None = None) -> dict:
+        # a plan's own budget (training.time_limit) is for `autoseg train`: a search budgets its trials in epochs
+        # and its final training with --final-time
+        start = DEFAULT_CONFIG if plan is None else deep_merge(plan["config"], {"training": {
+            "time_limit": None, "epochs": DEFAULT_CONFIG["training"]["epochs"]}})
+        cfg = deep_merge(start, base)
         cfg.pop("space", None)
         for _ in range(2):      # again after the arch defaults exist, so fixed list items land in them
             for key, value in self.fixed.items():

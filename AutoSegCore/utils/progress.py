@@ -52,14 +52,16 @@ class PlainLines:
             self.enter(f"{what} started", f"{what}: started {where}".rstrip())
         elif ev == "epoch":
             trial = rec.get("trial")
-            if trial is not None and trial >= 0:           # a search trial's epochs: its result line says enough
+            if trial is not None and trial >= 0:           # a search trial's epochs: the log is never silent
                 self.enter("trials", "search: trials running")
-                return
-            self.enter("final training" if trial is not None else "training")
+            else:
+                self.enter("final training" if trial is not None else "training")
             vd = rec.get("val_dice")
             total = f"/{rec['epochs']}" if rec.get("epochs") else ""
             loss = rec.get("loss")
-            self.line(f"{'final training' if trial is not None else 'training'}: epoch {rec.get('epoch')}{total}"
+            what = (f"search: trial {trial}" if trial is not None and trial >= 0 else
+                    "final training" if trial is not None else "training")
+            self.line(f"{what}: epoch {rec.get('epoch')}{total}"
                       + (f" loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
                       + (f" val Dice {vd:.4f}" if isinstance(vd, (int, float)) else "")
                       + (f" ({rec['seconds']:.0f} s)" if isinstance(rec.get("seconds"), (int, float)) else ""))

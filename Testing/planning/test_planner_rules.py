@@ -149,3 +149,12 @@ def test_every_shared_dataset_gets_a_valid_buildable_plan(shared_fingerprints):
         assert set(plan["choices"]) >= {"target_spacing", "patch_size", "batch_size", "network", "normalization",
                                         "epochs", "foreground_oversample"}
         assert all(c["why"] for c in plan["choices"].values())
+
+
+def test_the_shipped_recipe_file_is_the_planners_recipe():
+    import yaml
+
+    from AutoSegCore.planning.planner import RECIPE
+    from shared_data import REPO
+
+    assert yaml.safe_load((REPO / "Resources" / "Configs" / "recipe.yaml").read_text()) == RECIPE

@@ -68,8 +68,9 @@ def test_on_a_terminal_only_the_bars_are_drawn_and_a_redirected_stdout_gets_the_
 
 
 def test_search_and_demo_events_become_one_line_per_trial_and_stage():
-    """The events a search emits (runner, final training, prediction), as plain lines: a line per finished trial,
-    none per trial epoch, one per final-training epoch, one per stage."""
+    """The events a search emits (runner, final training, prediction), as plain lines: a line per finished trial
+    and per trial epoch (a search's log is never silent while its trials train), one per final-training epoch, one
+    per stage."""
     from AutoSegCore.events import EventWriter
     from AutoSegCore.utils.progress import plain_progress
 
@@ -99,7 +100,9 @@ def test_search_and_demo_events_become_one_line_per_trial_and_stage():
         "demo: searching on 15 of the 20 cases",
         "search: started study",
         "search: trials running",
+        *[f"search: trial 0: epoch {e}/3 loss 1.0000 val Dice 0.3000 (1 s)" for e in (1, 2, 3)],
         "search: trial 0 complete 0.4100 (1 finished)",
+        *[f"search: trial 1: epoch {e}/3 loss 1.0000 val Dice 0.3000 (1 s)" for e in (1, 2, 3)],
         "search: trial 1 pruned – (2 finished)",
         "final training top1 (1/1)",
         "final training",

@@ -57,7 +57,7 @@ def test_width_search_samples_what_a_full_search_samples(prepared):
         cfg = width.space.to_config(p_width, width.settings.base_config)
         trained = width.fidelity.apply_network(cfg["network"])
         assert trained == proxy_network(cfg["network"], levels=3, width=0.25)
-        assert trained["depth"] == min(p_width["depth"], 3) and trained["n_convs"] == min(p_width["n_convs"], 1)
-        assert trained["channels"] == max(4, (p_width["channels"] + 2) // 4)     # round half up of c · 0.25
-        assert cfg["network"]["channels"] == p_width["channels"]        # the final net is the searched one
+        assert trained["depth"] == min(cfg["network"]["depth"], 3) and trained["n_convs"] == min(p_width["n_convs"], 1)
+        assert trained["channels"] == max(4, (cfg["network"]["channels"] + 2) // 4)     # round half up of c · 0.25
+        assert cfg["network"]["channels"] == round(16 * p_width["channels"])   # the final net is the searched one (× the 16 of no plan)
         assert full.fidelity.apply_network(cfg["network"]) == cfg["network"]

@@ -10,3 +10,12 @@ def one_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def shared_fingerprints_small() -> list:
+    """Fingerprints of two unlike datasets: the demo's isotropic Hippocampus crops and the anisotropic spleen CT."""
+    from AutoSegCore.data.fingerprint import compute_fingerprint
+    from shared_data import REPO, SPLEEN
+
+    return [compute_fingerprint(REPO / "Resources" / "DemoData" / "Hippocampus"), compute_fingerprint(SPLEEN)]

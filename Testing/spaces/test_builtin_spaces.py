@@ -9,6 +9,7 @@ from AutoSegCore.config import DEFAULT_CONFIG
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.networks import build_network, count_parameters, size_divisor
 from AutoSegCore.spaces import get_space, list_spaces
+from AutoSegCore.spaces.space import _clamped
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 BUILTINS = ["emonas", "proxy-hpo", "segnas", "segnas4", "segnas7", "unet-pipeline", "unet-recipe"]
@@ -48,7 +49,10 @@ def test_twenty_random_points_give_valid_configs_and_running_networks(name):
         for p in space.params:
             if p.config and p.name in params and p.config.count(".") == 1:
                 section, key = p.config.split(".")
-                assert cfg[section][key] == (bool(params[p.name]) if p.cast == "bool" else params[p.name])
+                value = bool(params[p.name]) if p.cast == "bool" else params[p.name]
+                if p.relative:                    # no plan: relative to the defaults (depth 4, 16 channels)
+                    value = _clamped(p.config, p.applied(value, DEFAULT_CONFIG[section][key]))
+                assert cfg[section][key] == value
         net = cfg["network"]
         n_params = count_parameters(net, 1, 3)
         assert n_params > 0
@@ -63,9 +67,13 @@ def test_twenty_random_points_give_valid_configs_and_running_networks(name):
 
 
 def test_unet_pipeline_matches_bohb_thesis_table_3_1():
-    d = get_space("unet-pipeline").distributions()
-    assert (d["depth"].low, d["depth"].high) == (2, 6)
-    assert (d["channels"].low, d["channels"].high, d["channels"].log) == (8, 128, True)
+    """The thesis's ranges, relative to the plan: depth 2–6 and channels 8–128 around the CPU plan's 4 levels × 16."""
+    space = get_space("unet-pipeline")
+    d = space.distributions()
+    rel = {p.name: p.relative for p in space.params}
+    assert (d["depth"].low, d["depth"].high, rel["depth"]) == (-2, 2, "offset")
+    assert (d["channels"].low, d["channels"].high, d["channels"].log, rel["channels"]) == (0.5, 8.0, True, "scale")
+    assert (d["patch_scale"].low, d["patch_scale"].high, rel["patch_scale"]) == (0.5, 1.0, "scale")
     assert (d["multiplier"].low, d["multiplier"].high) == (0.5, 3.0)
     assert set(d["conv"].choices) == {"2d", "3d"} and (d["n_convs"].low, d["n_convs"].high) == (0, 3)
     assert len(d["loss"].choices) == 6 and set(d["resampling"].choices) == {"none", "median", "mean"}
@@ -75,22 +83,45 @@ def test_unet_recipe_tunes_around_the_base_recipe():
     """Capacity, lr, weight decay, loss and augmentation are searched; everything else is the base config's."""
     space = get_space("unet-recipe")
     d = space.distributions()
-    assert (d["channels"].low, d["channels"].high, d["channels"].step) == (16, 32, 8)
+    assert (d["channels"].low, d["channels"].high, d["channels"].step) == (1.0, 2.0, 0.5)
     assert "n_convs" not in d and "optimizer" not in d
     import yaml
 
     from shared_data import REPO
 
     base = yaml.safe_load((REPO / "Resources" / "Configs" / "recipe.yaml").read_text())   # the shipped recipe
-    params = {"depth": 5, "channels": 24, "deep_supervision": 1, "lr": 5e-3, "weight_decay": 1e-4, "loss": "dice_focal",
-              "rotate_prob": 0.2, "scale_prob": 0.1, "gamma_prob": 0.0, "intensity_shift_prob": 0.7}
-    cfg = space.to_config(params, base)
+    params = {"depth": 1, "channels": 1.5, "patch_scale": 1.0, "deep_supervision": 1, "lr": 5e-3, "weight_decay": 1e-4,
+              "loss": "dice_focal", "rotate_prob": 0.2, "scale_prob": 0.1, "gamma_prob": 0.0, "intensity_shift_prob": 0.7}
+    cfg = space.to_config(params, base)                  # no plan: relative to the defaults (4 levels × 16)
     assert (cfg["network"]["depth"], cfg["network"]["channels"], cfg["network"]["deep_supervision"]) == (5, 24, True)
     assert cfg["network"]["n_convs"] == 2 and cfg["network"]["conv"] == "3d"
     assert cfg["training"]["optimizer"] == "adamw" and cfg["training"]["warmup_steps"] == 200
     aug = cfg["training"]["augmentation"]
     assert (aug["rotate_prob"], aug["scale_prob"], aug["flip_axes"], aug["translate"]) == (0.2, 0.1, "auto", 4)
-    assert cfg["training"]["loss"] == "dice_focal" and cfg["preprocessing"]["crop_foreground"] is False
+    assert cfg["training"]["loss"] == "dice_focal"
+
+
+def test_a_space_means_the_same_on_any_dataset_relative_to_its_plan(shared_fingerprints_small):
+    """unet-recipe's depth + 1, channels × 1.5 and patch × 0.5 on two very different plans: each lands on its own
+    plan's values, with the plan's per-axis poolings re-derived for the new depth and patch."""
+    from AutoSegCore.planning.planner import plan_dataset
+
+    space = get_space("unet-recipe")
+    params = {"depth": 1, "channels": 1.5, "patch_scale": 0.5, "deep_supervision": 0, "lr": 3e-3, "weight_decay": 1e-5,
+              "loss": "dice_ce", "rotate_prob": 0.0, "scale_prob": 0.0, "gamma_prob": 0.0, "intensity_shift_prob": 1.0}
+    for fp in shared_fingerprints_small:
+        plan = plan_dataset(fingerprint=fp, device="cuda", gpu_memory_gb=8, budget="1h")
+        planned = plan["config"]
+        cfg = space.to_config(params, {}, plan)
+        assert cfg["network"]["depth"] == min(6, planned["network"]["depth"] + 1)
+        assert cfg["network"]["channels"] == round(planned["network"]["channels"] * 1.5)
+        assert cfg["training"]["patch_size"] == [round(p * 0.5) for p in planned["training"]["patch_size"]]
+        assert len(cfg["network"]["strides"]) == cfg["network"]["depth"] - 1
+        assert cfg["preprocessing"] == {**cfg["preprocessing"], **{k: planned["preprocessing"][k] for k in
+                                                                    ("normalization", "target_spacing", "resampling")}}
+        from AutoSegCore.networks.build import build_network
+
+        build_network(cfg["network"], len(fp["channel_names"]), len(fp["labels"]))
 
 
 def test_proxy_hpo_covers_proxy_paper_grid():
@@ -158,7 +189,7 @@ def test_study_round_trip_with_tpe():
 def test_base_config_is_kept_under_the_point():
     space = get_space("unet-pipeline")
     base = {"training": {"epochs": 7}, "inference": {"tta": True}}
-    params = {"depth": 3, "channels": 16, "multiplier": 2.0, "conv": "3d", "n_convs": 1,
+    params = {"depth": -1, "channels": 1.0, "patch_scale": 1.0, "multiplier": 2.0, "conv": "3d", "n_convs": 1,
               "normalization": "minmax", "resampling": "none", "loss": "dice"}
     cfg = space.to_config(params, base)
     assert cfg["training"]["epochs"] == 7 and cfg["inference"]["tta"] is True
@@ -168,9 +199,9 @@ def test_base_config_is_kept_under_the_point():
 
 @pytest.mark.parametrize("params,word", [
     ({"depth": 9}, "depth"),
-    ({"depth": 3, "bogus": 1}, "bogus"),
-    ({"depth": 3}, "channels"),                       # active parameter without value
-    ({"depth": 3.5}, "depth"),
+    ({"depth": 1, "bogus": 1}, "bogus"),
+    ({"depth": 1}, "channels"),                       # active parameter without value
+    ({"depth": 0.5}, "depth"),
 ])
 def test_bad_points_are_config_errors(params, word):
     with pytest.raises(ConfigError, match=word):
