@@ -54,9 +54,9 @@ from AutoSegCore.utils.io import write_text  # noqa: E402
 
 DICE_TARGET, MARGIN_TARGET = 0.89, 0.01
 
-# baselines.md's "stronger fixed recipe": the shipped Resources/Configs/recipe.yaml, with its mirror axes pinned to
+# baselines.md's "stronger fixed recipe": bench/configs/fixed-recipe.yaml (the recipe before the planner), with its mirror axes pinned to
 # the axis-0 flips baselines.md measured (what "auto" decides on Hippocampus, fixed here so the arm never varies)
-RECIPE = yaml.safe_load((Path(__file__).resolve().parents[1] / "Resources" / "Configs" / "recipe.yaml").read_text())
+RECIPE = yaml.safe_load((Path(__file__).resolve().parent / "configs" / "fixed-recipe.yaml").read_text())
 RECIPE["training"]["augmentation"]["flip_axes"] = [0]
 
 

@@ -1,6 +1,6 @@
 """Make the README's first picture from a well-trained model, not a barely trained one.
 
-Trains the fixed recipe (``Resources/Configs/recipe.yaml``) on the shared Hippocampus cases for a wall-clock
+Trains the fixed recipe (``bench/configs/fixed-recipe.yaml``, the recipe before the planner) on the shared Hippocampus cases for a wall-clock
 budget, leaving out the demo's held-out cases (so the pictured case is one the model never saw), reports the
 pictured case's Dice, then predicts it through the Slicer module's Logic in a headless Slicer scene
 (trame-slicer, offscreen) and writes ``Resources/Screenshots/prediction-{axial,three-views}.png``::
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     train = [n for n in names if n not in val]
     model = Path(args.model)
     if not (model / "model.pt").is_file():
-        config = load_config(REPO / "Resources" / "Configs" / "recipe.yaml")
+        config = load_config(REPO / "bench" / "configs" / "fixed-recipe.yaml")
         config["training"]["time_limit"] = parse_duration(args.time, "--time")
         config["training"]["epochs"] = 100_000           # a cap only (load_config filled in the default 50)
         result = train_model(data, config, model, train_cases=train, val_cases=val, device="cpu")

@@ -3,6 +3,7 @@ why for each choice, written as DIR/plan.json."""
 from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.durations import format_duration
 from AutoSegCore.utils.cli_types import device, positive_float
 
 
@@ -31,7 +32,7 @@ def plan_table(plan: dict):
 
     fp = plan["fingerprint_summary"]
     t = Table(title=f"plan for {plan['dataset']} — {fp['num_cases']} case(s), {fp['modality']}, on "
-                    f"{plan['device']}, budget {plan['budget_seconds'] / 60:.0f} min", show_lines=False)
+                    f"{plan['device']}, budget {format_duration(plan['budget_seconds'])}", show_lines=False)
     t.add_column("choice")
     t.add_column("value")
     t.add_column("why")
@@ -47,10 +48,11 @@ def print_plan(plan: dict) -> None:
     if on_terminal():
         console.print(plan_table(plan))
         return
-    console.print(f"plan for {plan['dataset']} on {plan['device']}, budget {plan['budget_seconds'] / 60:.0f} min",
-                  markup=False, highlight=False)
+    console.print(f"plan for {plan['dataset']} on {plan['device']}, budget {format_duration(plan['budget_seconds'])}",
+                  markup=False, highlight=False, soft_wrap=True)
     for name, choice in plan["choices"].items():
-        console.print(f"plan: {name} {_show(choice['value'])} — {choice['why']}", markup=False, highlight=False)
+        console.print(f"plan: {name} {_show(choice['value'])} — {choice['why']}", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def _show(value) -> str:

@@ -39,7 +39,7 @@ def test_readme_cli_commands_run(tmp_path):
     block = next(b for b in _blocks("bash") if "autoseg validate" in b)
     block = block.replace("\\\n", " ")                      # join shell line continuations
     commands = [ln.split("  #")[0].strip() for ln in block.splitlines() if ln.startswith("autoseg ")]
-    single_shot = ("choices", "validate", "fingerprint", "proxy", "train", "predict", "evaluate")
+    single_shot = ("choices", "validate", "fingerprint", "plan", "train", "proxy", "predict", "evaluate")
     env = dict(os.environ, AUTOSEG_THREADS="1", OMP_NUM_THREADS="1", D="Resources/DemoData/Hippocampus")
     cwd = _workdir(tmp_path)
     ran = []
@@ -53,5 +53,6 @@ def test_readme_cli_commands_run(tmp_path):
         ran.append(words[1])
     assert list(dict.fromkeys(ran)) == list(single_shot)
     assert (tmp_path / "proxy" / "proxy_preview.png").is_file() and (tmp_path / "metrics.json").is_file()
+    assert (tmp_path / "plan" / "plan.json").is_file() and (tmp_path / "planned" / "plan.json").is_file()
     timed = json.loads((tmp_path / "model20s" / "history.json").read_text())      # `train --time 20s`
     assert timed[-1]["horizon"] == timed[-1]["epoch"] or sum(r["seconds"] for r in timed) >= 15
