@@ -1,5 +1,8 @@
 # The two commands README shows first: `make demo` and `make test`.
-# Both create .venv, install torch==2.13.0 (CPU wheel) before the project, then run.
+# Both create .venv, install torch==2.13.0 before the project, then run. From PyPI on Linux that pin is torch's
+# CUDA build (what a GPU user gets; it also runs on a CPU); a machine whose pip finds a CPU wheel first (2.13.0+cpu:
+# a local wheel folder, as on CI, or the download.pytorch.org/whl/cpu index) gets that one, which never uses a GPU.
+# `$(VENV)/bin/autoseg doctor` says which build is installed and what --device auto picks.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -35,7 +38,8 @@ bench: install
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 # issue 21: the GPU path on a CUDA machine (≤ 8 min on one H100/H200), everything into gpu-check-output/.
-# Needs a CUDA build of torch in $(VENV) (the CPU wheel of `install` makes it stop with 'NO CUDA', exit 2).
+# Needs torch's CUDA build in $(VENV) (what `install` gets from PyPI on Linux; with a CPU wheel it stops with
+# 'NO CUDA', exit 2; `autoseg doctor` tells which is installed).
 gpu-check:
 	$(PY) bench/gpu_check.py --out gpu-check-output
 

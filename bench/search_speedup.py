@@ -12,7 +12,8 @@ Target: search ≥ 10× faster at ≤ 0.01 held-out Dice loss.
     .venv/bin/python bench/search_speedup.py --quick    # a small end-to-end check (≈ 10 min)
     .venv/bin/python bench/search_speedup.py --quick --device cuda --no-save   # on a GPU (make gpu-check)
 
-Output is printed and saved to bench/results/search_speedup.txt (atomic write).
+Output is printed and saved to bench/results/search_speedup.txt (atomic write).  Exit status 0 only when the
+overall verdict is PASS, 1 when it is FAIL (as a crash would exit: make gpu-check passes a stage only on 0).
 """
 from __future__ import annotations
 
@@ -373,7 +374,7 @@ def _run(args) -> int:
     print(f"overall: {verdict} (≥ {SPEEDUP_TARGET:g}× faster at ≤ {DICE_LOSS_TARGET:g} Dice loss); "
           f"total {time.perf_counter() - started:.0f} s")
     print(f"end: {machine_line()}")
-    return 0
+    return 0 if verdict == "PASS" else 1
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ running ``Trainer.fit``; aggregate voxels/s of both, timed in rounds alternating
 every timed block ends with a device synchronisation.  ``--nets`` picks the arms (full, proxy or both).
 
 Output is printed and saved to bench/results/train_throughput.txt (atomic write); then run
-``python bench/collect_results.py``.
+``python bench/collect_results.py``.  Exit status 1 when any verdict is FAIL.  On a GPU the proxy net's target is
+packing: ``--jobs N`` trials together ≥ 3× one proxy trial alone; its single-trainer row is a figure only.
 """
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ DEFAULT_DATA = os.environ.get("AUTOSEG_HIPPO", "/work/shared/data/Task04_Hippoca
 CANVAS = (48, 64, 48)
 BATCH = 4
 TARGETS = {"full": 1.5, "proxy": 3.0}
+# on a GPU a proxy net is launch-bound and its target is packing (issue 21): --jobs N trials together ≥ 3× one
+# trial alone (the ratio of the two rows' ratios against the same lean loop); the other rows there are figures
+PACKED_VS_ONE_GPU = 3.0
 DICE_TOLERANCE = 0.01
 NETS = {
     # name: (MONAI UNet channels, strides, residual units) and our equivalent network config
@@ -384,7 +388,7 @@ def run(args, work: Path) -> int:
     print(f"data: {len(train)} train / {len(val)} validation cases, z-scored per case, canvas {CANVAS}, batch "
           f"{BATCH} ({time.perf_counter() - t0:.1f} s to load)")
     voxels = BATCH * int(np.prod(CANVAS))
-    rows, verdicts, notes = [], [], []
+    rows, verdicts, notes, single = [], [], [], {}
     results = {}
     for name, steps in (("full", args.steps_full), ("proxy", args.steps_proxy)):
         if name not in args.nets:
@@ -402,8 +406,10 @@ def run(args, work: Path) -> int:
         rows.append((name, f"ours ({res['amp'] or 'fp32'}, channels_last={'on' if res['channels_last'] else 'off'})",
                      ms_ours, voxels / ms_ours * 1000, f_ours / ms_ours / 1e6, paired, d_ours))
         dd = abs(d_ref - d_ours)
+        target = TARGETS[name] if DEVICE.type == "cpu" or name == "full" else None
         verdicts.append((name, "single trainer" + (f", {args.threads} threads" if DEVICE.type == "cpu" else
-                                                   f", {DEVICE}"), paired, TARGETS[name], dd))
+                                                   f", {DEVICE}"), paired, target, dd))
+        single[name] = paired
         notes.append(f"{name}: {res['steps'][0]} steps each (blocks of {args.block}, first block untimed); "
                      f"train GFLOP/step reference {f_ref / 1e9:.2f}, ours {f_ours / 1e9:.2f}; our flip axes "
                      f"{res['flip_axes']}; ratio of total times {ms_ref / ms_ours:.2f}×, median of paired blocks "
@@ -422,7 +428,9 @@ def run(args, work: Path) -> int:
                          results[name]["flops"][0] / ms_ref / 1e6, 1.0, None))
             rows.append((name, f"ours, --jobs {args.jobs} ({args.jobs} trials × {pk['threads']} thread)", ms_agg,
                          voxels / ms_agg * 1000, f_ours / ms_agg / 1e6, paired, results[name]["dice"][1]))
-            verdicts.append((name, f"--jobs {args.jobs} aggregate", paired, TARGETS[name],
+            target = TARGETS[name] if DEVICE.type == "cpu" else (PACKED_VS_ONE_GPU * single[name] if name == "proxy"
+                                                                 else None)
+            verdicts.append((name, f"--jobs {args.jobs} aggregate", paired, target,
                              abs(results[name]["dice"][0] - results[name]["dice"][1])))
             print(f"[{time.perf_counter() - started:5.0f} s] packed {name}: {len(pk['wall'])} rounds of "
                   f"{args.block} steps per trial; {load_line()}")
@@ -435,11 +443,12 @@ def run(args, work: Path) -> int:
     print("ms/step of a --jobs row = wall time per step of all trials together; ratio = median over paired blocks "
           "of reference time / our time (each pair ran back to back under the same load).")
     print()
-    code = 0
+    code = 0            # the exit status: 1 when any verdict below is FAIL (make gpu-check passes only on 0)
     for name, arm, ratio, target, dd in verdicts:
-        ok_speed, ok_dice = ratio >= target, dd <= DICE_TOLERANCE
+        ok_speed, ok_dice = target is None or ratio >= target, dd <= DICE_TOLERANCE
         code |= 0 if (ok_speed and ok_dice) else 1
-        print(f"{name:6s} {arm:28s} speed {ratio:5.2f}× (target ≥ {target:.1f}×) {'PASS' if ok_speed else 'FAIL'}; "
+        goal = "(no target here)" if target is None else f"(target ≥ {target:.2f}×) {'PASS' if ok_speed else 'FAIL'}"
+        print(f"{name:6s} {arm:28s} speed {ratio:5.2f}× {goal}; "
               f"|Dice difference| {dd:.3f} (≤ {DICE_TOLERANCE}) {'PASS' if ok_dice else 'FAIL'}")
     for n in notes:
         print(n)

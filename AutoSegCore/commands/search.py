@@ -34,7 +34,9 @@ def register(sub) -> None:
                    help="do not plan the dataset: points merged over the fixed defaults (a space's relative ranges "
                         "then apply to those)")
     p.add_argument("--trial-timeout", help="kill a trial after this long, e.g. 20m")
-    p.add_argument("--trial-memory-gb", type=positive_float, help="address-space limit per trial process")
+    p.add_argument("--trial-memory-gb", type=positive_float,
+                   help="memory limit per trial: its address space on the CPU (Linux); on a GPU a cap of the "
+                        "GPU's memory (the smaller of this and its share of a GPU it shares)")
     p.add_argument("--final-top-k", type=positive_int, default=1, help="retrain and ensemble the best K configs")
     p.add_argument("--final-epochs", type=positive_int, help="epochs of the final training (default: --epochs)")
     p.add_argument("--final-steps-per-epoch", type=positive_int, help="steps per epoch of the final training")

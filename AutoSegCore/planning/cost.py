@@ -67,8 +67,7 @@ def probe_step_seconds(config: dict, in_channels: int, out_channels: int, device
     channels_last = use_channels_last(tcfg.get("channels_last", "auto"), dev)
     if channels_last:
         net = net.to(memory_format=torch.channels_last_3d)
-    n_params = sum(p.numel() for p in net.parameters())
-    amp = amp_dtype(tcfg.get("amp", "auto"), dev, n_params)
+    amp = amp_dtype(tcfg.get("amp", "auto"), dev)
     loss_fn = DeepSupervisionWrapper(make_loss(tcfg["loss"]))
     keep = isinstance(loss_fn.loss, FusedDiceCELoss) and fused_available(dev)
     opt = make_optimizer(net.parameters(), tcfg)

@@ -63,6 +63,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         self.host = socket.gethostname()
         self.launcher = TrialLauncher()
         self.stop_requested = False
+        self.parent_gpu: dict[str, tuple[int, int]] = {}    # what this process keeps per GPU (release_parent_gpu)
 
     # -------------------------------------------------------------------------------------------- loop
     def _out_of_time(self, started: float) -> bool:
@@ -130,23 +131,44 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         except Exception:
             return None
 
-    def _trial_device(self, running: list[str]) -> tuple[str, float | None]:
-        """The next trial's device and GPU memory share (its TrialSpec's), given the devices of the trials
-        running now: trials spread over ``--devices`` (default: every visible GPU when ``device`` is auto or
-        cuda), the least busy first; trials sharing a GPU each get an equal cap of its memory.  Asking torch
+    def _devices(self) -> list[str] | None:
+        """The devices trials spread over: ``--devices``, else every visible GPU when ``device`` is auto or cuda,
+        else ``device``; None when "auto" finds no GPU (each trial resolves it itself, as before).  Asking torch
         for the GPU count does not initialise CUDA here, and the fork server is a separate process anyway."""
-        from AutoSegCore.utils.device import memory_fraction, next_device, parse_devices
+        from AutoSegCore.utils.device import parse_devices
 
         if self.settings.devices:
-            devices = parse_devices(self.settings.devices)
-        elif self.settings.device in ("auto", "cuda"):
+            return parse_devices(self.settings.devices)
+        if self.settings.device in ("auto", "cuda"):
             devices = parse_devices(self.settings.device)
-            if devices == ["cpu"]:                 # no GPU: the trial resolves "auto" itself, as before
-                return self.settings.device, None
-        else:
-            devices = [self.settings.device]
+            return None if devices == ["cpu"] else devices
+        return [self.settings.device]
+
+    def _trial_device(self, running: list[str]) -> tuple[str, float | None]:
+        """The next trial's device and GPU memory share (its TrialSpec's), given the devices of the trials
+        running now: the least busy device first; trials sharing a GPU each get an equal cap of what the search
+        process leaves of its memory (``release_parent_gpu``)."""
+        from AutoSegCore.utils.device import memory_fraction, next_device
+
+        devices = self._devices()
+        if devices is None:
+            return self.settings.device, None
         device = next_device(devices, running)
-        return device, memory_fraction(devices, self.settings.jobs, device)
+        return device, memory_fraction(devices, self.settings.jobs, device, *self.parent_gpu.get(device, (0, 0)))
+
+    def release_parent_gpu(self) -> None:
+        """Before the first trial: free what this process cached on the GPUs (the plan's probe, proxy selection
+        and the forecast may have run on them), measure what it keeps (its CUDA context), which the trials'
+        memory shares then leave out, and log how trials share a GPU (CUDA MPS or time-slicing)."""
+        from AutoSegCore.utils.device import describe_gpu_sharing, mps_pipe_directory, release_parent_memory
+
+        devices = self._devices()
+        if devices is None:
+            return
+        self.parent_gpu = release_parent_memory(devices)
+        line = describe_gpu_sharing(devices, self.settings.jobs, self.parent_gpu, mps_pipe_directory())
+        if line:
+            self.events.emit("log", message=line)
 
     def _poll_metrics(self, rt: RunningTrial) -> None:
         from AutoSegCore.events import read_events
@@ -218,6 +240,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                              "the final network takes them from the base config")
         if not self.join:
             self._pack_longest_first()
+        self.release_parent_gpu()
         running: list[RunningTrial] = []
         last_beat, last_recovery = 0.0, time.time()
         try:

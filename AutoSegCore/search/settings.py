@@ -89,7 +89,7 @@ class SearchSettings:
     device: str = "auto"
     devices: str | None = None                # GPUs the trials spread over (--devices; None: from device)
     trial_timeout: float | None = None        # seconds; a trial past it is killed and recorded as failed
-    trial_memory_gb: float | None = None      # address-space limit per trial process (Linux)
+    trial_memory_gb: float | None = None      # per trial: RLIMIT_AS on the CPU (Linux), a GPU memory cap on CUDA
     val_fraction: float = 0.2
     base_config: dict = field(default_factory=dict)
     final_top_k: int = 1
@@ -139,6 +139,7 @@ class SearchSettings:
         if self.final_folds < 0 or self.final_folds == 1:
             raise ConfigError(f"--final-folds {self.final_folds} must be 0 (none) or ≥ 2", "e.g. --final-folds 5")
         if self.trial_memory_gb is not None and not (isinstance(self.trial_memory_gb, (int, float))
+                                                     and not isinstance(self.trial_memory_gb, bool)
                                                      and math.isfinite(self.trial_memory_gb)
                                                      and self.trial_memory_gb > 0):
             raise ConfigError(f"trial_memory_gb = {self.trial_memory_gb!r} must be a positive number",

@@ -34,13 +34,35 @@ def read_metrics(trial_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
 
 
-def _limit_memory(gigabytes: float | None) -> None:
-    if not gigabytes:
-        return
-    import resource
+def memory_limits(on_gpu: bool, memory_gb: float | None, memory_fraction: float | None
+                  ) -> tuple[int | None, dict[str, str]]:
+    """``--trial-memory-gb`` and the trial's share of a packed GPU as (RLIMIT_AS bytes or None, environment for
+    the Trainer's ``apply_memory_cap``).  On the CPU the limit is the address space; on a GPU it is a cap of the
+    GPU's memory instead: CUDA's start-up maps far more virtual address space than the limit (it fails under
+    RLIMIT_AS), and GPU memory is what trials sharing a GPU compete for."""
+    from AutoSegCore.utils.device import MEMORY_FRACTION_ENV, MEMORY_GB_ENV
 
-    limit = int(gigabytes * 1024 ** 3)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    env = {MEMORY_FRACTION_ENV: str(memory_fraction)} if memory_fraction else {}
+    if memory_gb and on_gpu:
+        return None, {**env, MEMORY_GB_ENV: str(memory_gb)}
+    return (int(memory_gb * 1024 ** 3) if memory_gb else None), env
+
+
+def limit_memory(spec: TrialSpec) -> None:
+    """Apply :func:`memory_limits` to this trial process, before anything is allocated (the Trainer reads the
+    environment before its first CUDA allocation)."""
+    device = spec.device.lower()
+    on_gpu = device.startswith("cuda")
+    if device == "auto" and spec.memory_gb:          # resolved as the Trainer will; counting GPUs makes no CUDA context
+        import torch
+
+        on_gpu = torch.cuda.device_count() > 0
+    rlimit, env = memory_limits(on_gpu, spec.memory_gb, spec.memory_fraction)
+    os.environ.update(env)
+    if rlimit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (rlimit, rlimit))
 
 
 def apply_threads(threads: int) -> None:
@@ -84,11 +106,7 @@ def run_trial_process(trial_dir: str | Path) -> int:
 
     trial_dir = Path(trial_dir)
     spec = TrialSpec.read(trial_dir)
-    _limit_memory(spec.memory_gb)
-    if spec.memory_fraction:                      # read by the Trainer before it allocates anything on the GPU
-        from AutoSegCore.utils.device import MEMORY_FRACTION_ENV
-
-        os.environ[MEMORY_FRACTION_ENV] = str(spec.memory_fraction)
+    limit_memory(spec)
     apply_threads(spec.threads)
     started = time.time()
     if spec.resume_from and not (trial_dir / "checkpoint.pt").exists() \

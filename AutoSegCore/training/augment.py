@@ -58,6 +58,25 @@ def _rand(gen: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.rand(shape, generator=gen, device=gen.device)
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor on ``device`` back to Python costs nothing (the CPU): only then may the batch
+    code branch on tensor values.  Elsewhere the same code runs branch-free (a read would wait for the GPU).  One
+    function, so the sync audit (Testing/training/test_sync_audit.py) can send the CPU down the GPU's path."""
+    return torch.device(device).type == "cpu"
+
+
+_AXIS_MASKS: dict[tuple, torch.Tensor] = {}
+
+
+def _axis_mask(axes, device: torch.device) -> torch.Tensor:
+    """(3,) bool mask of ``axes`` on ``device``, made once per (axes, device): building it each step would copy
+    host data to the device every step."""
+    key = (tuple(sorted(int(a) for a in axes)), str(device))
+    if key not in _AXIS_MASKS:
+        _AXIS_MASKS[key] = torch.tensor([a in key[0] for a in range(3)], dtype=torch.bool, device=device)
+    return _AXIS_MASKS[key]
+
+
 class CaseBank:
     """Images (C, X, Y, Z) and labels (X, Y, Z) of every training case in flat buffers on one device.
 
@@ -97,6 +116,9 @@ class CaseBank:
         self.fg_start = torch.from_numpy(fg_start).to(self.device)
         self.fg_count = torch.tensor(fg_count, dtype=torch.int64, device=self.device)
         self.max_shape = tuple(max(s[i] for s in shapes) for i in range(3))
+        self._sizes: dict[tuple, torch.Tensor] = {}
+        self._staging: dict[tuple, list] = {}
+        self._turn = 0
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0])
@@ -119,7 +141,9 @@ class CaseBank:
         b = idx.shape[0]
         u_fg, u_pick, u_start = (_rand(gen, b).to(self.device), _rand(gen, b).to(self.device),
                                  _rand(gen, b, 3).to(self.device))
-        size = torch.tensor(patch, dtype=torch.int64, device=self.device)
+        size = self._sizes.get(tuple(patch))
+        if size is None:                       # once per patch shape, not a host→device copy per step
+            size = self._sizes[tuple(patch)] = torch.tensor(patch, dtype=torch.int64, device=self.device)
         shape = self.shapes[idx]
         room = shape - size
         count = self.fg_count[idx]
@@ -132,7 +156,7 @@ class CaseBank:
         return torch.where(room <= 0, -((size - shape) // 2), start)
 
     def gather(self, idx: torch.Tensor, starts: torch.Tensor, patch: tuple[int, int, int],
-               flips: torch.Tensor | None = None, shifts: torch.Tensor | None = None
+               flips: torch.Tensor | None = None, shifts: torch.Tensor | None = None, out=None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cut (B, C, *patch) images and (B, 1, *patch) uint8 labels: canvas voxel x of sample i reads volume voxel
         ``starts[i] + f(x - shifts[i])`` (``f`` mirrors along the axes where ``flips[i]``), zero outside."""
@@ -152,17 +176,51 @@ class CaseBank:
             axes.append(torch.where(inside, src * strides[:, a:a + 1], -_BIG))
         rows = (self.offsets[idx].unsqueeze(1) + axes[0]).unsqueeze(2) + axes[1].unsqueeze(1)      # (B, X, Y)
         flat = (rows.unsqueeze(3) + axes[2].view(b, 1, 1, -1)).clamp_min_(0).view(-1)            # (B·X·Y·Z)
-        image = self.images.index_select(1, flat).view((self.channels, b) + tuple(patch)).transpose(0, 1)
-        label = self.labels.index_select(0, flat).view((b, 1) + tuple(patch))
-        return image, label
+        if out is None:
+            image, label = self.images.index_select(1, flat), self.labels.index_select(0, flat)
+        else:
+            image = torch.index_select(self.images, 1, flat, out=out[0])
+            label = torch.index_select(self.labels, 0, flat, out=out[1])
+        return image.view((self.channels, b) + tuple(patch)).transpose(0, 1), label.view((b, 1) + tuple(patch))
 
     def sample(self, batch: int, patch: tuple[int, int, int], aug: dict, flip_axes: list[int],
-               gen: torch.Generator, two_d: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of random cases, cut, flipped and translated (one gather), on this bank's device."""
+               gen: torch.Generator, two_d: bool = False, to: torch.device | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of random cases, cut, flipped and translated (one gather), on device ``to`` (default: this
+        bank's).  A bank in host memory gathers into one of two pinned buffers and copies it over without
+        blocking; a buffer is written again only once its previous copy is done (:meth:`_stage`)."""
         idx = torch.randint(len(self), (batch,), generator=gen, device=gen.device).to(self.device)
         starts = self.crop_starts(idx, patch, gen, float(aug.get("foreground_oversample", FG_PROB)))
         flips, shifts = draw_flips_and_shifts(batch, aug, flip_axes, gen, two_d)
-        return self.gather(idx, starts, patch, _to(flips, self.device), _to(shifts, self.device))
+        to = self.device if to is None else torch.device(to)
+        staged = self._stage(batch, patch, to)
+        image, label = self.gather(idx, starts, patch, _to(flips, self.device), _to(shifts, self.device),
+                                   None if staged is None else staged[:2])
+        if staged is None:
+            return image.to(to, non_blocking=True), label.to(to, non_blocking=True)
+        # copy the contiguous (C, B, …) buffer and transpose on the device: a strided source would be made
+        # contiguous in pageable memory first, and that copy blocks
+        image = staged[0].view((self.channels, batch) + tuple(patch)).to(to, non_blocking=True).transpose(0, 1)
+        label = staged[1].view((batch, 1) + tuple(patch)).to(to, non_blocking=True)
+        staged[2].record()                     # the copies out of this buffer, on the current stream
+        return image, label
+
+    def _stage(self, batch: int, patch, to: torch.device):
+        """(image, label, done-event) pinned buffers for a host bank feeding a GPU, alternating between two
+        sets (double buffering): the gather fills one while the other's copy may still run.  None when no
+        staging is needed (the bank lives on ``to``, or there is no CUDA)."""
+        if self.device.type != "cpu" or to.type != "cuda":
+            return None
+        n = batch * int(np.prod(patch))
+        key = (n, str(to))
+        if key not in self._staging:
+            self._staging[key] = [(torch.empty((self.channels, n), dtype=torch.float32).pin_memory(),
+                                   torch.empty(n, dtype=torch.uint8).pin_memory(), torch.cuda.Event())
+                                  for _ in range(2)]
+        self._turn ^= 1
+        buf = self._staging[key][self._turn]
+        buf[2].synchronize()                   # that buffer's copy of two steps ago (long done in practice)
+        return buf
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -175,9 +233,7 @@ def draw_flips_and_shifts(b: int, aug: dict, flip_axes: list[int], gen: torch.Ge
     [-translate, translate] (none along the slice axis of a 2D net); None when the config has none."""
     flips = shifts = None
     if flip_axes:
-        allowed = torch.zeros(3, dtype=torch.bool, device=gen.device)
-        allowed[list(flip_axes)] = True
-        flips = (_rand(gen, b, 3) < 0.5) & allowed
+        flips = (_rand(gen, b, 3) < 0.5) & _axis_mask(flip_axes, gen.device)
     shift = int(aug.get("translate", 0))
     if shift > 0:
         shifts = (_rand(gen, b, 3) * (2 * shift + 1)).long() - shift
@@ -190,7 +246,7 @@ def _per_sample(mask: torch.Tensor, x: torch.Tensor, fn) -> torch.Tensor:
     """``x`` with ``fn(x_sub, idx)`` applied to the samples where ``mask``: on CPU only to those (reading the mask
     is free there and rotation is ≈ 5 ms per sample); elsewhere to all, blended with ``torch.where`` — no host
     sync.  ``idx`` is None when ``fn`` gets the whole batch."""
-    if x.device.type == "cpu":
+    if host_reads_are_free(x.device):
         sel = mask.nonzero().flatten()
         if sel.numel() == 0:
             return x

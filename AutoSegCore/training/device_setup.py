@@ -10,14 +10,9 @@ import torch
 
 from AutoSegCore.errors import AutoSegError, ConfigError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.augment import CaseBank
+from AutoSegCore.training.augment import CaseBank, host_reads_are_free
 
 MAX_PATCH_VOXELS = 96 * 96 * 96   # CPU-friendly default; a user/config patch_size overrides it
-# ``training.amp: auto`` on CUDA: autocast only for nets at least this large.  Measured (issue 21, H200): fp16
-# autocast + GradScaler made the 1.19 M-parameter recipe net slower than fp32 (15.8 vs 10.5 ms per step of a
-# lean loop): small 3D U-Nets are launch-bound, the casts cost more than the tensor cores save.  The value
-# itself is a conservative guess above that point, to be placed by `make gpu-check`'s per-setting table.
-AMP_MIN_PARAMS_CUDA = 10_000_000
 DETERMINISTIC_ENV = "AUTOSEG_DETERMINISTIC"    # 1: deterministic CUDA kernels (bit-exact resume), no cudnn.benchmark
 BANK_SHARE = 0.5            # the cases live on the GPU when they take at most this share of its free memory
 
@@ -40,11 +35,12 @@ def choose_patch(shapes: list[tuple[int, ...]], divisor: tuple[int, int, int], r
     return tuple(int(c) for c in canvas)
 
 
-def amp_dtype(setting: str, device: torch.device, num_params: int = 0) -> torch.dtype | None:
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``training.amp`` (docs/performance.md), None for fp32.
 
-    ``auto``: on CUDA bf16 where the GPU has it and the net has ≥ ``AMP_MIN_PARAMS_CUDA`` parameters, else fp32
-    (with TF32 convolutions); on CPU bf16 where the CPU has native bf16 (AVX-512 bf16), else fp32.  ``bf16`` and
+    ``auto``: on CUDA fp32 with TF32 — the trainer resolves ``auto`` first by measuring on the GPU
+    (``precision.choose_precision``), so this is the unmeasured default (a probe); on CPU bf16 where the CPU has
+    native bf16 (AVX-512 bf16), else fp32.  ``bf16`` and
     ``fp16`` force that type (fp16 only on CUDA, always with a GradScaler); ``on`` (older configs) is the
     device's reduced type: bf16, or fp16 on a GPU without bf16."""
     if setting == "off":
@@ -58,7 +54,7 @@ def amp_dtype(setting: str, device: torch.device, num_params: int = 0) -> torch.
             return torch.bfloat16 if setting == "bf16" else torch.float16
         if setting == "on":
             return torch.bfloat16 if bf16 else torch.float16
-        return torch.bfloat16 if (bf16 and num_params >= AMP_MIN_PARAMS_CUDA) else None
+        return None
     if setting == "fp16":
         raise ConfigError(f"training.amp = fp16 needs a CUDA GPU (training on {device.type})",
                           "set training.amp to bf16, off or auto")
@@ -78,13 +74,11 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
     deterministic kernels and no autotuning, so that an interrupted run resumes bit-exactly on the same GPU."""
     if device.type != "cuda":
         return
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):        # torch ≥ 2.9's precision API
-        conv.fp32_precision = "tf32"
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-    else:
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = True
+    # the legacy-compatible calls: setting torch ≥ 2.9's per-backend ``fp32_precision`` instead makes every later
+    # read of ``torch.backends.cuda.matmul.allow_tf32`` (profilers, inductor, libraries) raise "mix of the legacy
+    # and new APIs"
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
@@ -119,7 +113,7 @@ def add_confusion(confusion: torch.Tensor, codes: torch.Tensor, k: int) -> None:
     ``index_add_`` into the fixed k² bins, because CUDA's ``bincount`` reads the largest code back to size its
     output (a host sync per step)."""
     codes = codes.flatten()
-    if codes.device.type == "cpu":
+    if host_reads_are_free(codes.device):
         confusion += torch.bincount(codes, minlength=k * k).view(k, k)
     else:
         ones = torch.ones(1, dtype=confusion.dtype, device=codes.device).expand(codes.numel())
@@ -138,17 +132,22 @@ def out_of_memory(device: torch.device, epoch: int, batch: int, patch, num_param
                         "lower training.batch_size or training.patch_size, or run fewer trials per GPU (--jobs)")
 
 
+def bank_fits_device(need: int, device: torch.device) -> bool:
+    """Whether ``need`` bytes of cases may live on ``device``: at most ``BANK_SHARE`` of what this process may still
+    allocate there (its free memory, under a packed trial's memory share)."""
+    if device.type != "cuda":
+        return True
+    free, total = torch.cuda.mem_get_info(device)
+    fraction = torch.cuda.get_per_process_memory_fraction(device)
+    return need <= BANK_SHARE * min(free, fraction * total - torch.cuda.memory_reserved(device))
+
+
 def case_bank(cases: list, device: torch.device, events: EventWriter = NULL_EVENTS) -> CaseBank:
-        """The training cases on the training device — or, when they would take more than ``BANK_SHARE`` of the
-        GPU's free memory (a large CT dataset), in pinned host memory, each batch then copied over."""
-        where = device
-        if device.type == "cuda":
-            need = sum(int(np.prod(c.image.shape)) * 4 + int(np.prod(c.label.shape)) for c in cases)
-            free, total = torch.cuda.mem_get_info(device)
-            fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)
-            budget = BANK_SHARE * min(free, fraction * total - torch.cuda.memory_reserved(device))
-            if need > budget:
-                where = torch.device("cpu")
-                events.emit("log", message=f"training cases ({need / 2**30:.1f} GiB) kept in host memory: "
-                                                f"more than {BANK_SHARE:.0%} of the GPU memory free for them")
-        return CaseBank([c.image for c in cases], [c.label for c in cases], where, pin=where != device)
+    """The training cases on the training device — or, when they would take more than ``BANK_SHARE`` of the
+    GPU's free memory (a large CT dataset), in pinned host memory, each batch then copied over."""
+    need = sum(int(np.prod(c.image.shape)) * 4 + int(np.prod(c.label.shape)) for c in cases)
+    where = device if bank_fits_device(need, device) else torch.device("cpu")
+    if where != device:
+        events.emit("log", message=f"training cases ({need / 2**30:.1f} GiB) kept in host memory: "
+                                   f"more than {BANK_SHARE:.0%} of the GPU memory free for them")
+    return CaseBank([c.image for c in cases], [c.label for c in cases], where, pin=where != device)

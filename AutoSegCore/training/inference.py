@@ -16,6 +16,18 @@ from AutoSegCore.utils.device import pick_device
 
 
 ACCUMULATE_SHARE = 0.5     # of the GPU's free memory the probability maps of one volume may take there
+_WINDOW_WEIGHTS: dict[tuple, torch.Tensor] = {}
+
+
+def window_weights(patch, device: torch.device) -> torch.Tensor:
+    """MONAI's Gaussian window weights for ``patch`` on ``device``, made once per (patch, device): MONAI would
+    make them for every volume, reading their minimum back to the host each time (a GPU sync per case)."""
+    from monai.data.utils import compute_importance_map
+
+    key = (tuple(int(p) for p in patch), str(device))
+    if key not in _WINDOW_WEIGHTS:
+        _WINDOW_WEIGHTS[key] = compute_importance_map(key[0], mode="gaussian", sigma_scale=0.125, device=device)
+    return _WINDOW_WEIGHTS[key]
 
 
 def accumulation_device(device: torch.device, shape: tuple[int, ...], classes: int | None,
@@ -37,8 +49,10 @@ def accumulation_device(device: torch.device, shape: tuple[int, ...], classes: i
 def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int], *,
                   device: torch.device, amp: torch.dtype | None = None, overlap: float = 0.5,
                   tta_axes: tuple[int, ...] = (), sw_batch_size: int = 2,
-                  channels_last: bool = False, classes: int | None = None) -> torch.Tensor:
-    """Softmax probabilities (K, X, Y, Z) on CPU for ``image`` (C, X, Y, Z); volumes smaller than the patch are
+                  channels_last: bool = False, classes: int | None = None, keep_on_device: bool = False
+                  ) -> torch.Tensor:
+    """Softmax probabilities (K, X, Y, Z) on CPU (``keep_on_device``: where they were accumulated, the device for
+    the trainer's canvas-sized validation volumes) for ``image`` (C, X, Y, Z); volumes smaller than the patch are
     padded symmetrically to it, exactly as the trainer pads its canvas.  ``channels_last`` feeds each window
     in the NDHWC layout of a net converted with ``to(memory_format=torch.channels_last_3d)``.  The windows run
     on ``device``; the probabilities are accumulated where :func:`accumulation_device` says (``classes``: K)."""
@@ -53,7 +67,8 @@ def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, i
     def run(inp: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             out = sliding_window_inference(inp, roi_size=patch, sw_batch_size=sw_batch_size, predictor=predictor,
-                                           overlap=overlap, mode="gaussian", sw_device=device, device=acc)
+                                           overlap=overlap, mode="gaussian", sw_device=device, device=acc,
+                                           roi_weight_map=window_weights(patch, device))
         return torch.softmax(out.float(), dim=1)
 
     probs = run(x)
@@ -62,10 +77,7 @@ def predict_probs(net: torch.nn.Module, image: torch.Tensor, patch: tuple[int, i
         d = [2 + a for a in dims]
         probs += run(x.flip(d)).flip(d)
     probs /= len(flips)
-    return probs[0].cpu()
-
-
-predict_logits = predict_probs  # validation only needs the argmax, which softmax preserves
+    return probs[0] if keep_on_device else probs[0].cpu()
 
 
 def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:

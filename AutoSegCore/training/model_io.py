@@ -144,3 +144,20 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tup
                           f"({short_error(exc)})", _DAMAGED_HINT) from None
     net.to(device).eval()
     return net, info
+
+
+RESUME_HINT = ("train with the config that wrote it, choose another --out, or start over with --no-resume "
+               "(which replaces that checkpoint)")
+
+
+def read_checkpoint(path: Path, trained_as: str) -> dict:
+    """A training checkpoint (weights_only=True) written for ``trained_as`` (the network and preprocessing, see
+    ``Trainer._trained_as``); a one-line ConfigError when it is unreadable or another run's."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: pickle, zip and torch raise many types
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__})", RESUME_HINT) from None
+    if not isinstance(state, dict) or state.get("trained_as", trained_as) != trained_as:
+        raise ConfigError(f"{path} is the checkpoint of another network or preprocessing than this config's",
+                          RESUME_HINT)
+    return state

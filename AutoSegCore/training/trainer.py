@@ -10,6 +10,7 @@ statistics — baselines.md).
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -19,24 +20,28 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from AutoSegCore.config import deep_merge
 from AutoSegCore.errors import ConfigError, StopTraining, TrainingDiverged  # noqa: F401 (importable here)
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.augment import augment_on_device, safe_flip_axes
-from AutoSegCore.training.fused_loss import FusedDiceCELoss, confusion
-from AutoSegCore.training.fused_loss import available as fused_available
+from AutoSegCore.training.fused_loss import FusedDiceCELoss, available as fused_available, confusion
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
-from AutoSegCore.training.metrics import dice_per_class
 from AutoSegCore.training.device_setup import (add_confusion, amp_dtype, case_bank, choose_patch, configure_backends,
                                                deterministic_wanted, fast_argmax, loss_layout, out_of_memory,
                                                use_channels_last)
-from AutoSegCore.training.model_io import save_model
+from AutoSegCore.training.model_io import RESUME_HINT, read_checkpoint, save_model
+from AutoSegCore.training.precision import choose_precision
 from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
+from AutoSegCore.training.validation import labels_on, settle_largest_component, validate_cases
 from AutoSegCore.utils.device import apply_memory_cap, pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.pt"
+# a checkpoint after the first epoch (something to resume from early), then once this many seconds have passed
+# since the last, and after the last epoch: on a GPU an epoch takes seconds and a checkpoint of the recipe net
+# (58 MB, copied off the device) would otherwise cost as much as many steps
+CHECKPOINT_SECONDS = 60.0
 MAX_BAD_STEPS = 20          # consecutive non-finite steps before a run is declared diverged
 
 
@@ -70,9 +75,8 @@ class Trainer:
         self.device = pick_device(device)
         apply_memory_cap(self.device)               # a trial sharing its GPU (--jobs N on one device)
         configure_backends(self.device, deterministic_wanted())
-        self.events, self.callback, self.trial = events, callback, trial
+        self.events, self.callback, self.trial, self.in_channels = events, callback, trial, in_channels
         self.extra_info = extra_info or {}
-        self.in_channels = in_channels
         if not train_cases:
             raise ValueError("no training cases")
         seed = int(self.training_config.get("seed", 0))
@@ -96,17 +100,21 @@ class Trainer:
         # training.time_limit (seconds): the schedule ends at the wall-clock budget; epochs is then only a cap
         self.time_limit = self.training_config.get("time_limit")
         self.horizon = self.training_config["epochs"]         # the epoch at which the lr schedule ends
-        self.amp = amp_dtype(self.training_config.get("amp", "auto"), self.device, self.num_params)
-        self.channels_last = use_channels_last(self.training_config.get("channels_last", "auto"), self.device)
+        amp, layout = choose_precision(deep_merge(config, {"training": {"patch_size": list(self.patch)}}),
+                                       in_channels, self.out_classes, self.device, self.events)
+        self.amp = amp_dtype(amp, self.device)
+        self.channels_last = use_channels_last(layout, self.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last_3d)
         self.scaler = torch.amp.GradScaler("cuda") if (self.amp == torch.float16) else None
         self.seed = seed
+        # the crops are drawn where the cases are, the augmentation where the batch is: a bank in host memory
+        # feeding a GPU then draws nothing on the host that would have to be copied over each step
         self.gen = torch.Generator(device=self.bank.device).manual_seed(seed)
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.best = -1.0
-        self.skipped_steps = 0
+        self.aug_gen = (self.gen if self.bank.device == self.device
+                        else torch.Generator(device=self.device).manual_seed(seed + 1))
+        self._last_checkpoint, self._val_labels = -math.inf, None
+        self.epoch, self.history, self.best, self.skipped_steps = 0, [], -1.0, 0
         # per-run counters on the device, read once per epoch: skipped steps, the current and the longest run of
         # consecutive non-finite steps (the divergence check)
         self._skipped = self._bad_run = self._worst_run = torch.zeros((), dtype=torch.long, device=self.device)
@@ -116,9 +124,9 @@ class Trainer:
     def _sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One augmented batch on the training device: (B, C, *patch) float images, (B, 1, *patch) uint8 labels."""
         aug = self.training_config["augmentation"]
-        img, lab = self.bank.sample(self.training_config["batch_size"], self.patch, aug, self.flip_axes, self.gen, self.two_d)
-        img, lab = img.to(self.device, non_blocking=True), lab.to(self.device, non_blocking=True)
-        return augment_on_device(img, lab, aug, self.gen, self.two_d)
+        img, lab = self.bank.sample(self.training_config["batch_size"], self.patch, aug, self.flip_axes, self.gen,
+                                    self.two_d, to=self.device)
+        return augment_on_device(img, lab, aug, self.aug_gen, self.two_d)
 
     # ------------------------------------------------------------------------------------ checkpoint
     def _checkpoint_state(self) -> dict:
@@ -126,6 +134,7 @@ class Trainer:
             "epoch": self.epoch, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
             "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "aug_generator": self.aug_gen.get_state() if self.aug_gen is not self.gen else None,
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "history": self.history, "best": self.best, "horizon": self.horizon,
             "trained_as": self._trained_as(),
@@ -145,14 +154,7 @@ class Trainer:
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
-        hint = ("train with the config that wrote it, choose another --out, or start over with --no-resume "
-                "(which replaces that checkpoint)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: pickle, zip and torch raise many types
-            raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__})", hint) from None
-        if state.get("trained_as", self._trained_as()) != self._trained_as():
-            raise ConfigError(f"{path} is the checkpoint of another network or preprocessing than this config's", hint)
+        state = read_checkpoint(path, self._trained_as())
         try:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -160,13 +162,17 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as exc:     # checkpoints from before "trained_as"
             from AutoSegCore.data.volumes import short_error
 
-            raise ConfigError(f"{path} does not fit this config's network ({short_error(exc)})", hint) from None
+            raise ConfigError(f"{path} does not fit this config's network ({short_error(exc)})", RESUME_HINT) from None
         if self.scaler and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         try:
             self.gen.set_state(state["generator"])
-        except (RuntimeError, TypeError):      # written on another device type: same run, another random stream
+            if self.aug_gen is not self.gen:
+                self.aug_gen.set_state(state["aug_generator"])
+        except (RuntimeError, TypeError, KeyError):  # written on another device (type): same run, other stream
             self.gen.manual_seed(self.seed + int(state["epoch"]))
+            if self.aug_gen is not self.gen:
+                self.aug_gen.manual_seed(self.seed + 1 + int(state["epoch"]))
             self.events.emit("log", message=f"{path}: written on another device type; the augmentation's random "
                                             "stream restarts (the run continues, not bit-identically)")
         torch.set_rng_state(state["torch_rng"])
@@ -312,25 +318,11 @@ class Trainer:
         dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
         return float(dice.mean()) if len(dice) else 0.0
 
-    @torch.no_grad()
     def validate(self) -> dict:
-        from AutoSegCore.training.inference import predict_logits
-
-        self.net.eval()
-        per_case, per_class_acc = [], {c: [] for c in self.labels if c > 0}
-        for case in self.val_cases:
-            logits = predict_logits(self.net, torch.from_numpy(np.ascontiguousarray(case.image)), self.patch,
-                                    device=self.device, amp=self.amp, overlap=0.25,
-                                    channels_last=self.channels_last)
-            pred = fast_argmax(logits, 0).numpy()
-            d = dice_per_class(pred, case.label, [c for c in self.labels if c > 0])
-            for c, v in d.items():
-                per_class_acc[c].append(v)
-            per_case.append(float(np.mean(list(d.values()))) if d else 0.0)
-        self.net.train()
-        per_class = {self.labels[c]: float(np.mean(v)) if v else 0.0 for c, v in per_class_acc.items()}
-        return {"val_dice": float(np.mean(per_case)) if per_case else 0.0, "val_dice_per_class": per_class,
-                "val_dice_per_case": per_case}
+        if self._val_labels is None:
+            self._val_labels = labels_on(self.device, self.val_cases)
+        return validate_cases(self.net, self.val_cases, self._val_labels, self.labels, self.patch,
+                              device=self.device, amp=self.amp, channels_last=self.channels_last)
 
     def fit(self, resume: bool = True) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,7 +362,10 @@ class Trainer:
                     self.best = max(self.best, last_val["val_dice"])
                 record["seconds"] = time.perf_counter() - t0
                 self.history.append(record)
-                self.save_checkpoint()
+                now = time.perf_counter()
+                if finished or now - self._last_checkpoint >= CHECKPOINT_SECONDS:
+                    self.save_checkpoint()
+                    self._last_checkpoint = now
                 self.events.emit("epoch", trial=self.trial, epoch=self.epoch, epochs=self.horizon, loss=record["loss"],
                                  val_dice=record.get("val_dice"), seconds=record["seconds"])
                 if self.callback:
@@ -390,8 +385,11 @@ class Trainer:
         return result
 
     def save_final(self, result: TrainResult) -> None:
+        config = self.config
+        if config.get("inference", {}).get("largest_component") == "auto" and self.trial is None:
+            config = settle_largest_component(self, config)
         info = {
-            "format": "autoseg-model/1", "config": self.config, "labels": {str(k): v for k, v in self.labels.items()},
+            "format": "autoseg-model/1", "config": config, "labels": {str(k): v for k, v in self.labels.items()},
             "in_channels": self.in_channels, "out_channels": self.out_classes, "patch_size": list(self.patch),
             "flip_axes": self.flip_axes, "num_params": self.num_params, "epochs": result.epochs_done,
             "val_dice": result.val_dice, "val_dice_per_class": result.val_dice_per_class, **self.extra_info,

@@ -14,7 +14,7 @@ from typing import Callable
 
 # import name -> pip requirement, in install order (torch first: monai needs it)
 REQUIREMENTS = {
-    "torch": "torch>=2.2",
+    "torch": "torch>=2.10",     # weights_only loading is bypassable before 2.10 (published advisories)
     "monai": "monai>=1.4,<1.7",
     "optuna": "optuna>=4.2",
     "sklearn": "scikit-learn>=1.4",
@@ -43,9 +43,24 @@ def engine_source() -> str:
     return "AutoSegCore"
 
 
+MIN_TORCH = (2, 10)
+
+
+def torch_too_old() -> bool:
+    """Whether the installed torch predates ``MIN_TORCH`` (read from its metadata, without importing it)."""
+    from importlib import metadata
+
+    try:
+        parts = metadata.version("torch").split("+")[0].split(".")[:2]
+        return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts) < MIN_TORCH
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+
+
 def missing_packages() -> list[str]:
-    """Import names of the engine's dependencies (and the engine) that this Python cannot import."""
-    names = [n for n in REQUIREMENTS if importlib.util.find_spec(n) is None]
+    """Import names of the engine's dependencies (and the engine) that this Python cannot import, or (torch)
+    whose installed version is older than the engine accepts."""
+    names = [n for n in REQUIREMENTS if importlib.util.find_spec(n) is None or (n == "torch" and torch_too_old())]
     if importlib.util.find_spec("AutoSegCore") is None:
         names.append("AutoSegCore")
     return names
