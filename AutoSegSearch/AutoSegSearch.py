@@ -14,7 +14,7 @@ import time
 
 import qt
 import slicer
-import vtk  # noqa: F401 - imported for Slicer's scripted-module conventions
+import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
@@ -22,6 +22,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from AutoSegSearchLib.logic import PanelLogic
 from AutoSegSearchLib.logic import TTA_CHOICES, CasePair, ConfigError
+from AutoSegSearchLib.plan_forecast import PlanForecast
 from AutoSegSearchLib.process import ProcessState
 from AutoSegSearchLib.progress import RunProgress
 
@@ -54,6 +55,9 @@ UI_WIDGETS = {
     "useProxyDataCheckBox": "QCheckBox",
     "deviceComboBox": "QComboBox",
     "storageLineEdit": "QLineEdit",
+    "planForecastButton": "QPushButton",
+    "planStatusLabel": "QLabel",
+    "planTable": "QTableWidget",
     "startButton": "QPushButton",
     "cancelButton": "QPushButton",
     "progressBar": "QProgressBar",
@@ -138,6 +142,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onProcessDone = None
         self._datasetDir = None
         self._searchDir = None
+        self._planForecast = None
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self):
@@ -158,6 +163,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proxyPreviewButton.connect("clicked(bool)", self.onProxyPreview)
         self.ui.proxyTable.connect("cellDoubleClicked(int,int)", lambda row, col: self.onProxyPreview())
         self.fillEngineChoices()
+        self._planForecast = PlanForecast(self.logic, on_result=self.showPlanForecast)
+        self.ui.planForecastButton.connect("clicked(bool)", self.onPlanForecast)
         self.ui.startButton.connect("clicked(bool)", self.onStartSearch)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
@@ -173,6 +180,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         if self._process is not None and self._process.running:
             self._process.cancel()
+        if self._planForecast is not None:
+            self._planForecast.close()
         if self._timer is not None:
             self._timer.stop()
 
@@ -200,9 +209,11 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onSettingsChanged)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onSettingsChanged)
 
     # ------------------------------------------------------------------------------------------------ Data
     def onAddCase(self):
@@ -280,14 +291,16 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return False
         return self.ui.spaceComboBox.count > 0 or self.fillEngineChoices(show=True)
 
+    def engineEnv(self):
+        return {"CUDA_VISIBLE_DEVICES": "-1"} if self._parameterNode.device == "cpu" else None
+
     def startEngine(self, args, workDir, onDone):
         self._progress = RunProgress()
         self.ui.trialTable.setRowCount(0)
         self.ui.progressBar.setValue(0)
-        env = {"CUDA_VISIBLE_DEVICES": "-1"} if self._parameterNode.device == "cpu" else None
         self._onProcessDone = onDone
         self._process = self.logic.start_engine(args, workDir, on_event=self.onEngineEvent, on_log=self._log,
-                                                on_finished=self.onEngineFinished, env=env)
+                                                on_finished=self.onEngineFinished, env=self.engineEnv())
         self._log("$ " + " ".join(self._process.command))
         self._timer.start()
         self.updateGuiState()
@@ -295,6 +308,9 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPoll(self):
         if self._process is not None:
             self._process.poll()
+        self._planForecast.poll()
+        if not (self._process is not None and self._process.running) and not self._planForecast.active:
+            self._timer.stop()
 
     def onEngineEvent(self, event):
         trial = self._progress.update(event)
@@ -308,7 +324,6 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = self._progress.status
 
     def onEngineFinished(self, process):
-        self._timer.stop()
         self.updateGuiState()
         if process.state == ProcessState.SUCCEEDED and self._onProcessDone:
             with slicer.util.tryWithErrorDisplay("Could not load the engine's results.", waitCursor=True):
@@ -365,6 +380,53 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.resetSliceViews()
 
     # ------------------------------------------------------------------------------------------------ Search
+    def searchSettings(self) -> dict:
+        """The Search panel as ``search_args`` keywords: Start and Plan & forecast run the same settings."""
+        p = self._parameterNode
+        proxy_data = None
+        if p.useProxyData:
+            proxy_data = self.logic.proxy_data_spec(p.proxyMethod, p.proxyRoi,
+                                                    self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit))
+        return dict(space=p.space, strategy=p.strategy, trials=p.trials, proxy_data=proxy_data,
+                    proxy_net=p.proxyNetwork, time_minutes=p.timeLimitMinutes or None,
+                    final_time_minutes=p.finalTimeMinutes or None, device=p.device)
+
+    def planKey(self):
+        """What a plan and forecast depend on, as the panel holds it (compared to mark a shown answer stale)."""
+        p = self._parameterNode
+        source = str(p.datasetFolder) if self.ui.folderSourceRadioButton.checked else tuple(map(id, self._cases))
+        return (source, p.space, p.strategy, p.proxyNetwork, p.trials, p.timeLimitMinutes, p.finalTimeMinutes,
+                p.useProxyData, p.proxyMethod, p.proxyRoi, p.proxyBudget, p.proxyBudgetUnit, p.device)
+
+    def onPlanForecast(self):
+        if not self.ensureEngine():
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot plan and forecast.", waitCursor=True):
+            self._datasetDir = self.datasetForEngine()
+            self._planForecast.request(self._datasetDir, self._parameterNode.outputFolder, key=self.planKey(),
+                                       env=self.engineEnv(), **self.searchSettings())
+            self.ui.planTable.setRowCount(0)
+            self.ui.planStatusLabel.text = "planning and forecasting in the background (a few timed training steps)…"
+            self._timer.start()
+
+    def showPlanForecast(self, result):
+        """The child's plan and forecast in the read-only table, before Start; each row's why as its tooltip."""
+        rows = result.rows()
+        self.ui.planTable.setRowCount(len(rows))
+        for r, (name, value, why) in enumerate(rows):
+            for c, text in enumerate((name, value)):
+                item = qt.QTableWidgetItem(text)
+                item.setToolTip(why)
+                self.ui.planTable.setItem(r, c, item)
+        self.ui.planStatusLabel.text = result.summary()
+        self.onSettingsChanged()
+
+    def onSettingsChanged(self, *unused):
+        if self._planForecast is not None and self._planForecast.shown is not None and self._parameterNode:
+            stale = self._planForecast.stale(self.planKey())
+            self.ui.planStatusLabel.text = ("settings changed since: press Plan & forecast again" if stale
+                                            else self._planForecast.shown.summary())
+
     def onStartSearch(self):
         if not self.ensureEngine():
             return
@@ -372,15 +434,9 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Cannot start the search.", waitCursor=True):
             self._datasetDir = self._datasetDir or self.datasetForEngine()
             self._searchDir = pathlib.Path(p.outputFolder) / time.strftime("search-%Y%m%d-%H%M%S")
-            proxy_data = None
-            if p.useProxyData:
-                proxy_data = self.logic.proxy_data_spec(p.proxyMethod, p.proxyRoi,
-                                                        self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit))
-            args = self.logic.search_args(
-                self._datasetDir, self._searchDir, space=p.space, strategy=p.strategy, trials=p.trials,
-                proxy_data=proxy_data, proxy_net=p.proxyNetwork, storage=p.storage or None,
-                time_minutes=p.timeLimitMinutes or None, final_time_minutes=p.finalTimeMinutes or None,
-                device=p.device)
+            args = self.logic.search_args(self._datasetDir, self._searchDir, storage=p.storage or None,
+                                          **self.searchSettings())
+            self._planForecast.cancel()          # the search forecasts again before its first trial
             self.startEngine(args, self._searchDir, onDone=self.showSearchResult)
 
     def showSearchResult(self):
@@ -432,6 +488,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proxySelectButton.enabled = haveData and not running
         self.ui.proxyPreviewButton.enabled = self._datasetDir is not None
         self.ui.startButton.enabled = haveData and not running
+        self.ui.planForecastButton.enabled = haveData and not running
         self.ui.cancelButton.enabled = running and not self._process.cancelling
         haveModel = self._searchDir is not None and (self._searchDir / "best").exists()
         self.ui.applyButton.enabled = haveModel and not running

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import logging
 import re
 import time
@@ -22,6 +21,8 @@ from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
 from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError
+from AutoSegWeb.actions import user_action
+from AutoSegWeb.forecast import PlanForecastPanel
 from AutoSegWeb.paths import ConfinedRoot
 from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
 from AutoSegWeb.ui import build_ui
@@ -31,22 +32,7 @@ POLL_SECONDS = 0.4
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
-def user_action(method):
-    """Page actions: a user mistake becomes the visible error banner (message + hint), never a traceback."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        self.state.error = ""
-        try:
-            return method(self, *args, **kwargs)
-        except AutoSegError as exc:
-            self.state.error = f"{exc.message}" + (f" — {exc.hint}" if exc.hint else "")
-        return None
-
-    return wrapper
-
-
-class AutoSegWebApp(TrameApp):
+class AutoSegWebApp(PlanForecastPanel, TrameApp):
     """One page = one Slicer scene. Keep a reference to this object while the server runs (trame-slicer pitfall:
     a freed SlicerApp leaves the views without colour tables)."""
 
@@ -73,6 +59,7 @@ class AutoSegWebApp(TrameApp):
         self._shown_nodes: list = []
         self.engines_started = 0
         self._init_state()
+        self._init_plan_forecast()
         self.ui = build_ui(self.server, self.layout_manager, self)
         self.ctrl.on_server_ready.add(self._start_polling)
 
@@ -97,6 +84,7 @@ class AutoSegWebApp(TrameApp):
         s.strategy = "random"
         s.proxy_net = "levels=3"
         s.trials, s.epochs, s.steps_per_epoch, s.final_epochs = 2, 1, 2, 1
+        s.search_minutes = ""                    # empty: the search runs --trials
         s.final_minutes = ""                     # empty: the final training runs --final-epochs
         s.search_on_proxy = False
         s.run_name = ""
@@ -233,23 +221,28 @@ class AutoSegWebApp(TrameApp):
                                for i in range(seg.GetNumberOfSegments())]
 
     # ------------------------------------------------------------------------------------------------ Search / Run
-    @user_action
-    def start_search(self) -> None:
-        dataset = self._require_dataset()
-        self._require_idle()
-        out = self._run_dir("search")
+    def _search_settings(self) -> dict:
+        """The Search panel as ``search_args`` keywords, checked: Start and Plan & forecast run the same ones."""
         s = self.state
         proxy_data = None
         if s.search_on_proxy:
             budget = self.logic.budget_value(float(s.proxy_budget), str(s.proxy_unit))
             proxy_data = self.logic.proxy_data_spec(s.proxy_method, bool(s.proxy_roi), budget)
-        args = self.logic.search_args(dataset, out, space=s.space, strategy=s.strategy,
-                                      trials=_positive_int(s.trials, "trials"), proxy_data=proxy_data,
-                                      proxy_net=s.proxy_net, epochs=_positive_int(s.epochs, "epochs"),
-                                      steps_per_epoch=_positive_int(s.steps_per_epoch, "steps per epoch"),
-                                      final_epochs=_positive_int(s.final_epochs, "final epochs"),
-                                      final_time_minutes=_optional_minutes(s.final_minutes, "final training"),
-                                      seed=0)
+        return dict(space=s.space, strategy=s.strategy, trials=_positive_int(s.trials, "trials"),
+                    time_minutes=_optional_minutes(s.search_minutes, "search"), proxy_data=proxy_data,
+                    proxy_net=s.proxy_net, epochs=_positive_int(s.epochs, "epochs"),
+                    steps_per_epoch=_positive_int(s.steps_per_epoch, "steps per epoch"),
+                    final_epochs=_positive_int(s.final_epochs, "final epochs"),
+                    final_time_minutes=_optional_minutes(s.final_minutes, "final training"), seed=0)
+
+    @user_action
+    def start_search(self) -> None:
+        dataset = self._require_dataset()
+        self._require_idle()
+        out = self._run_dir("search")
+        args = self.logic.search_args(dataset, out, **self._search_settings())
+        self._stop_plan_forecast()                 # the search forecasts again before its first trial
+        s = self.state
         s.trial_rows, s.best_value, s.best_params, s.best_dice, s.report_url = [], None, [], [], ""
         s.panels = ["run"]
         self._start("search", args, out, lambda: self._search_finished(out))
@@ -372,14 +365,18 @@ class AutoSegWebApp(TrameApp):
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            if self.proc is not None and self.proc.running:
+            engine = self.proc is not None and self.proc.running
+            if engine or self.plan.active:
                 with self.state:
-                    self.proc.poll()
+                    if engine:
+                        self.proc.poll()
+                    self.plan.poll()
 
     def shutdown(self) -> None:
-        """Stop a running engine (the server is going away)."""
+        """Stop a running engine and a plan & forecast (the server is going away)."""
         if self.proc is not None and self.proc.running:
             self.proc.cancel()
+        self.plan.close()
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

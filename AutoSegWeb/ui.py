@@ -135,6 +135,10 @@ def _search_panel(app):
                     v.VTextField(label="Trials", v_model=("trials",), type="number", density="compact",
                                  hide_details=True, id="trials")
                 with v.VCol(cols=6):
+                    v.VTextField(label="Search minutes", placeholder="empty: by trials", persistent_placeholder=True,
+                                 v_model=("search_minutes",), density="compact", hide_details=True,
+                                 id="search-minutes")
+                with v.VCol(cols=6):
                     v.VTextField(label="Final training minutes (empty: by epochs)", v_model=("final_minutes",),
                                  density="compact", hide_details=True, id="final-minutes")
                 with v.VCol(cols=4):
@@ -150,6 +154,28 @@ def _search_panel(app):
                       hide_details=True, color="primary")
             v.VTextField(label="Run name (folder inside the work folder)", v_model=("run_name",),
                          density="compact", hide_details=True, id="run-name")
+            _plan_forecast(app)
+
+
+def _plan_forecast(app):
+    """Before Start: the plan and the forecast for these settings, read-only; each row's why as its tooltip."""
+    with html.Div(id="plan-forecast", classes="mt-2"):
+        v.VBtn("Plan & forecast", click=app.plan_forecast, size="small", block=True, variant="tonal",
+               color="primary", id="plan-forecast-button", disabled=("busy || !dataset",),
+               prepend_icon="mdi-timer-sand")
+        v.VProgressLinear(v_if=("plan_busy",), indeterminate=True, color="primary", classes="mt-1")
+        html.Div("{{ plan_status }}", v_if=("plan_status",), classes="text-caption mt-1", id="plan-status")
+        html.Div("settings changed since: press Plan & forecast again", v_if=("plan_stale",),
+                 classes="text-caption text-warning", id="plan-stale")
+        v.VAlert(v_if=("plan_error",), text=("plan_error",), type="warning", density="compact", variant="tonal",
+                 classes="mt-1", id="plan-error")
+        with v.VTable(v_if=("plan_rows.length",), density="compact", classes="asg-table mt-1", id="plan-table",
+                      style=("plan_stale ? 'opacity: 0.5' : ''",)):
+            with html.Tbody():
+                with html.Tr(v_for="row in plan_rows", key="row.name", classes="plan-row",
+                             raw_attrs=[':title="row.why"']):
+                    html.Td("{{ row.name }}", classes="text-medium-emphasis", style="white-space: nowrap;")
+                    html.Td("{{ row.value }}")
 
 
 def _run_panel(app):

@@ -57,17 +57,19 @@ def _read_workers(cases: list) -> int:
     return max(1, min(n or (os.cpu_count() or 1), READ_WORKERS, len(cases)))
 
 
-def _case_part(case) -> tuple[tuple, list[int], tuple, np.ndarray, np.ndarray | None]:
+def _case_part(case) -> tuple[tuple, list[int], tuple, np.ndarray, np.ndarray | None, list[int] | None]:
     """What the fingerprint needs of one case, read in a worker thread: spacing, shape, nonzero box, every
-    channel's foreground voxels ``(C, n)`` in voxel order, and the label counts (None without a label).  No
-    randomness here, so the cases may be read in any order and the sampling stays the same."""
+    channel's foreground voxels ``(C, n)`` in voxel order, the label counts (None without a label) and the
+    extent of the labelled box (None without foreground).  No randomness here, so the cases may be read in any
+    order and the sampling stays the same."""
     arr = read_case(case)
     box = nonzero_box(arr.image)
     has_fg = arr.label is not None and (arr.label > 0).any()
     fg = arr.label > 0 if has_fg else np.any(arr.image != 0, axis=0)
     values = arr.image.reshape(arr.image.shape[0], -1)[:, np.flatnonzero(fg)]
     counts = np.bincount(arr.label.ravel().astype(np.int64)) if arr.label is not None else None
-    return arr.spacing, list(arr.image.shape[1:]), box, values, counts
+    label_box = [e - s for s, e in nonzero_box(fg[None])] if has_fg else None
+    return arr.spacing, list(arr.image.shape[1:]), box, values, counts, label_box
 
 
 def _case_parts(cases: list, workers: int):
@@ -94,7 +96,8 @@ def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAM
 
     ``ds``: a ``Dataset`` or a dataset folder (validated first).  Returns what nnU-Net records: ``spacing`` /
     ``shape`` / ``cropped_shape`` (median, min, max), ``anisotropic``, ``intensity`` per channel (foreground
-    percentiles, mean, std), ``label_stats`` per label (cases present, volume in mm³), ``num_cases``,
+    percentiles, mean, std), ``label_stats`` per label (cases present, volume in mm³), per case the extent of its
+    labelled box (``label_box``: how big a patch must be to hold the structures), ``num_cases``,
     ``modality``, ``channel_names``, ``dataset``.
 
     Each case is read once, by ``workers`` threads (default ``_read_workers``: NIfTI decompression releases the
@@ -110,7 +113,7 @@ def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAM
     cases, samples = [], [[] for _ in range(ds.num_channels)]
     label_cases: dict[int, list[tuple[int, float]]] = {v: [] for v in ds.foreground_labels}
     workers = _read_workers(ds.cases) if workers is None else max(1, int(workers))
-    for case, (spacing, shape, box, values, counts) in zip(ds.cases, _case_parts(list(ds.cases), workers)):
+    for case, (spacing, shape, box, values, counts, label_box) in zip(ds.cases, _case_parts(list(ds.cases), workers)):
         voxel_mm3 = float(np.prod(spacing))
         if values.shape[1] > samples_per_case:
             # the same draw as rng.choice(foreground_indices, ...): choice picks positions, then takes them
@@ -121,6 +124,8 @@ def compute_fingerprint(ds: Dataset | str | Path, *, samples_per_case: int = SAM
             per_channel.append(_intensity_stats(values[c]))
         entry = {"name": case.name, "shape": shape, "spacing": list(spacing),
                  "cropped_shape": [e - s for s, e in box], "intensity": per_channel}
+        if label_box is not None:
+            entry["label_box"] = label_box
         if counts is not None:
             entry["label_voxels"] = {str(v): int(counts[v]) for v in range(1, counts.size) if counts[v]}
             entry["label_mm3"] = {k: n * voxel_mm3 for k, n in entry["label_voxels"].items()}

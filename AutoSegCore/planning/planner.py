@@ -26,6 +26,9 @@ DEFAULT_BUDGET = {"cpu": 20 * 60.0, "cuda": 60 * 60.0}   # seconds of training w
 # (baselines.md) trains ≈ 3600 steps there, and a Prostate patch that bought 5× the steps of the whole-case canvas
 # held out 0.74 instead of 0.59 (issue "plans from the data"): under a CPU budget the step count decides first
 STEPS_WANTED = 4000
+# … but a patch that holds the labelled structures whole (rules.structure_extent) is kept while it still buys this
+# share of those steps: one that cuts every structure in two measured worse on Prostate than a third fewer steps
+HOLD_STEPS_SHARE = 1 / 3
 STEP_SECONDS = (0.15, 3.0)        # … within these bounds (below: overheads dominate; above: too few steps)
 EPOCHS_WANTED = 40                # an epoch ≈ budget / 40: enough validations to follow, few enough to be cheap
 STEPS_PER_EPOCH = (10, 250)       # 250 is nnU-Net's
@@ -48,7 +51,7 @@ RECIPE = {
                  "augmentation": {"flip_axes": "auto", "rotate_prob": 0.0, "scale_prob": 0.0, "gamma_prob": 0.0,
                                   "intensity_scale": 0.1, "intensity_shift_prob": 1.0, "intensity_shift": 0.1,
                                   "translate": 4}},
-    "inference": {"tta": False, "overlap": 0.5},
+    "inference": {"tta": False, "overlap": 0.5, "largest_component": "auto"},
 }
 
 
@@ -72,7 +75,7 @@ def _gpu_memory_bytes(device: str, gpu_memory_gb: float | None) -> tuple[float, 
         from AutoSegCore.utils.device import pick_device
 
         dev = pick_device(device if device.startswith("cuda") else "cuda")
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        index = dev.index
         total = torch.cuda.get_device_properties(index).total_memory
         return total * GPU_MEMORY_SHARE, f"{GPU_MEMORY_SHARE:.0%} of {torch.cuda.get_device_name(index)}'s " \
                                          f"{total / 2 ** 30:.0f} GB"
@@ -95,8 +98,9 @@ def _network(spacing, patch, two_d: int | None, channels: int, max_channels: int
     return net, padded, divisor
 
 
-def _candidates(spacing, median_shape, two_d, channels, max_channels, in_ch, out_ch):
-    """Patches from nnU-Net's start down to ``MIN_PATCH_VOXELS``, each with its own net and forward FLOPs."""
+def _candidates(spacing, median_shape, two_d, channels, max_channels, in_ch, out_ch, extent=None):
+    """Patches from nnU-Net's start down to ``MIN_PATCH_VOXELS``, each with its own net and forward FLOPs; those
+    that hold the structures (``extent``) first, each marked ``holds``."""
     from AutoSegCore.networks.measure import flops_per_voxel
 
     patch = rules.initial_patch(spacing, median_shape)
@@ -106,11 +110,11 @@ def _candidates(spacing, median_shape, two_d, channels, max_channels, in_ch, out
         net, padded, divisor = _network(spacing, patch, two_d, channels, max_channels)
         if tuple(padded) not in seen:
             seen.add(tuple(padded))
-            out.append({"patch": padded, "network": net,
+            out.append({"patch": padded, "network": net, "holds": rules.holds(padded, extent),
                         "flops": flops_per_voxel(net, in_ch, out_ch, tuple(padded))})
         if math.prod(padded) <= MIN_PATCH_VOXELS:
             break
-        patch = rules.reduce_patch(padded, median_shape, divisor)
+        patch = rules.reduce_patch(padded, median_shape, divisor, extent)
     return out
 
 
@@ -132,7 +136,9 @@ def _fit_gpu(cands, in_ch, out_ch, memory: float):
 def _fit_cpu(cands, base_cfg: dict, in_ch, out_ch, target: float, device: str, probes: list):
     """The largest candidate whose measured step (batch ``MIN_BATCH``) is within the target.  The step time is
     close to proportional to a step's FLOPs, so each probe's rate predicts the others; the predicted pick is then
-    measured itself (at most ``MAX_PROBES`` probes), and the largest candidate measured within the target wins."""
+    measured itself (at most ``MAX_PROBES`` probes), and the largest candidate measured within the target wins.
+    When that one cuts the structures, the smallest candidate that holds them wins instead if its measured step
+    is within the target / ``HOLD_STEPS_SHARE`` (one more probe)."""
     measured: dict[int, float] = {}
 
     def work(i: int) -> float:
@@ -158,6 +164,12 @@ def _fit_cpu(cands, base_cfg: dict, in_ch, out_ch, target: float, device: str, p
         i = predicted
     within = [j for j, sec in measured.items() if sec <= target]
     pick = min(within) if within else max(measured)
+    holding = [j for j in range(len(cands)) if cands[j]["holds"]]
+    if holding and not cands[pick]["holds"] and holding[-1] < pick:
+        j = holding[-1]
+        rate = work(pick) / measured[pick]
+        if work(j) / rate <= target / HOLD_STEPS_SHARE and (measured.get(j) or measure(j)) <= target / HOLD_STEPS_SHARE:
+            pick = j
     return cands[pick], measured[pick]
 
 
@@ -194,8 +206,15 @@ def plan_dataset(data=None, *, device: str = "auto", budget: float | str | None 
     median_shape = [int(v) for v in np.median(shapes, axis=0)]
     choices["median_shape"] = {"value": median_shape, "why": "median nonzero box of the cases at the target spacing"}
     two_d = rules.two_d_axis(median_shape)
+    # on a GPU the patch is nnU-Net's (bench/plans.py: the same on every shared dataset); on a CPU budget the
+    # patch shrinks far below the case, and there it first keeps the labelled structures whole
+    extent = rules.structure_extent(fp, spacing, median_shape) if kind == "cpu" else None
+    if extent is not None:
+        choices["structure_extent"] = {"value": extent, "why": (
+            f"{rules.STRUCTURE_PERCENTILE}th percentile of the labelled boxes at the target spacing: a patch this "
+            f"big holds a whole structure, so patches shrink along the other axes first")}
     channels = CHANNELS[kind]
-    cands = _candidates(spacing, median_shape, two_d, channels, MAX_CHANNELS[kind], in_ch, out_ch)
+    cands = _candidates(spacing, median_shape, two_d, channels, MAX_CHANNELS[kind], in_ch, out_ch, extent)
     base = deep_merge(DEFAULT_CONFIG, RECIPE)
     probes: list[dict] = []
     cost_info: dict = {"device": kind, "budget_seconds": seconds}
@@ -212,6 +231,10 @@ def plan_dataset(data=None, *, device: str = "auto", budget: float | str | None 
         batch_fit = max(rules.MIN_BATCH, int(rules.MIN_BATCH * target / max(step_s, 1e-6)))
         size_why = (f"the largest nnU-Net-shaped patch whose training step (batch {rules.MIN_BATCH}) is measured "
                     f"within {target:.2f} s on this CPU (budget {format_duration(seconds)} / {STEPS_WANTED} steps)")
+        if step_s > target and cand["holds"] and extent is not None:
+            size_why = (f"the smallest patch that holds the structures ({'×'.join(map(str, extent))}); its step, "
+                        f"{step_s:.2f} s, buys ≥ {HOLD_STEPS_SHARE:.0%} of the {STEPS_WANTED} steps a "
+                        f"{target:.2f} s step would in {format_duration(seconds)}")
         cost_info.update(step_target_seconds=target, probes=probes)
     patch, net = cand["patch"], cand["network"]
     cap = rules.batch_cap(fp, spacing, patch)

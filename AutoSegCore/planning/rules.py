@@ -22,6 +22,7 @@ DATASET_SHARE = 0.05              # nnU-Net: one batch covers at most 5 % of the
 MIN_BATCH = 2
 MASK_NORM_BELOW = 0.75            # nnU-Net: z-score inside the nonzero mask when cropping keeps < 3/4 of a case
 SMALL_STRUCTURE_SHARE = 0.002     # a label whose median volume is < 0.2 % of its case's volume is "small"
+STRUCTURE_PERCENTILE = 90         # a patch "holds the structures" when it spans this percentile of their boxes
 
 
 def case_shapes_at(fp: dict, spacing) -> np.ndarray:
@@ -105,16 +106,41 @@ def initial_patch(spacing, median_shape) -> list[int]:
     return [int(max(1, round(min(p, m)))) for p, m in zip(patch, median_shape)]
 
 
-def reduce_patch(patch, median_shape, divisor) -> list[int] | None:
+def structure_extent(fp: dict, spacing, median_shape) -> list[int] | None:
+    """Per axis, the voxels (at ``spacing``) a patch needs to hold a whole labelled structure: the
+    ``STRUCTURE_PERCENTILE``-th percentile of the cases' labelled boxes, at most the median case.  None when the
+    fingerprint has no labelled box (no labels, or one made before this field existed).
+
+    nnU-Net shrinks its patch without looking at the labels; a patch that cuts every structure in two (a gland
+    spanning 14–22 slices under a 12-slice patch) never shows the net one whole, and on a short budget we measured
+    that to cost more than the extra steps a smaller patch buys (docs/planning.md)."""
+    boxes = [(c["label_box"], c["spacing"]) for c in fp["cases"] if c.get("label_box")]
+    if not boxes:
+        return None
+    mm = np.array([np.asarray(b, dtype=np.float64) * np.asarray(s, dtype=np.float64) for b, s in boxes])
+    voxels = np.percentile(mm, STRUCTURE_PERCENTILE, axis=0) / np.asarray(spacing, dtype=np.float64)
+    return [int(min(math.ceil(v), m)) for v, m in zip(voxels, median_shape)]
+
+
+def holds(patch, extent) -> bool:
+    """Whether ``patch`` spans ``extent`` (see structure_extent) on every axis; True without an extent."""
+    return extent is None or all(p >= e for p, e in zip(patch, extent))
+
+
+def reduce_patch(patch, median_shape, divisor, floor=None) -> list[int] | None:
     """One step down (nnU-Net): the axis largest relative to the median shape loses one divisor; None when no
-    axis can shrink further."""
+    axis can shrink further.  With a ``floor`` (structure_extent) the axes above it shrink first, so the largest
+    patches that still hold the structures come before any that cuts them."""
     patch = list(patch)
     order = np.argsort([p / m for p, m in zip(patch, median_shape)])[::-1]
-    for axis in order:
-        if patch[axis] - divisor[axis] >= max(divisor[axis], MIN_FEATURE_MAP):
-            patch[axis] -= divisor[axis]
-            return patch
-    return None
+    can = [a for a in order if patch[a] - divisor[a] >= max(divisor[a], MIN_FEATURE_MAP)]
+    if floor is not None:
+        keep = [a for a in can if patch[a] - divisor[a] >= floor[a]]
+        can = keep or can
+    if not can:
+        return None
+    patch[can[0]] -= divisor[can[0]]
+    return patch
 
 
 def two_d_axis(median_shape) -> int | None:

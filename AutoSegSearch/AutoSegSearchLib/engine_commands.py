@@ -147,6 +147,12 @@ class EngineCommands:
             args.append("--no-final")
         return args + list(extra)
 
+    def forecast_args(self, data_dir: str | Path, out_dir: str | Path, **search) -> list[str]:
+        """Arguments of ``autoseg search --forecast-only`` for the same panel values as :meth:`search_args` (and
+        its checks): the search's own set-up, plan and cost forecast, no trial.  Never a ``storage``: the
+        forecast's study is a scratch one in ``out_dir``, not a trial-less study in the user's database."""
+        return self.search_args(data_dir, out_dir, **{**search, "storage": None}, extra=["--forecast-only"])
+
     @staticmethod
     def best_of(summary: dict) -> tuple[float | None, dict]:
         """(best objective value, its parameters) from ``summary.json`` or the search's ``done`` event."""

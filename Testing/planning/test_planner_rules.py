@@ -158,3 +158,40 @@ def test_the_shipped_recipe_file_is_the_planners_recipe():
     from shared_data import REPO
 
     assert yaml.safe_load((REPO / "Resources" / "Configs" / "recipe.yaml").read_text()) == RECIPE
+
+
+def test_a_cpu_patch_shrinks_around_the_labelled_structure_first():
+    """A gland spanning most of 24 slices in 160×160 slices: the reduction keeps the slices (the structure's axis)
+    and shrinks in-plane first; without label boxes (an old fingerprint) nnU-Net's order shrinks every axis."""
+    shapes = [(160, 160, 24)] * 10
+    fp = synthetic_fp(shapes, [(1.0, 1.0, 1.0)] * 10)
+    for i, c in enumerate(fp["cases"]):
+        c["label_box"] = [40 + 5 * i, 35 + 4 * i, 14 + i]
+    median = [160, 160, 24]
+    extent = rules.structure_extent(fp, [1.0, 1.0, 1.0], median)
+    assert extent == [int(math.ceil(np.percentile([40 + 5 * i for i in range(10)], 90))),
+                      int(math.ceil(np.percentile([35 + 4 * i for i in range(10)], 90))),
+                      int(math.ceil(np.percentile([14 + i for i in range(10)], 90)))]
+    patch, divisor = [160, 160, 24], [16, 16, 4]
+    with_floor, without = list(patch), list(patch)
+    for _ in range(8):
+        with_floor = rules.reduce_patch(with_floor, median, divisor, extent)
+        without = rules.reduce_patch(without, median, divisor)
+    assert with_floor[2] == 24 and rules.holds(with_floor, extent)       # the slices kept, in-plane shrunk
+    assert without[2] < 24                                                # nnU-Net's order cuts the slices too
+    # once every axis is at its floor the floor gives way (a patch can always shrink to fit)
+    at_floor = [max(e, d) for e, d in zip(extent, divisor)]
+    assert rules.reduce_patch(at_floor, median, divisor, extent) is not None
+    # the extent is in target voxels: a case at twice the spacing spans twice the voxels
+    fp2 = synthetic_fp([(80, 80, 24)], [(2.0, 2.0, 1.0)])
+    fp2["cases"][0]["label_box"] = [20, 20, 10]
+    assert rules.structure_extent(fp2, [1.0, 1.0, 1.0], [160, 160, 24]) == [40, 40, 10]
+    assert rules.structure_extent(synthetic_fp(shapes, [(1.0, 1.0, 1.0)] * 10), [1.0] * 3, median) is None
+
+
+def test_fingerprint_records_each_cases_labelled_box(shared_fingerprints):
+    fp = shared_fingerprints["Task04_Hippocampus"]
+    for c in fp["cases"]:
+        assert all(1 <= b <= s for b, s in zip(c["label_box"], c["shape"]))
+    # the GPU plan ignores it (nnU-Net's patch, bench/plans.py); the extent is offered to the CPU plan only
+    assert "structure_extent" not in gpu_plan(fp)["choices"]

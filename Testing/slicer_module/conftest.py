@@ -1,14 +1,17 @@
 """Fixtures for the Slicer module tests: a fresh headless MRML "application" per test (real slicer-core)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "AutoSegSearch"
+STUBS = Path(__file__).parent / "slicer_stubs"
 
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
 os.environ.setdefault("AUTOSEG_THREADS", "1")
@@ -72,3 +75,30 @@ def logic(app):
 
     scene, app_logic = app
     return PanelLogic(scene, app_logic=app_logic)
+
+
+def _load_stub(name: str, file: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, STUBS / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def module_with_stubs(monkeypatch, app):
+    """The module file imported with the stand-in qt/ctk/scripted-module modules of slicer_stubs/ (the Widget's
+    Qt exists only in the desktop Slicer); its Logic runs on the real MRML of ``app``."""
+    import slicer
+
+    for name, file in (("qt", "qt.py"), ("ctk", "ctk.py"),
+                       ("slicer.ScriptedLoadableModule", "ScriptedLoadableModule.py"),
+                       ("slicer.parameterNodeWrapper", "parameterNodeWrapper.py")):
+        module = _load_stub(name, file)
+        monkeypatch.setitem(sys.modules, name, module)
+        if name.startswith("slicer."):
+            monkeypatch.setattr(slicer, name.split(".", 1)[1], module, raising=False)
+    spec = importlib.util.spec_from_file_location("AutoSegSearch", MODULE_DIR / "AutoSegSearch.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "AutoSegSearch", module)
+    spec.loader.exec_module(module)
+    return module

@@ -33,6 +33,20 @@ def test_search_budgets_reach_the_engine_as_seconds(tmp_path):
     assert "--final-time" not in commands.search_args(tmp_path, tmp_path / "o", final=False, final_time_minutes=5)
 
 
+def test_plan_and_forecast_is_the_same_search_stopped_before_its_first_trial(tmp_path):
+    """Plan & forecast runs the panel's own search settings with --forecast-only, never in the user's storage."""
+    panel = dict(space="proxy-hpo", strategy="random", trials=3, time_minutes=30, proxy_net="levels=3",
+                 final_time_minutes=5, device="cpu", storage="postgresql://user@db/studies")
+    parsed = build_parser().parse_args(commands.forecast_args(tmp_path / "data", tmp_path / "pf", **panel))
+    search = build_parser().parse_args(commands.search_args(tmp_path / "data", tmp_path / "pf", **panel))
+    assert parsed.forecast_only and not search.forecast_only
+    assert parsed.storage is None and search.storage == "postgresql://user@db/studies"
+    same = ("data", "space", "strategy", "time", "trials", "proxy_net", "final_time", "device", "out")
+    assert [getattr(parsed, k) for k in same] == [getattr(search, k) for k in same]
+    with pytest.raises(ConfigError, match="trials"):
+        commands.forecast_args(tmp_path, tmp_path / "pf", trials=0)
+
+
 @pytest.mark.parametrize("kwargs, match", [({"final_time_minutes": 0}, "final training time"),
                                            ({"final_time_minutes": -3}, "final training time"),
                                            ({"trials": 0}, "trials"), ({"time_minutes": -1}, "time limit")])

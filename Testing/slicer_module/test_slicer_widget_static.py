@@ -5,13 +5,10 @@ runs in the desktop Slicer (AutoSegSearchTest)."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
-import sys
 import types
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import slicer
@@ -20,7 +17,6 @@ from slicer_testkit import MODULE_DIR, REPO
 
 MODULE_FILE = MODULE_DIR / "AutoSegSearch.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AutoSegSearch.ui"
-STUBS = Path(__file__).parent / "slicer_stubs"
 
 # signals the Widget may connect to, per widget class (Qt 5 / CTK / qMRML signatures)
 SIGNALS = {
@@ -127,29 +123,6 @@ def test_combo_box_items_are_values_the_logic_accepts():
     # Results → "Test-time flips": every item maps to predict_args(tta=None|True|False), the default included
     assert items["ttaComboBox"] == list(TTA_CHOICES) and list(TTA_CHOICES.values()) == [None, True, False]
     assert defaults["tta"] == items["ttaComboBox"][0] and defaults["device"] == items["deviceComboBox"][0]
-
-
-def _load_stub(name: str, file: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, STUBS / file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def module_with_stubs(monkeypatch, app):
-    for name, file in (("qt", "qt.py"), ("ctk", "ctk.py"),
-                       ("slicer.ScriptedLoadableModule", "ScriptedLoadableModule.py"),
-                       ("slicer.parameterNodeWrapper", "parameterNodeWrapper.py")):
-        module = _load_stub(name, file)
-        monkeypatch.setitem(sys.modules, name, module)
-        if name.startswith("slicer."):
-            monkeypatch.setattr(slicer, name.split(".", 1)[1], module, raising=False)
-    spec = importlib.util.spec_from_file_location("AutoSegSearch", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "AutoSegSearch", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_module_imports_with_stand_in_qt_and_its_logic_runs_on_real_mrml(module_with_stubs, tmp_path):

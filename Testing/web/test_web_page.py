@@ -5,7 +5,6 @@ the --data/--work folders is read. Screenshots go to docs/screenshots/web-*.png.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -15,24 +14,14 @@ import urllib.request
 import numpy as np
 import psutil
 import pytest
-from PIL import Image
 
-from webkit import MISSING, SCREENSHOTS
+from webkit import MISSING, fill, open_panel, server_log_problems, shot, wait_until
 
 pytestmark = [pytest.mark.web, pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(bool(MISSING), reason=MISSING or "ok")]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def shot(page, name: str | None = None) -> np.ndarray:
-    """Screenshot of the page as RGB array; saved to docs/screenshots/<name> when named."""
-    png = page.screenshot()
-    if name:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        (SCREENSHOTS / name).write_bytes(png)
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-
-
 def view_box(page, index: int = 0) -> dict:
     """Bounding box of the index-th view (0 = the large axial view of the 'Axial Primary' layout)."""
     return page.locator(".remote-controlled-area").nth(index).bounding_box()
@@ -47,36 +36,9 @@ def count_colour(rgb: np.ndarray, colour: tuple[int, int, int], tol: int = 10) -
     return int(np.all(np.abs(rgb.astype(int) - np.array(colour)) <= tol, axis=2).sum())
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def open_panel(page, name: str, inner: str) -> None:
-    if not page.locator(inner).is_visible():
-        page.click(f"#panel-{name}")
-        page.wait_for_selector(inner, state="visible")
-
-
-def fill(page, selector: str, text: str) -> None:
-    page.fill(selector, text)
-    page.locator(selector).blur()
-
-
 def error_text(page) -> str:
     page.wait_for_selector("#error", state="visible", timeout=30_000)
     return page.inner_text("#error")
-
-
-def server_log_problems(log_path) -> list[str]:
-    return [line for line in log_path.read_text(errors="replace").splitlines()
-            if "ERR|" in line or "Traceback" in line]
 
 
 # ------------------------------------------------------------------------------------------------ tests
