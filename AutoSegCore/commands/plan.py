@@ -57,7 +57,7 @@ def print_plan(plan: dict) -> None:
 
 def _show(value) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {_show(v)}" for k, v in value.items()) or "–"
     if isinstance(value, list) and value and isinstance(value[0], list):
         return " ".join("×".join(map(str, v)) for v in value)
     if isinstance(value, list):

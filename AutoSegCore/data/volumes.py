@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from AutoSegCore.data.dicom import dicom_header, dicom_series
 from AutoSegCore.data.readers import (IMAGE_ENDINGS, METAIMAGE_ENDINGS, NIFTI_ENDINGS, NRRD_ENDINGS,
-                                      SEGMENTATION_ENDING, SUPPORTED_TEXT, VolumeHeader, affine_to_itk, dicom_header,
-                                      dicom_series, file_ending, itk_affine, itk_file_header, itk_voxels, lps_ras,
-                                      nifti_header, segmentation_labels, short_error, strip_ending)
+                                      SEGMENTATION_ENDING, SUPPORTED_TEXT, VolumeHeader, affine_to_itk, file_ending,
+                                      itk_affine, itk_file_header, itk_voxels, lps_ras, nifti_header,
+                                      segmentation_labels, short_error, strip_ending)
 from AutoSegCore.errors import DatasetError
 
 if TYPE_CHECKING:

@@ -262,6 +262,8 @@ def plan_dataset(data=None, *, device: str = "auto", budget: float | str | None 
     same = all(np.allclose(c["spacing"], spacing, rtol=1e-4) for c in fp["cases"])
     fg, why = rules.foreground_oversample(fp, patch)
     choices["foreground_oversample"] = {"value": fg, "why": why}
+    size_aug, why = rules.size_augmentation(fp)
+    choices["augmentation"] = {"value": size_aug, "why": why}
     steps, val_every, why = _epochs(step_s, seconds, fp, shapes, patch, batch, val_fraction)
     choices["epochs"] = {"value": {"steps_per_epoch": steps, "val_every": val_every, "time_limit": seconds},
                          "why": why}
@@ -273,7 +275,7 @@ def plan_dataset(data=None, *, device: str = "auto", budget: float | str | None 
                      "time_limit": seconds, "epochs": EPOCH_CAP_WITH_TIME_LIMIT,
                      "warmup_steps": int(min(200, 0.05 * STEPS_WANTED)) if step_s is None
                      else int(min(200, 0.05 * seconds / step_s)),
-                     "augmentation": {"foreground_oversample": fg}},
+                     "augmentation": {"foreground_oversample": fg, **size_aug}},
     })
     validate_config(config, source="plan")
     return {"version": PLAN_VERSION, "dataset": fp["dataset"], "device": kind, "budget_seconds": seconds,

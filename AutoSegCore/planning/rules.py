@@ -23,6 +23,8 @@ MIN_BATCH = 2
 MASK_NORM_BELOW = 0.75            # nnU-Net: z-score inside the nonzero mask when cropping keeps < 3/4 of a case
 SMALL_STRUCTURE_SHARE = 0.002     # a label whose median volume is < 0.2 % of its case's volume is "small"
 STRUCTURE_PERCENTILE = 90         # a patch "holds the structures" when it spans this percentile of their boxes
+SIZE_SPREAD = 1.5                 # structures this much larger in the 90th- than the 10th-percentile case: scale aug
+MAX_SCALE_RANGE = 0.3             # nnU-Net's scaling is 0.7–1.4
 
 
 def case_shapes_at(fp: dict, spacing) -> np.ndarray:
@@ -200,3 +202,24 @@ def foreground_oversample(fp: dict, patch) -> tuple[float, str]:
         return 0.5, (f"1/2: the smallest label is {smallest / patch_voxels:.2%} of a patch "
                      f"(< {SMALL_STRUCTURE_SHARE:.1%}: small structures)")
     return round(1 / 3, 4), "1/3 (nnU-Net's share)"
+
+
+def size_augmentation(fp: dict) -> tuple[dict, str]:
+    """Scaling augmentation when the labelled structures' size varies across cases (the geometric mean of each
+    case's labelled box in mm, 90th over 10th percentile > ``SIZE_SPREAD``): several sites, unknown or wrong voxel
+    sizes in the headers, patients of all sizes — the net must see the sizes of cases it has not.  The range
+    covers the spread's square root (either way from the median), at most nnU-Net's ±0.3.  Otherwise the recipe's
+    (no scaling: on one-site data of one size it only slows a short budget)."""
+    sizes = [float(np.exp(np.mean(np.log(np.maximum(np.asarray(c["label_box"], dtype=np.float64)
+                                                     * np.asarray(c["spacing"], dtype=np.float64), 1e-6)))))
+             for c in fp["cases"] if c.get("label_box")]
+    if len(sizes) < 2:
+        return {}, "the recipe's (fewer than 2 labelled cases to compare sizes)"
+    spread = float(np.percentile(sizes, 90) / np.percentile(sizes, 10))
+    if spread <= SIZE_SPREAD:
+        return {}, (f"the recipe's: the structures' size varies {spread:.2f}× between cases "
+                    f"(≤ {SIZE_SPREAD}×: no scaling needed)")
+    scale = round(min(MAX_SCALE_RANGE, math.sqrt(spread) - 1), 2)
+    return ({"scale_prob": 0.3, "scale_range": scale},
+            f"scaling ±{scale:.0%} on 30 % of the batches: the structures' size varies {spread:.2f}× between cases "
+            f"(10th to 90th percentile, > {SIZE_SPREAD}×)")

@@ -37,6 +37,8 @@ def old_compute_fingerprint(ds, *, samples_per_case: int = SAMPLES_PER_CASE, see
             per_channel.append(_intensity_stats(vals))
         entry = {"name": case.name, "shape": list(arr.image.shape[1:]), "spacing": list(arr.spacing),
                  "cropped_shape": [e - s for s, e in box], "intensity": per_channel}
+        if arr.label is not None and (arr.label > 0).any():
+            entry["label_box"] = [e - s for s, e in nonzero_box((arr.label > 0)[None])]
         if arr.label is not None:
             counts = np.bincount(arr.label.ravel().astype(np.int64))
             entry["label_voxels"] = {str(v): int(counts[v]) for v in range(1, counts.size) if counts[v]}

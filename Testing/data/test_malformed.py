@@ -277,6 +277,23 @@ def nan_in_affine(root):
     return root, "geometry has NaN/Inf"
 
 
+def zero_voxel_size(root):
+    """A header whose voxel size is 0 along z and that has no qform/sform: nibabel reads it as 1 mm."""
+    make_msd_copy(root)
+    path = _first(root, "image")
+    img = nib.load(path)
+    hdr = img.header.copy()
+    hdr.set_qform(None, code=0)
+    hdr.set_sform(None, code=0)
+    hdr["pixdim"][1:4] = [1.0, 1.0, 0.0]
+    hdr["vox_offset"] = 352                                           # header, no extensions, then the voxels
+    body = bytearray(352)                                             # written by hand: nibabel would fix it
+    body[:348] = hdr.binaryblock
+    path.write_bytes(gzip.compress(bytes(body) + np.asarray(img.dataobj).astype(hdr.get_data_dtype())
+                                   .tobytes(order="F")))
+    return root, "is zero or not a number"
+
+
 def image_as_its_label(root):
     """The label points at the scan itself: integer-valued uint8 scans passed every label check."""
     make_msd_copy(root)
@@ -308,7 +325,8 @@ CORPUS = [missing_folder, empty_folder, missing_dataset_json, invalid_json, no_l
           affine_mismatch, label_not_integer, label_value_unknown, image_with_nan, image_with_inf, truncated_gzip,
           not_a_nifti, empty_file, image_2d, singleton_dim, wrong_channel_count, label_4d, nnunet_missing_channel,
           nnunet_label_missing, no_cases, every_label_background, no_background_anywhere, constant_image,
-          spacing_in_other_units, nan_in_affine, truncated_nrrd, seg_nrrd_unknown_segment, image_as_its_label]
+          spacing_in_other_units, nan_in_affine, zero_voxel_size, truncated_nrrd, seg_nrrd_unknown_segment,
+          image_as_its_label]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

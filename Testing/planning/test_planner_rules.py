@@ -195,3 +195,24 @@ def test_fingerprint_records_each_cases_labelled_box(shared_fingerprints):
         assert all(1 <= b <= s for b, s in zip(c["label_box"], c["shape"]))
     # the GPU plan ignores it (nnU-Net's patch, bench/plans.py); the extent is offered to the CPU plan only
     assert "structure_extent" not in gpu_plan(fp)["choices"]
+
+
+def test_scaling_augmentation_when_structure_sizes_vary_between_cases(shared_fingerprints):
+    """Sizes 1–2.4× apart between cases (several sites, wrong header spacings): scaling within nnU-Net's ±0.3;
+    one size: the recipe's (none)."""
+    fp = synthetic_fp([(100, 100, 40)] * 10, [(1.0, 1.0, 1.0)] * 10)
+    for i, c in enumerate(fp["cases"]):
+        c["label_box"] = [int(20 * (1 + 0.15 * i))] * 3
+    aug, why = rules.size_augmentation(fp)
+    assert aug == {"scale_prob": 0.3, "scale_range": 0.3} and "varies" in why
+    for c in fp["cases"]:
+        c["label_box"] = [20, 21, 19]
+    assert rules.size_augmentation(fp)[0] == {}
+    plan = gpu_plan(fp)
+    assert plan["choices"]["augmentation"]["value"] == {}
+    assert make_config(plan["config"])["training"]["augmentation"]["scale_prob"] == 0.0
+    # the shared data: Prostate_PROMISE12's glands span 2.1× between its cases (1 mm headers for 0.3–0.8 mm
+    # scans); Hippocampus' crops are one size (1.16×)
+    prostate = gpu_plan(shared_fingerprints["Prostate_PROMISE12"])
+    assert prostate["config"]["training"]["augmentation"]["scale_prob"] == 0.3
+    assert gpu_plan(shared_fingerprints["Task04_Hippocampus"])["choices"]["augmentation"]["value"] == {}
