@@ -29,7 +29,7 @@ demo: install
 	$(VENV)/bin/autoseg demo --out demo-output
 
 test: install system-deps
-	PYTHONUTF8=1 $(PY) -m pytest -n 2 --timeout 1200 Testing
+	PYTHONUTF8=1 $(PY) -m pytest -n 2 --timeout 1200 --durations=40 Testing
 
 test-fast: install
 	PYTHONUTF8=1 $(PY) -m pytest -n 2 -m "not slow" Testing

@@ -22,6 +22,7 @@ from AutoSegCore.data.volumes import (IMAGE_ENDINGS, IO_STATS, NIFTI_ENDINGS, Ca
                                       read_case, read_header, read_image, read_label_values,
                                       read_voxels, strip_ending)
 from AutoSegCore.errors import DatasetError
+from AutoSegCore.utils.confine import confined
 
 # the public names of the data layer, importable from here as before the reading and checking parts moved out
 __all__ = ["Case", "CaseArrays", "Dataset", "IO_STATS", "NIFTI_ENDINGS", "check_dataset", "dataset_warnings",
@@ -145,11 +146,12 @@ def _msd_cases(root: Path, entries: list, num_channels: int, dj: Path) -> list[C
         if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
             raise DatasetError(f"{dj}: training entry {i} has no 'image' path",
                                'each entry must look like {"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}')
-        image = (root / entry["image"]).resolve()
+        hint = "give paths relative to the dataset folder, e.g. ./imagesTr/x.nii.gz"
+        image = confined(root, entry["image"], f"{dj}: training entry {i}", DatasetError, hint)
         label_text = entry.get("label")
         if label_text is not None and not isinstance(label_text, str):
             raise DatasetError(f"{dj}: training entry {i} has a non-text 'label'", "give the label file's path as text")
-        label = (root / label_text).resolve() if label_text else None
+        label = confined(root, label_text, f"{dj}: training entry {i}", DatasetError, hint) if label_text else None
         name = strip_ending(image.name)
         images = [image]
         if not image.exists():

@@ -12,6 +12,7 @@ from AutoSegCore.errors import ConfigError
 from AutoSegCore.training.model_io import (INFO_FILE, MODEL_HINT, is_label_map, load_model, read_json_object,
                                            read_model_info)
 from AutoSegCore.training.postprocess import keep_largest_component
+from AutoSegCore.utils.confine import confined
 from AutoSegCore.utils.device import pick_device
 
 
@@ -93,7 +94,8 @@ def _model_members(model_dir: Path) -> tuple[list[Path], dict | None]:
         if not is_label_map(labels):
             raise ConfigError(f"{ens} is not an ensemble description ('labels' is not a mapping of label values "
                               "to names)", MODEL_HINT)
-        paths = [model_dir / m for m in members]
+        paths = [confined(model_dir, m, f"{ens}: member", ConfigError, "list member folders inside the ensemble "
+                          "folder, e.g. members/0") for m in members]
         for m in paths:
             read_model_info(m)
         return paths, top

@@ -318,11 +318,13 @@ class Trainer:
         dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
         return float(dice.mean()) if len(dice) else 0.0
 
-    def validate(self) -> dict:
+    def validate(self, last: bool = False) -> dict:
         if self._val_labels is None:
             self._val_labels = labels_on(self.device, self.val_cases)
-        return validate_cases(self.net, self.val_cases, self._val_labels, self.labels, self.patch,
-                              device=self.device, amp=self.amp, channels_last=self.channels_last)
+        auto = self.config.get("inference", {}).get("largest_component") == "auto"  # decided on the last maps
+        self.val_predictions = [] if last and auto and self.trial is None else None
+        return validate_cases(self.net, self.val_cases, self._val_labels, self.labels, self.patch, device=self.device,
+                              amp=self.amp, channels_last=self.channels_last, keep=self.val_predictions)
 
     def fit(self, resume: bool = True) -> TrainResult:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,7 +358,7 @@ class Trainer:
                     record["horizon"] = self.horizon
                 if self.val_cases and (self.epoch % self.training_config.get("val_every", 1) == 0 or finished):
                     t_val = time.perf_counter()
-                    last_val = self.validate()
+                    last_val = self.validate(last=finished)
                     record.update(last_val)
                     record["val_seconds"] = time.perf_counter() - t_val     # of "seconds": where an epoch goes
                     self.best = max(self.best, last_val["val_dice"])

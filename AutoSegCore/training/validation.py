@@ -32,10 +32,11 @@ def dice_from_confusion(counts: np.ndarray, labels: dict[int, str]) -> dict:
 
 @torch.no_grad()
 def validate_cases(net: torch.nn.Module, cases: list, device_labels: list[torch.Tensor], labels: dict[int, str],
-                   patch, *, device: torch.device, amp, channels_last: bool) -> dict:
+                   patch, *, device: torch.device, amp, channels_last: bool, keep: list | None = None) -> dict:
     """Sliding-window inference on the training canvas (padding validation volumes differently from training
     shifts InstanceNorm statistics — baselines.md) of each case, scored against ``device_labels``; ``net`` in eval
-    mode meanwhile, back in training mode after."""
+    mode meanwhile, back in training mode after.  ``keep``: a list that receives each case's label map (uint8, on
+    the host) — asked for once, on the final weights, so post-processing is decided without predicting again."""
     from AutoSegCore.training.inference import predict_probs
 
     k = max(labels) + 1
@@ -45,7 +46,10 @@ def validate_cases(net: torch.nn.Module, cases: list, device_labels: list[torch.
         for i, case in enumerate(cases):
             probs = predict_probs(net, torch.from_numpy(np.ascontiguousarray(case.image)), patch, device=device,
                                   amp=amp, overlap=0.25, channels_last=channels_last, keep_on_device=True)
-            add_confusion(counts[i], fast_argmax(probs, 0).long() * k + device_labels[i].long(), k)
+            predicted = fast_argmax(probs, 0)
+            add_confusion(counts[i], predicted.long() * k + device_labels[i].long(), k)
+            if keep is not None:
+                keep.append(predicted.to(torch.uint8).cpu().numpy())
     finally:
         net.train()
     return dice_from_confusion(counts.cpu().numpy(), labels)
@@ -61,11 +65,13 @@ def settle_largest_component(trainer, config: dict) -> dict:
 
     chosen: list[int] = []
     if trainer.val_cases:
-        trainer.net.eval()
-        preds = [predict_probs(trainer.net, torch.from_numpy(np.ascontiguousarray(c.image)), trainer.patch,
-                               device=trainer.device, amp=trainer.amp, overlap=0.25,
-                               channels_last=trainer.channels_last).argmax(0).numpy() for c in trainer.val_cases]
-        trainer.net.train()
+        preds = getattr(trainer, "val_predictions", None)
+        if not preds or len(preds) != len(trainer.val_cases):     # resumed after its last validation: predict
+            trainer.net.eval()
+            preds = [predict_probs(trainer.net, torch.from_numpy(np.ascontiguousarray(c.image)), trainer.patch,
+                                   device=trainer.device, amp=trainer.amp, overlap=0.25,
+                                   channels_last=trainer.channels_last).argmax(0).numpy() for c in trainer.val_cases]
+            trainer.net.train()
         chosen = decide_largest_component(preds, [c.label for c in trainer.val_cases],
                                           sorted(c for c in trainer.labels if c > 0))
         trainer.events.emit("log", message=f"largest-component post-processing for label(s) {chosen or 'none'}: "

@@ -220,3 +220,29 @@ def test_grad_clip_is_validated(hippo, tmp_path):
         with pytest.raises(ConfigError, match="grad_clip"):
             make_config({"training": {"grad_clip": bad}})
     assert make_config({"training": {"grad_clip": None}})["training"]["grad_clip"] is None
+
+
+def test_largest_component_is_decided_on_the_last_validation_maps(hippo, tmp_path, monkeypatch):
+    """``largest_component: auto`` settles on the final validation's label maps — the same maps a fresh
+    prediction of the saved weights gives — without a second sliding-window pass over the validation cases."""
+    from AutoSegCore.training import inference
+    from AutoSegCore.training.trainer import Trainer
+    from trainkit import preprocessed
+
+    names = _names(hippo)[:5]
+    cases = preprocessed(hippo, names)
+    cfg = make_config({**tiny_config(epochs=1, patch_size=[32, 32, 32]), "inference": {"largest_component": "auto"}})
+    tr = Trainer(cfg, cases[:3], cases[3:], labels=hippo.labels, out_dir=tmp_path / "m",
+                 in_channels=hippo.num_channels, device="cpu")
+    windows = []
+    real = inference.predict_probs
+    monkeypatch.setattr(inference, "predict_probs", lambda *a, **k: windows.append(1) or real(*a, **k))
+    tr.fit(resume=False)
+    assert len(windows) == len(tr.val_cases)            # the final validation only: nothing predicted twice
+    assert len(tr.val_predictions) == 2 and all(p.dtype == np.uint8 for p in tr.val_predictions)
+    for case, kept in zip(tr.val_cases, tr.val_predictions):
+        again = real(tr.net, torch.from_numpy(np.ascontiguousarray(case.image)), tr.patch, device=tr.device,
+                     amp=tr.amp, overlap=0.25, channels_last=tr.channels_last).argmax(0).numpy()
+        assert np.array_equal(kept, again)
+    saved = __import__("json").loads((tmp_path / "m" / "model.json").read_text())
+    assert isinstance(saved["config"]["inference"]["largest_component"], list)
