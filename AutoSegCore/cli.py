@@ -16,6 +16,7 @@ import sysconfig
 
 from AutoSegCore.errors import AutoSegError
 from AutoSegCore.events import EventWriter
+from AutoSegCore.utils.io import DISK_FULL
 from AutoSegCore.utils.signals import sigint_interrupts
 
 
@@ -51,7 +52,11 @@ USER_PATH_ERRORS = {
     errno.EPERM: "the operation is not permitted there: choose another folder",
     errno.EROFS: "that file system is read-only: choose a writable folder for --out",
     errno.ENOSPC: "the disk is full: free some space or choose a folder on another disk; re-run to resume",
+    errno.EFBIG: "the file system refused the file's size (a file-size limit): free or allow more, or choose "
+                 "another disk; re-run to resume",
 }
+if hasattr(errno, "EDQUOT"):
+    USER_PATH_ERRORS[errno.EDQUOT] = "your disk quota is used up: free some space or choose a folder elsewhere; re-run"
 
 
 def _is_user_path(filename) -> bool:
@@ -71,6 +76,7 @@ def _is_user_path(filename) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]     # recorded in an output folder's lock
     if args.version:
         from AutoSegCore import __version__
         print(__version__)
@@ -91,8 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in USER_PATH_ERRORS or not _is_user_path(exc.filename):
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
+        filename = exc.filename or (getattr(args, "out", None) if exc.errno in DISK_FULL else None)
+        where = f"{filename}: " if filename else ""
         message, hint = f"{where}{exc.strerror}", USER_PATH_ERRORS[exc.errno]
+        events.emit("error", message=message, hint=hint)
+        print(f"autoseg {args.command}: error: {message}\n  hint: {hint}", file=sys.stderr)
+        return 2
+    except MemoryError:                         # numpy/torch could not allocate: say so in one line, exit 2
+        message = "out of memory (an image, a network or a batch did not fit in this machine's memory)"
+        hint = ("free memory (close other programs or runs), use smaller data (crop or resample), or lower "
+                "AUTOSEG_MAX_IMAGE_GB so oversized volumes are refused before they are read")
         events.emit("error", message=message, hint=hint)
         print(f"autoseg {args.command}: error: {message}\n  hint: {hint}", file=sys.stderr)
         return 2

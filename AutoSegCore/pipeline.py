@@ -46,7 +46,7 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
         except ImportError:
             build_report = None
         if build_report:
-            html, summ = build_report(settings.out)
+            html, summ = build_report(settings.out, storage=runner.storage_url)     # its password: not on disk
             events.emit("artifact", kind="report", path=str(html))
             summary["report"] = str(html)
     events.emit("done", **{k: v for k, v in summary.items() if k in ("counts", "best", "seconds", "report")})

@@ -18,6 +18,7 @@ skip and write cases the same way.  What a user of ``nnUNetv2_predict -i IN -o O
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -240,11 +241,18 @@ def _is_done(targets: dict[str, Path]) -> bool:
 
 
 def _remove_leftovers(targets: dict[str, Path]) -> None:
-    """Hidden temp files of a killed earlier run (``.<name>.XXXX<ending>``, see utils.io.atomic_path)."""
+    """Hidden temp files of a killed earlier run (``.<name>.<pid>-XXXX<ending>``, see utils.io.temp_name); a live
+    process's are spared, so two runs into one folder (the Python API takes no folder lock) never delete each
+    other's."""
+    import psutil
+
+    from AutoSegCore.utils.io import temp_owner
+
     for t in targets.values():
         if t.parent.is_dir():
             for stale in t.parent.glob(f".{_glob_escape(t.name)}.*"):
-                if stale.is_file():
+                pid = temp_owner(t, stale.name)
+                if stale.is_file() and (pid is None or pid == os.getpid() or not psutil.pid_exists(pid)):
                     stale.unlink(missing_ok=True)
 
 

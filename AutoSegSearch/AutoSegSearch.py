@@ -110,7 +110,8 @@ class AutoSegSearchParameterNode:
     finalTimeMinutes: int = 0
     useProxyData: bool = False
     device: str = "auto"
-    storage: str = ""
+    # no ``storage``: a study URL may hold a password, and the scene file keeps every field here (storageLineEdit
+    # is read when a search starts, never saved)
     tta: str = "as the model decided"                 # or "on" / "off"
 
 
@@ -294,13 +295,14 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def engineEnv(self):
         return {"CUDA_VISIBLE_DEVICES": "-1"} if self._parameterNode.device == "cpu" else None
 
-    def startEngine(self, args, workDir, onDone):
+    def startEngine(self, args, workDir, onDone, env=None):
         self._progress = RunProgress()
         self.ui.trialTable.setRowCount(0)
         self.ui.progressBar.setValue(0)
         self._onProcessDone = onDone
+        env = {**(self.engineEnv() or {}), **(env or {})} or None
         self._process = self.logic.start_engine(args, workDir, on_event=self.onEngineEvent, on_log=self._log,
-                                                on_finished=self.onEngineFinished, env=self.engineEnv())
+                                                on_finished=self.onEngineFinished, env=env)
         self._log("$ " + " ".join(self._process.command))
         self._timer.start()
         self.updateGuiState()
@@ -434,10 +436,15 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Cannot start the search.", waitCursor=True):
             self._datasetDir = self._datasetDir or self.datasetForEngine()
             self._searchDir = pathlib.Path(p.outputFolder) / time.strftime("search-%Y%m%d-%H%M%S")
-            args = self.logic.search_args(self._datasetDir, self._searchDir, storage=p.storage or None,
+            # the password of a study URL goes to the engine in its environment: not on its command line (which
+            # the log shows and `ps` lists), not in the scene
+            from AutoSegCore.search.storage_url import split_password
+
+            storage, secret = split_password(self.ui.storageLineEdit.text.strip() or None)
+            args = self.logic.search_args(self._datasetDir, self._searchDir, storage=storage,
                                           **self.searchSettings())
             self._planForecast.cancel()          # the search forecasts again before its first trial
-            self.startEngine(args, self._searchDir, onDone=self.showSearchResult)
+            self.startEngine(args, self._searchDir, onDone=self.showSearchResult, env=secret)
 
     def showSearchResult(self):
         summary = self.logic.read_search_summary(self._searchDir) or (self._progress.done or {})

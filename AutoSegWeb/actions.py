@@ -17,6 +17,9 @@ def user_action(method):
             return method(self, *args, **kwargs)
         except AutoSegError as exc:
             self.state.error = f"{exc.message}" + (f" — {exc.hint}" if exc.hint else "")
+        except MemoryError:     # the page's process survives an allocation that did not fit; the banner says so
+            self.state.error = ("out of memory reading or showing the data — free memory, use smaller data, or set "
+                                "AUTOSEG_MAX_IMAGE_GB lower so oversized volumes are refused before they are read")
         return None
 
     return wrapper

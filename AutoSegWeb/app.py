@@ -3,7 +3,9 @@
 Same panels and the same flow as the desktop module (Data → Proxy data → Search → Run → Results/Apply), driven by
 the very same ``PanelLogic``, ``EngineProcess`` and ``RunProgress``. The engine runs as a child process;
 an asyncio task polls it (never blocks the server), so callbacks touch MRML in the server's one thread.
-Every path the page sends is confined to the --data / --work folders (:mod:`AutoSegWeb.paths`).
+Every path the page sends is confined to the --data / --work folders (:mod:`AutoSegWeb.paths`), every choice is
+checked against the server's own lists (:mod:`AutoSegWeb.checks`), and one browser session owns the page and the
+runs it starts (:mod:`AutoSegWeb.guard`).
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError
+from AutoSegCore.errors import AutoSegError, DatasetError
 from AutoSegWeb.actions import user_action
+from AutoSegWeb.checks import PROXY_UNITS, choice, number, optional_minutes, positive_int
 from AutoSegWeb.forecast import PlanForecastPanel
 from AutoSegWeb.paths import ConfinedRoot
 from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
@@ -36,8 +39,9 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     """One page = one Slicer scene. Keep a reference to this object while the server runs (trame-slicer pitfall:
     a freed SlicerApp leaves the views without colour tables)."""
 
-    def __init__(self, data_dir: str | Path, work_dir: str | Path, server=None) -> None:
+    def __init__(self, data_dir: str | Path, work_dir: str | Path, server=None, guard=None) -> None:
         super().__init__(server)
+        self.guard = guard                  # AutoSegWeb.guard.PageGuard (None: no session rules, e.g. embedded)
         self.data_root = ConfinedRoot(data_dir, "data")
         self.work_root = ConfinedRoot(work_dir, "work")
         self.server.enable_module(trame_slicer_module)
@@ -50,10 +54,15 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.layout_manager.set_layout("Axial Primary")
         self.logic = PanelLogic(self.slicer.scene, app_logic=self.slicer.app_logic)
+        # the engine's own lists (AutoSegCore.choices.engine_choices): the page keeps no copies; values a client
+        # sends are checked against this server-side copy, never against the (client-writable) state
+        self.choices = self.logic.engine_choices()
 
         self.dataset_dir: Path | None = None
+        self.cases: list[str] = []          # the chosen dataset's cases (the state's case_names is a client's copy)
         self.results_dir: Path | None = None
         self.proc: EngineProcess | None = None
+        self.run_session: str | None = None
         self.progress = RunProgress()
         self._on_done = None
         self._shown_nodes: list = []
@@ -62,6 +71,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self._init_plan_forecast()
         self.ui = build_ui(self.server, self.layout_manager, self)
         self.ctrl.on_server_ready.add(self._start_polling)
+        if guard is not None:
+            guard.on_new_owner = self.reset_page
 
     # ------------------------------------------------------------------------------------------------ state
     def _init_state(self) -> None:
@@ -76,8 +87,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         s.proxy_method, s.proxy_roi, s.proxy_budget, s.proxy_unit = "mi", True, 30, "%"
         s.proxy_rows, s.proxy_preview = [], ""
         s.preview_case = ""
-        # the engine's own lists (AutoSegCore.choices.engine_choices): the page keeps no copies
-        choices = self.logic.engine_choices()
+        choices = self.choices
         s.proxy_methods, s.proxy_nets = choices["proxy_methods"], choices["proxy_nets"]
         s.spaces, s.strategies = choices["spaces"], choices["strategies"]
         s.space = "proxy-hpo" if "proxy-hpo" in s.spaces else s.spaces[0]
@@ -127,7 +137,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         cases = self._case_names(path, meta)
         if not cases:
             raise DatasetError(f"{path / 'dataset.json'} lists no training cases", "check its 'training' list")
-        self.dataset_dir = path
+        self.dataset_dir, self.cases = path, cases
         modality = meta.get("modality", {})
         self.state.dataset = {
             "folder": self.data_root.relative(path), "name": str(meta.get("name", path.name)), "cases": len(cases),
@@ -169,9 +179,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         dataset = self._require_dataset()
         self._require_idle()
         out = self._run_dir("proxy")
-        budget = self.logic.budget_value(float(self.state.proxy_budget), str(self.state.proxy_unit))
-        args = self.logic.proxy_args(dataset, out, method=self.state.proxy_method, roi=bool(self.state.proxy_roi),
-                                     budget=budget, preview=True, cache_dir=out / "cache")
+        args = self.logic.proxy_args(dataset, out, method=self._proxy_method(), roi=bool(self.state.proxy_roi),
+                                     budget=self._proxy_budget(), preview=True, cache_dir=out / "cache")
         self.state.proxy_rows, self.state.proxy_preview = [], ""
         self._start("proxy", args, out, lambda: self._proxy_finished(out))
 
@@ -186,7 +195,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     @user_action
     def preview(self, case: str) -> None:
         dataset = self._require_dataset()
-        if case not in self.state.case_names:
+        if case not in self.cases:
             raise DatasetError(f"case '{case}' is not in the dataset", "pick a case from the proxy table")
         volume, segmentation = self._load_case(dataset, case)
         self._show(volume, segmentation)
@@ -226,14 +235,24 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         s = self.state
         proxy_data = None
         if s.search_on_proxy:
-            budget = self.logic.budget_value(float(s.proxy_budget), str(s.proxy_unit))
-            proxy_data = self.logic.proxy_data_spec(s.proxy_method, bool(s.proxy_roi), budget)
-        return dict(space=s.space, strategy=s.strategy, trials=_positive_int(s.trials, "trials"),
-                    time_minutes=_optional_minutes(s.search_minutes, "search"), proxy_data=proxy_data,
-                    proxy_net=s.proxy_net, epochs=_positive_int(s.epochs, "epochs"),
-                    steps_per_epoch=_positive_int(s.steps_per_epoch, "steps per epoch"),
-                    final_epochs=_positive_int(s.final_epochs, "final epochs"),
-                    final_time_minutes=_optional_minutes(s.final_minutes, "final training"), seed=0)
+            proxy_data = self.logic.proxy_data_spec(self._proxy_method(), bool(s.proxy_roi), self._proxy_budget())
+        c = self.choices
+        return dict(space=choice(s.space, c["spaces"], "space"),
+                    strategy=choice(s.strategy, c["strategies"], "strategy"),
+                    trials=positive_int(s.trials, "trials"),
+                    time_minutes=optional_minutes(s.search_minutes, "search"), proxy_data=proxy_data,
+                    proxy_net=choice(s.proxy_net, c["proxy_nets"], "proxy network"),
+                    epochs=positive_int(s.epochs, "epochs"),
+                    steps_per_epoch=positive_int(s.steps_per_epoch, "steps per epoch"),
+                    final_epochs=positive_int(s.final_epochs, "final epochs"),
+                    final_time_minutes=optional_minutes(s.final_minutes, "final training"), seed=0)
+
+    def _proxy_method(self) -> str:
+        return choice(self.state.proxy_method, self.choices["proxy_methods"], "proxy method")
+
+    def _proxy_budget(self) -> float | int:
+        unit = choice(self.state.proxy_unit, PROXY_UNITS, "proxy budget unit")
+        return self.logic.budget_value(number(self.state.proxy_budget, "proxy budget"), unit)
 
     @user_action
     def start_search(self) -> None:
@@ -278,6 +297,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     def cancel(self) -> None:
         if self.proc is None or not self.proc.running:
             raise DatasetError("nothing is running", "start a proxy selection or a search first")
+        if self.guard is not None and self.run_session != self.guard.owner:
+            raise DatasetError("this run was started in another browser session", "only that session can cancel it")
         if self.proc.cancelling:
             return
         # returns at once; the poll loop sees the engine stop (it checkpoints and re-queues its trials) and
@@ -294,11 +315,9 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         if self.results_dir is None:
             raise DatasetError("no search results to apply", "run a search to the end or open a results folder")
         case = str(self.state.apply_case)
-        if case not in self.state.case_names:
+        if case not in self.cases:
             raise DatasetError(f"case '{case}' is not in the dataset", "pick a case of the chosen dataset")
-        if self.state.apply_tta not in TTA_CHOICES:
-            raise ConfigError(f"test-time flips '{self.state.apply_tta}' is not a choice",
-                              f"pick one of: {', '.join(TTA_CHOICES)}")
+        choice(self.state.apply_tta, tuple(TTA_CHOICES), "test-time flips")
         image, _ = self.logic.dataset_files(dataset, case)
         out = self.results_dir.parent / "apply" if self.results_dir.name == "search" else self.results_dir / "apply"
         out = self.work_root.resolve(self.work_root.relative(out), must_exist=False, kind="output folder")
@@ -326,6 +345,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self.engines_started += 1
         self.proc = self.logic.start_engine(args, out, on_event=self._on_event, on_log=self._on_log,
                                             on_finished=self._on_finished)
+        # once started (it finishes in a later poll): the run is this session's, and holds the page for it
+        self.run_session = self.guard.run_started() if self.guard is not None else None
 
     def _on_event(self, event: dict) -> None:
         changed = self.progress.update(event)
@@ -341,6 +362,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     def _on_finished(self, proc: EngineProcess) -> None:
         s = self.state
         s.busy = False
+        if self.guard is not None:
+            self.guard.run_ended()          # a session that has left releases the page once its run ends
         if proc.state == ProcessState.CANCELLED:
             s.run_state = "cancelled"
             summary = self.progress.status if self.progress is not None else ""
@@ -372,6 +395,20 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
                         self.proc.poll()
                     self.plan.poll()
 
+    def reset_page(self) -> None:
+        """A new browser session owns the page: it starts from a fresh page, not the previous session's dataset,
+        views, logs or results (nothing is running: a session holds the page while its run goes)."""
+        with self.state:
+            self.plan.cancel()
+            for node in self._shown_nodes:
+                self.logic.remove_node(node)
+            self._shown_nodes = []
+            self.dataset_dir, self.cases, self.results_dir = None, [], None
+            self.progress, self._on_done, self.run_session = RunProgress(), None, None
+            self._init_state()
+            s = self.state
+            s.plan_rows, s.plan_status, s.plan_error, s.plan_busy, s.plan_stale = [], "", "", False, False
+
     def shutdown(self) -> None:
         """Stop a running engine and a plan & forecast (the server is going away)."""
         if self.proc is not None and self.proc.running:
@@ -380,30 +417,6 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _positive_int(value, what: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1 or str(value).strip() not in (str(number), f"{number}.0"):
-        raise DatasetError(f"{what} '{value}' is not a positive whole number", f"e.g. 1 or 2 {what}")
-    return number
-
-
-def _optional_minutes(value, what: str) -> float | None:
-    """A minutes field: empty means "not set"; anything else must be a positive number."""
-    text = str(value if value is not None else "").strip()
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        raise DatasetError(f"{what} minutes '{text}' is not a positive number", "e.g. 30, or leave it empty")
-    return number
-
-
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 

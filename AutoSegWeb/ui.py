@@ -10,6 +10,8 @@ from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 from trame_slicer.app.ui.flex_container import FlexContainer
 
+from AutoSegWeb.checks import PROXY_UNITS
+
 CSS = """
 html { overflow-y: hidden; }
 .asg-panels .v-expansion-panel-text__wrapper { padding: 8px 12px 12px; }
@@ -91,7 +93,7 @@ def _proxy_panel(app):
                     v.VTextField(label="Budget", v_model=("proxy_budget",), type="number", density="compact",
                                  hide_details=True, id="proxy-budget")
                 with v.VCol(cols=4):
-                    v.VSelect(label="Unit", v_model=("proxy_unit",), items=("['%', 'cases']",),
+                    v.VSelect(label="Unit", v_model=("proxy_unit",), items=(str(list(PROXY_UNITS)),),
                               density="compact", hide_details=True)
             v.VSwitch(label="ROI: compare the labels' bounding boxes", v_model=("proxy_roi",), density="compact",
                       hide_details=True, color="primary")

@@ -30,11 +30,21 @@ ALL_DATASETS = [HIPPO, SPLEEN, BRATS, SPINE, TS_CT, TS_MR]
 
 
 def make_subset(root: Path, n: int, source: Path = HIPPO) -> Path:
-    """An MSD dataset folder whose dataset.json lists the first ``n`` cases of ``source`` by absolute path."""
+    """An MSD dataset folder with the first ``n`` cases of ``source``, linked (not copied) into its imagesTr/ and
+    labelsTr/: dataset.json entries stay inside their folder, as the engine requires."""
     meta = json.loads((source / "dataset.json").read_text())
     entries = sorted(meta["training"], key=lambda e: e["image"])[:n]
-    meta["training"] = [{"image": str((source / e["image"]).resolve()), "label": str((source / e["label"]).resolve())}
-                        for e in entries]
+    meta["training"] = []
+    for e in entries:
+        row = {}
+        for key, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+            target = (source / e[key]).resolve()
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            link = root / sub / target.name
+            if not link.exists():
+                link.symlink_to(target)
+            row[key] = f"./{sub}/{target.name}"
+        meta["training"].append(row)
     meta["numTraining"] = n
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset.json").write_text(json.dumps(meta))

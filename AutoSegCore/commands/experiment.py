@@ -11,6 +11,7 @@ import sys
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.utils.cli_types import device, positive_int
+from AutoSegCore.utils.folder_lock import add_private_option
 
 
 def register(sub) -> None:
@@ -31,6 +32,7 @@ def register(sub) -> None:
     q.add_argument("--keep-models", action="store_true", help="keep every trained model (default: only results)")
     q.add_argument("--threads", type=positive_int, default=None, help="torch threads (default AUTOSEG_THREADS or all cores)")
     q.add_argument("--device", type=device, default="auto", help="auto, cpu or cuda[:N]")
+    add_private_option(q)
     add_events_option(q)
     q.set_defaults(func=run)
 
@@ -44,6 +46,13 @@ def _budget(text: str) -> int | float:
 
 
 def run(args, events) -> int:
+    from AutoSegCore.utils.folder_lock import command_output
+
+    with command_output(args, args.out, events):           # one run per folder: a second refuses at once
+        return _run(args, events)
+
+
+def _run(args, events) -> int:
     from rich.console import Console
 
     from AutoSegCore.proxy import experiment as exp

@@ -5,6 +5,7 @@ import argparse
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device
+from AutoSegCore.utils.folder_lock import add_private_option
 
 
 def register(sub) -> None:
@@ -32,11 +33,19 @@ def register(sub) -> None:
                    help="flip test-time augmentation on (--tta) or off (--no-tta); default: as the model folder "
                         "decided (a search's best/ keeps it only if it scored higher on validation)")
     p.add_argument("--device", type=device, default="auto")
+    add_private_option(p)
     add_events_option(p)
     p.set_defaults(func=run)
 
 
 def run(args, events) -> int:
+    from AutoSegCore.utils.folder_lock import command_output
+
+    with command_output(args, args.out, events):           # one run per folder: a second refuses at once
+        return _run(args, events)
+
+
+def _run(args, events) -> int:
     from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
     from AutoSegCore.utils.progress import predict_progress

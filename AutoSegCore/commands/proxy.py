@@ -10,6 +10,7 @@ import sys
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.proxy.fidelity import SELECTION_METHODS
 from AutoSegCore.utils.cli_types import device
+from AutoSegCore.utils.folder_lock import add_private_option
 
 
 def register(sub) -> None:
@@ -27,11 +28,19 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="where pairwise matrices are cached (default ~/.cache/autoseg/proxy)")
     p.add_argument("--device", type=device, default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--preview", action="store_true", help="also write proxy_preview.png (montage of the selection)")
+    add_private_option(p)
     add_events_option(p)
     p.set_defaults(func=run)
 
 
 def run(args, events) -> int:
+    from AutoSegCore.utils.folder_lock import command_output
+
+    with command_output(args, args.out, events):           # one run per folder: a second refuses at once
+        return _run(args, events)
+
+
+def _run(args, events) -> int:
     from pathlib import Path
 
     from rich.console import Console

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_int
+from AutoSegCore.utils.folder_lock import add_private_option
 
 
 def register(sub) -> None:
@@ -55,6 +56,7 @@ def register(sub) -> None:
                    help="measure a few steps, print the expected wall-clock of the search and final training "
                         "(also DIR/forecast.json) and exit without running trials")
     p.add_argument("--out", required=True, help="work folder (study.db, proxy.json, trials/, best/, report.html)")
+    add_private_option(p)
     add_events_option(p)
     p.set_defaults(func=run)
 
@@ -80,6 +82,13 @@ def settings_from_args(args):
 
 
 def run(args, events) -> int:
+    from AutoSegCore.utils.folder_lock import command_output
+
+    with command_output(args, args.out, events):           # one run per folder: a second refuses at once
+        return _run(args, events)
+
+
+def _run(args, events) -> int:
     from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.utils.signals import stop_signals_interrupt

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from AutoSegCore.cli import add_events_option
 from AutoSegCore.utils.cli_types import device, positive_int
+from AutoSegCore.utils.folder_lock import add_private_option
 
 
 def register(sub) -> None:
@@ -27,11 +28,19 @@ def register(sub) -> None:
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--cache-dir", help="disk cache for preprocessed arrays")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    add_private_option(p)
     add_events_option(p)
     p.set_defaults(func=run)
 
 
 def run(args, events) -> int:
+    from AutoSegCore.utils.folder_lock import command_output
+
+    with command_output(args, args.out, events):           # one run per folder: a second refuses at once
+        return _run(args, events)
+
+
+def _run(args, events) -> int:
     from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT, make_config, read_config, validate_config
     from AutoSegCore.errors import ConfigError
     from AutoSegCore.search.settings import parse_duration

@@ -88,6 +88,7 @@ def dicom_header(folder: Path, series: str | None = None) -> VolumeHeader:
     if len(files) < 2:
         raise DatasetError(f"{folder}: DICOM series {series} has 1 slice (a 2D image)",
                            "AutoSegSearch segments 3D volumes: pass the folder of a 3D CT/MR series (all its slices)")
+    _check_pixel_spacing(files[0], first)
     size = first.GetSize()
     if len(size) == 3 and size[2] > 1:
         raise DatasetError(f"{folder}: DICOM series {series} is stored as multi-frame files",
@@ -112,6 +113,24 @@ def dicom_header(folder: Path, series: str | None = None) -> VolumeHeader:
     direction = tuple(first.GetDirection())
     shape = (int(size[0]), int(size[1]), len(files))
     dtype = np.dtype(np.float32)
+    pixel = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1, 1], first.GetPixelID())).dtype)
     return VolumeHeader(path=folder, format="dicom", shape=shape, affine=itk_affine(spacing, origin, direction),
                         dtype=dtype, series=series, files=[Path(f) for f in files],
-                        itk=(tuple(spacing), tuple(origin), direction))
+                        itk=(tuple(spacing), tuple(origin), direction),
+                        raw_bytes=shape[0] * shape[1] * shape[2] * pixel.itemsize,
+                        stored_bytes=sum(Path(f).stat().st_size for f in files))
+
+
+def _check_pixel_spacing(path, info) -> None:
+    """GDCM reads a zero, negative or non-numeric Pixel Spacing (0028,0030) as 1 mm, silently: refuse it, like a
+    zero voxel size in any other format (a missing tag stays GDCM's 1 mm)."""
+    if not info.HasMetaDataKey("0028|0030"):
+        return
+    text = info.GetMetaData("0028|0030").strip()
+    try:
+        values = [float(v) for v in text.split("\\")]
+    except ValueError:
+        values = [float("nan")]
+    if len(values) != 2 or not all(np.isfinite(v) and v > 1e-6 for v in values):
+        raise DatasetError(f"{path}: Pixel Spacing (0028,0030) '{text}' is not two positive sizes in mm",
+                           "re-export the series from the scanner or PACS (the voxel size is unknown)")

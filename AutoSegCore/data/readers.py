@@ -28,6 +28,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from AutoSegCore.data.limits import stored_size
 from AutoSegCore.errors import DatasetError
 
 # ------------------------------------------------------------------------------------------------ endings
@@ -107,6 +108,8 @@ class VolumeHeader:
     series: str | None = None
     files: list = field(default_factory=list)
     itk: tuple | None = None            # (spacing, origin, direction) exactly as ITK read it (writers reuse it)
+    raw_bytes: int = 0                  # the voxels as stored, decompressed (all components / layers)
+    stored_bytes: int | None = None     # bytes of the file(s) holding them (None: not known)
     _nib: object = None
 
     @property
@@ -177,7 +180,16 @@ def nifti_header(path: Path) -> VolumeHeader:
     except _NIB_ERRORS as exc:
         raise DatasetError(f"{path}: unreadable NIfTI ({short_error(exc)})",
                            "re-copy or re-export the file as .nii.gz") from None
-    return VolumeHeader(path=path, format="nifti", shape=shape, affine=affine, dtype=np.dtype(dtype), _nib=img)
+    return VolumeHeader(path=path, format="nifti", shape=shape, affine=affine, dtype=np.dtype(dtype), _nib=img,
+                        raw_bytes=_prod(shape) * np.dtype(dtype).itemsize, stored_bytes=path.stat().st_size)
+
+
+def _prod(shape) -> int:
+    """Voxel count in Python integers (a hostile header's 32767³ overflows nothing)."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
 
 
 def _quietly(fn, *args):
@@ -230,17 +242,61 @@ def itk_file_header(path: Path, fmt: str) -> VolumeHeader:
     spacing, origin, direction = reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
     size = reader.GetSize()
     segmentation = path.name.lower().endswith(SEGMENTATION_ENDING)
+    components = reader.GetNumberOfComponents()
     # a .seg.nrrd's components are its layers (overlapping segments), merged into one label map when read
-    shape = _itk_shape(size, 1 if segmentation else reader.GetNumberOfComponents())
+    shape = _itk_shape(size, 1 if segmentation else components)
     if len(size) < 3:
         affine = np.eye(4)      # 2D: the 3D check names the shape; there is no 3D geometry to report
     else:
+        _check_itk_spacing(path, spacing[:3])
         affine = itk_affine(spacing, origin, direction)
-    dtype = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID())).dtype) \
-        if reader.GetNumberOfComponents() == 1 else np.dtype(np.float32)
+    fields = _nrrd_fields(path) if fmt == "nrrd" else {}
+    _check_nrrd_axes(path, fields, min(3, len(size)))
+    component = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * len(size), reader.GetPixelID(), components)).dtype)
+    dtype = component if components == 1 else np.dtype(np.float32)
     return VolumeHeader(path=path, format=fmt, shape=shape, affine=affine, dtype=dtype,
                         segmentation=segmentation,
-                        itk=(tuple(spacing), tuple(origin), tuple(direction)))
+                        itk=(tuple(spacing), tuple(origin), tuple(direction)),
+                        raw_bytes=_prod(size) * components * component.itemsize,
+                        stored_bytes=stored_size(path, fmt, fields.get("data file") or fields.get("datafile")))
+
+
+def _check_itk_spacing(path: Path, spacing) -> None:
+    """ITK keeps a zero voxel size of a MetaImage as 0 and turns an NRRD's zero space direction into NaN
+    directions: name the voxel size, as for NIfTI, before the geometry check sees only NaN."""
+    s = np.asarray(spacing, dtype=np.float64)
+    if not (np.isfinite(s).all() and (s > 1e-6).all()):
+        raise DatasetError(f"{path}: voxel size {tuple(float(v) for v in s)} in the header is zero or not a number",
+                           "set the real voxel size in mm (NRRD: space directions / spacings, MetaImage: "
+                           "ElementSpacing), or re-export the volume (e.g. from 3D Slicer)")
+
+
+def _nrrd_fields(path: Path) -> dict:
+    """The NRRD header's fields through pynrrd (slicerio's reader): where the voxels are and each axis' voxel
+    size as written, which ITK does not report ({} if pynrrd cannot parse what ITK could)."""
+    import nrrd
+
+    try:
+        return dict(nrrd.read_header(str(path)))
+    except Exception:  # noqa: BLE001 — pynrrd is stricter than ITK on some fields; ITK's read stands then
+        return {}
+
+
+def _check_nrrd_axes(path: Path, fields: dict, spatial: int) -> None:
+    """ITK reads a space direction ``none`` or NaN, or a NaN in ``spacings``, of a spatial axis as 1 mm, silently
+    (as nibabel does a zero pixdim): refuse it.  A vector image's component axis has none, rightly."""
+    for key in ("space directions", "spacings"):
+        if key in fields:
+            try:
+                per_axis = np.asarray(fields[key], dtype=np.float64).reshape(len(fields[key]), -1)
+            except (TypeError, ValueError):
+                return                                   # a form pynrrd keeps as text: ITK's read stands
+            known = int(np.isfinite(per_axis).all(axis=1).sum())
+            if known < spatial:
+                raise DatasetError(f"{path}: the header gives no voxel size for {spatial - known} of the {spatial} "
+                                   f"axes ('{key}': none or NaN)", "set the real voxel size in mm (space "
+                                   "directions), or re-export the volume (e.g. from 3D Slicer)")
+            return
 
 
 def itk_voxels(header: VolumeHeader) -> np.ndarray:

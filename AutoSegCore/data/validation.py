@@ -146,7 +146,7 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
                                    f"add {Path(p).name} or remove the channel from 'channel_names'/'modality'")
             raise DatasetError(f"{p}: listed in {where} but the file does not exist",
                                "fix the path in dataset.json or add the file")
-    img_hdrs = [read_header(p) for p in case.images]
+    img_hdrs = [read_header(p, role="image") for p in case.images]
     first = img_hdrs[0]
     shape = tuple(first.shape)
     if len(case.images) == 1:
@@ -184,7 +184,7 @@ def _check_case_header(ds: Dataset, case: Case, where, require_labels: bool):
     if not Path(case.label).exists():
         raise DatasetError(f"{case.label}: label file listed in {where} does not exist",
                            "fix the 'label' path in dataset.json or add the label file")
-    lbl = read_header(case.label)
+    lbl = read_header(case.label, role="label")
     ls = tuple(lbl.shape)
     if len(ls) == 4 and ls[3] != 1 or len(ls) > 4:
         raise DatasetError(f"{case.label}: label is {len(ls)}D (shape {ls})",
@@ -229,7 +229,7 @@ def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> tuple
                                "save labels as integer values (0 = background, 1, 2, ...), not probabilities")
         data = data.astype(np.int64)
     if data.dtype == np.uint8:
-        values = np.flatnonzero(np.bincount(data.ravel(), minlength=1))
+        values = _uint8_values(data)
     else:
         values = np.unique(data)
     unknown = sorted(set(int(v) for v in values) - set(ds.labels))
@@ -240,6 +240,16 @@ def _check_case_data(ds: Dataset, case: Case, img_hdrs, lbl_hdr, where) -> tuple
     if not values - {0}:
         return [f"{case.label}: label has no foreground (all background)"], values
     return [], values
+
+
+def _uint8_values(data: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """The values present in a uint8 label map, counted in chunks: ``np.bincount`` of the whole map would make
+    an int64 copy, 8× the map (2 GB for a 640³ one)."""
+    flat = data.ravel(order="K")                   # a view for nibabel's Fortran-ordered arrays
+    counts = np.zeros(256, dtype=np.int64)
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start:start + chunk], minlength=256)
+    return np.flatnonzero(counts)
 
 
 def check_not_constant(path, data: np.ndarray) -> None:

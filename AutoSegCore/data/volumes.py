@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from AutoSegCore.data.dicom import dicom_header, dicom_series
+from AutoSegCore.data.limits import check_volume
 from AutoSegCore.data.readers import (IMAGE_ENDINGS, METAIMAGE_ENDINGS, NIFTI_ENDINGS, NRRD_ENDINGS,
                                       SEGMENTATION_ENDING, SUPPORTED_TEXT, VolumeHeader, affine_to_itk, file_ending,
                                       itk_affine, itk_file_header, itk_voxels, lps_ras, nifti_header,
@@ -102,8 +103,11 @@ def check_geometry(header: VolumeHeader) -> None:
                            "fix the orientation in the header (sform/qform, space directions) or re-export the volume")
 
 
-def read_header(path, series: str | None = None) -> VolumeHeader:
-    """The header of an image file or DICOM series folder (no voxels read); a DatasetError naming it otherwise."""
+def read_header(path, series: str | None = None, *, role: str | None = None) -> VolumeHeader:
+    """The header of an image file or DICOM series folder (no voxels read); a DatasetError naming it otherwise.
+
+    Every header passes ``limits.check_volume`` here: a volume too big for memory is refused before a voxel is
+    read; ``role="image"`` adds the decompression-bomb rule (label maps compress like zeros, so not them)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file does not exist", "fix the path (in dataset.json or the pairs) or add the file")
@@ -120,6 +124,7 @@ def read_header(path, series: str | None = None) -> VolumeHeader:
         fmt = image_format(path)
         header = nifti_header(path) if fmt == "nifti" else itk_file_header(path, fmt)
     check_geometry(header)
+    check_volume(path, header.shape, header.dtype, header.raw_bytes, header.stored_bytes, role)
     IO_STATS["header_reads"] += 1
     return header
 
@@ -149,7 +154,7 @@ def _zlib_errors() -> tuple:
 def read_label_values(path, header: VolumeHeader | None = None,
                       segment_values: dict[str, int] | None = None) -> np.ndarray:
     """A label map as integers; a ``.seg.nrrd``'s segments get the values ``segment_values`` gives their names."""
-    header = header if header is not None else read_header(path)
+    header = header if header is not None else read_header(path, role="label")
     if header.segmentation:
         data = segmentation_labels(header, segment_values)
         IO_STATS["data_reads"] += 1
@@ -168,7 +173,7 @@ def read_image(paths: Sequence[Path | str] | Path | str, series: str | None = No
         raise DatasetError("no image file given", "pass at least one image path")
     channels, affine = [], None
     for p in paths:
-        header = read_header(p, series)
+        header = read_header(p, series, role="image")
         data = read_voxels(p, header)
         if data.ndim == 4 and len(paths) == 1:
             channels.extend(np.moveaxis(data, 3, 0))
@@ -179,7 +184,12 @@ def read_image(paths: Sequence[Path | str] | Path | str, series: str | None = No
                                "use 3D volumes (one file per channel) or one 4D file (x, y, z, channel)")
         if affine is None:
             affine = np.asarray(header.affine, dtype=np.float64)
-    image = np.stack([np.asarray(c, dtype=np.float32) for c in channels])
+    image = np.empty((len(channels),) + tuple(channels[0].shape), dtype=np.float32)   # one float32 copy, no more
+    for c, data in enumerate(channels):
+        if data.shape != image.shape[1:]:
+            raise DatasetError(f"{paths[min(c, len(paths) - 1)]}: channel shape {tuple(data.shape)} differs from "
+                               f"{tuple(image.shape[1:])}", "resample all channels of a case onto one grid")
+        image[c] = data
     return image, affine
 
 

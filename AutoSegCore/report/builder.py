@@ -21,11 +21,11 @@ from AutoSegCore.utils.io import write_json, write_text
 REPORT_HTML, SUMMARY_JSON = "report.html", "summary.json"
 
 
-def build_summary(work_dir: str | Path) -> dict:
+def build_summary(work_dir: str | Path, storage: str | None = None) -> dict:
     """The analysis of the search in ``work_dir`` as plain data (what ``summary.json`` holds), nothing written."""
     from AutoSegCore.search.storage import redact
 
-    folder = open_search_folder(work_dir)
+    folder = open_search_folder(work_dir, storage)
     summary = summarize(folder.study, folder.path)
     summary.update(work_dir=str(Path(work_dir).resolve()), storage=redact(folder.storage_url),
                    data=folder.settings.get("data"), generated=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -41,14 +41,16 @@ def build_summary(work_dir: str | Path) -> dict:
     return summary
 
 
-def build_report(work_dir: str | Path, events: EventWriter = NULL_EVENTS) -> tuple[Path, Path]:
-    """Write ``work_dir/report.html`` and ``work_dir/summary.json``; returns their paths.
+def build_report(work_dir: str | Path, events: EventWriter = NULL_EVENTS, *,
+                 storage: str | None = None) -> tuple[Path, Path]:
+    """Write ``work_dir/report.html`` and ``work_dir/summary.json``; returns their paths.  ``storage``: the
+    study's URL with its password, which search.json does not hold (see ``workdir.open_search_folder``).
 
     Raises ``ConfigError`` (no/invalid ``search.json``) or ``StorageError`` (study missing, unreachable or
     corrupt) before anything is written.
     """
     work = Path(work_dir)
-    summary = build_summary(work)
+    summary = build_summary(work, storage)
     folder = summary.pop("_folder")
     study = folder.study
     events.emit("progress", fraction=0.2, message="analysis done; drawing plots")
@@ -252,4 +254,7 @@ def _dashboard(s: dict) -> str:
     body = (f"<p>Explore every trial interactively with optuna-dashboard:</p><pre>optuna-dashboard {escape(url)}</pre>"
             f"<p class='muted'>Study name: <code>{escape(s['study'])}</code>. The full analysis is in "
             f"<code>summary.json</code> next to this file.</p>")
+    if ":***@" in url or "=***" in url:        # the password is never stored: the user supplies it again
+        body += ("<p class='muted'>The password is not stored: put it in place of <code>***</code>, or leave it "
+                 "out and set <code>PGPASSWORD</code> or <code>~/.pgpass</code>.</p>")
     return H.section("Open the study", body, "dashboard")

@@ -62,25 +62,30 @@ def _is_default_storage(data: dict) -> bool:
     return db.name == "study.db" and db.parent.name == Path(str(out)).name
 
 
-def open_search_folder(work_dir: str | Path) -> SearchFolder:
-    """Load ``search.json`` and its study read-only; ConfigError / StorageError name what is wrong."""
-    from AutoSegCore.search.storage import first_line, load_study, open_storage, redact
+def open_search_folder(work_dir: str | Path, storage: str | None = None) -> SearchFolder:
+    """Load ``search.json`` and its study read-only; ConfigError / StorageError name what is wrong.
+
+    search.json holds the storage URL without its password; ``storage``, the same URL with it (the search that
+    just ran passes its own), is used to connect when it redacts to the stored one.  Otherwise the password
+    comes from ``AUTOSEG_STORAGE_PASSWORD``, ``PGPASSWORD`` or ``~/.pgpass`` (``storage.open_storage``)."""
+    from AutoSegCore.search.storage import first_line, load_study, open_storage, redact, scrub
 
     work = Path(work_dir)
     settings = read_search_json(work)
     url = str(settings["storage"])
+    if storage and redact(storage) == redact(url):
+        url = storage
     if url.startswith("sqlite:///"):
         db = Path(url[len("sqlite:///"):])
         if not db.is_file() or db.stat().st_size == 0:
             raise StorageError(f"study database {db} is missing or empty",
                                "point search.json 'storage' at the study, or re-run 'autoseg search'")
-    storage = open_storage(url, heartbeat=False)
     try:
-        study = load_study(storage, settings["study_name"])
+        study = load_study(open_storage(url, heartbeat=False), settings["study_name"])
         study.get_trials(deepcopy=False)       # touch the tables: a damaged file fails here, not mid-report
     except StorageError:
         raise
     except Exception as exc:  # sqlalchemy DatabaseError and friends: a corrupt or foreign database
-        raise StorageError(f"cannot read study '{settings['study_name']}' from {redact(url)}: {first_line(exc)}",
+        raise StorageError(f"cannot read study '{settings['study_name']}' from {redact(url)}: {scrub(first_line(exc), url)}",
                            "the study file may be corrupt; restore it or re-run the search into a new --out") from None
     return SearchFolder(work, settings, study)

@@ -8,6 +8,8 @@ averaged.  Largest-component post-processing is kept per class only where it doe
 from __future__ import annotations
 
 import copy
+import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import optuna
 
 from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.utils.io import read_json, write_json
+from AutoSegCore.utils.io import DISK_FULL, private, read_json, write_json
 
 
 def rank_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
@@ -36,34 +38,51 @@ def rank_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
 def install_best(work: Path, members: list[Path], labels: dict, largest_component: list[int],
                  tta: bool = False) -> Path:
     """best/ as a model folder (one member) or an ensemble folder (members/ + ensemble.json), atomically swapped;
-    ``largest_component`` and ``tta`` are the inference settings decided from validation."""
-    best, tmp = work / "best", work / ".best.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if len(members) == 1:
-        for name in ("model.pt", "model.json", "history.json"):
-            if (members[0] / name).exists():
-                shutil.copy2(members[0] / name, tmp / name)
-        info = read_json(tmp / "model.json")
-        info["config"]["inference"].update(largest_component=largest_component, tta=bool(tta))
-        write_json(tmp / "model.json", info)
-    else:
-        for i, m in enumerate(members):
-            dst = tmp / "members" / f"{i}"
-            dst.mkdir(parents=True)
-            for name in ("model.pt", "model.json"):
-                shutil.copy2(m / name, dst / name)
-        write_json(tmp / "ensemble.json", {"members": [f"members/{i}" for i in range(len(members))],
-                                           "labels": {str(k): v for k, v in labels.items()},
-                                           "largest_component": largest_component,
-                                           "inference": {"tta": bool(tta)}})
-    old = work / ".best.old"
-    shutil.rmtree(old, ignore_errors=True)
+    ``largest_component`` and ``tta`` are the inference settings decided from validation.  The staging and the
+    replaced folders are named for this process (``.best.tmp-PID-RANDOM``), so two runs never delete each other's;
+    a full disk while staging leaves ``best/`` as it was and is an ``OSError`` naming ``best/``."""
+    best = work / "best"
+    _remove_dead_leftovers(work)
+    tmp, old = (work / f".best.{what}-{os.getpid()}-{secrets.token_hex(4)}" for what in ("tmp", "old"))
+    try:
+        tmp.mkdir(parents=True, **({"mode": 0o700} if private() else {}))
+        if len(members) == 1:
+            for name in ("model.pt", "model.json", "history.json"):
+                if (members[0] / name).exists():
+                    shutil.copy2(members[0] / name, tmp / name)
+            info = read_json(tmp / "model.json")
+            info["config"]["inference"].update(largest_component=largest_component, tta=bool(tta))
+            write_json(tmp / "model.json", info)
+        else:
+            for i, m in enumerate(members):
+                dst = tmp / "members" / f"{i}"
+                dst.mkdir(parents=True)
+                for name in ("model.pt", "model.json"):
+                    shutil.copy2(m / name, dst / name)
+            write_json(tmp / "ensemble.json", {"members": [f"members/{i}" for i in range(len(members))],
+                                               "labels": {str(k): v for k, v in labels.items()},
+                                               "largest_component": largest_component,
+                                               "inference": {"tta": bool(tta)}})
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in DISK_FULL:                   # shutil names the source file; the folder that filled is best/'s
+            raise OSError(exc.errno, exc.strerror, str(best)) from None
+        raise
     if best.exists():
         best.rename(old)
     tmp.rename(best)
     shutil.rmtree(old, ignore_errors=True)
     return best
+
+
+def _remove_dead_leftovers(work: Path) -> None:
+    """Staging folders of an install_best killed midway (its process is gone; the folder lock keeps other runs out)."""
+    import psutil
+
+    for p in work.glob(".best.*"):
+        pid = p.name.split("-")[1] if p.name.count("-") == 2 else ""
+        if p.is_dir() and (p.name in (".best.tmp", ".best.old") or pid.isdigit() and not psutil.pid_exists(int(pid))):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 class _PlannedRecipe:

@@ -9,6 +9,7 @@ from pathlib import Path
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.settings import SearchSettings
+from AutoSegCore.search.storage_url import redact
 
 # what a trial's value depends on besides its point and rung
 FIDELITY_SETTINGS = ("epochs", "min_epochs", "steps_per_epoch")
@@ -30,7 +31,7 @@ def check_same_settings(attrs: dict, s: SearchSettings, fidelity, storage_url: s
     if "base_config" in study_settings and _canonical(study_settings["base_config"]) != _canonical(s.base_config):
         changed.append("--config: a different base config")
     if changed:
-        raise ConfigError(f"the study in {storage_url} was started with other settings "
+        raise ConfigError(f"the study in {redact(storage_url)} was started with other settings "
                           f"({'; '.join(changed)}); their trial values would not be comparable",
                           "re-run with the same --space/--strategy/--proxy-data/--proxy-net/--epochs/"
                           "--min-epochs/--steps-per-epoch, or use another --out (or --study-name)")
@@ -50,7 +51,7 @@ def study_cases(attrs: dict, names: list[str], s: SearchSettings, storage_url: s
         return None
     before = (attrs.get("settings") or {}).get("data")
     if missing:
-        raise ConfigError(f"{s.data} lacks {len(missing)} case(s) the study in {storage_url} ran on "
+        raise ConfigError(f"{s.data} lacks {len(missing)} case(s) the study in {redact(storage_url)} ran on "
                           f"(e.g. {', '.join(missing[:3])}); it was started on {before}",
                           "re-run with the study's dataset, or use another --out (or --study-name)")
     if not join and before and Path(str(before)).resolve() != Path(str(s.data)).resolve():

@@ -30,6 +30,7 @@ from AutoSegCore.search.setup import StudySetup
 from AutoSegCore.utils.signals import finish_stop_undisturbed
 from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
+from AutoSegCore.search.storage_url import child_env, redact
 from AutoSegCore.search.summary import FINISHED, StudySummary, counted, describe_summary  # noqa: F401
 from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
 from AutoSegCore.search.trial_spec import TrialSpec
@@ -115,7 +116,8 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
         trial.set_user_attr("config", config)
         trial.set_user_attr("full_config", full_config)
         trial.set_user_attr("fidelity", self.fidelity.to_dict())
-        proc = self.launcher.start(trial_dir, None, trial_dir / "log.txt")
+        # the storage password (if the URL has one) travels in the child's environment, not in spec.json
+        proc = self.launcher.start(trial_dir, child_env(self.storage_url), trial_dir / "log.txt")
         self.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
             "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
         self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
@@ -332,6 +334,4 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             self.events.emit("progress", fraction=frac, message=f"{len(trials)} trials finished")
 
     def _public_storage(self) -> str:
-        from AutoSegCore.search.storage import redact
-
         return redact(self.storage_url)

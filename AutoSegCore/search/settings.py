@@ -80,7 +80,7 @@ class SearchSettings:
     trials: int | None = 20
     time_limit: float | None = None          # seconds for the search phase (hard: running trials stopped, re-queued)
     jobs: int = 1
-    storage: str | None = None
+    storage: str | None = field(default=None, repr=False)   # may hold a password: stored and shown redacted
     study_name: str | None = None
     epochs: int = 20                          # maximum budget per trial (epochs are the fidelity unit)
     min_epochs: int | None = None             # BOHB/Hyperband minimum budget (None: 2, or epochs when smaller)
@@ -172,7 +172,11 @@ class SearchSettings:
         return max(1, (os.cpu_count() or 1) // self.jobs)
 
     def to_dict(self) -> dict:
+        """What ``search.json`` and the study's ``settings`` attribute hold: the storage URL without its password."""
+        from AutoSegCore.search.storage_url import redact
+
         d = asdict(self)
+        d["storage"] = redact(self.storage)
         d["data"] = str(Path(self.data).resolve()) if Path(self.data).exists() else self.data
         d["out"] = str(Path(self.out).resolve())
         return d

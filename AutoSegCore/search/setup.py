@@ -9,6 +9,7 @@ from pathlib import Path
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.search.resume import check_same_settings, study_cases
 from AutoSegCore.search.stages import stage_fingerprint, stage_plan
+from AutoSegCore.search.storage_url import redact
 from AutoSegCore.search.trial_spec import study_pruner
 from AutoSegCore.utils.io import read_json, write_json
 
@@ -95,7 +96,7 @@ class StudySetup:
                 self.study.set_user_attr("plan", self.plan)
         self.directions = [d.name.lower() for d in self.study.directions]
         write_json(self.work / "search.json", {
-            **s.to_dict(), "study_name": s.study_name, "storage": self.storage_url,
+            **s.to_dict(), "study_name": s.study_name, "storage": redact(self.storage_url),
             "storage_is_default": not s.storage, "directions": self.directions,
             "fidelity": self.fidelity.to_dict(), "train_cases": self.train_cases, "val_cases": self.val_cases})
 

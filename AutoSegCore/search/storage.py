@@ -2,6 +2,10 @@
 
 Creating the schema and the study happens once, guarded by retries, because two processes creating the same
 study at once on an empty PostgreSQL database race (``UniqueViolation … studydirection``, stack.md).
+
+A URL's password is never stored or shown (:mod:`AutoSegCore.search.storage_url`): every URL opened here may be
+the redacted one (``u:***@``); :func:`open_storage` connects with the password from the environment or libpq's
+``PGPASSWORD`` / ``~/.pgpass``, and its errors name the URL redacted.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 from AutoSegCore.errors import StorageError
+from AutoSegCore.search.storage_url import connect_url, redact, scrub  # noqa: F401 - redact: this module's API
 
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
@@ -33,6 +38,7 @@ def open_storage(url: str, *, heartbeat: bool = True, must_exist: bool = False) 
     ``must_exist``: a worker joining a study, or a reader — a missing SQLite file is an error, not a new empty
     database left behind (SQLite creates one on connect)."""
     kwargs: dict = {}
+    real = connect_url(url)
     if url.startswith("sqlite"):
         path = Path(url.split("sqlite:///", 1)[-1])
         if must_exist and not (path.is_file() and path.stat().st_size > 0):
@@ -52,9 +58,10 @@ def open_storage(url: str, *, heartbeat: bool = True, must_exist: bool = False) 
     last: Exception | None = None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return optuna.storages.RDBStorage(real, **kwargs)
         except ImportError as exc:
-            raise StorageError(f"the driver for '{url.split(':')[0]}' is not installed ({exc})",
+            raise StorageError(f"the driver for '{redact(url).split(':')[0]}' is not installed "
+                               f"({scrub(str(exc), url, real)})",
                                "pip install 'AutoSegCore[postgres]' for PostgreSQL") from None
         except Exception as exc:  # sqlalchemy OperationalError/IntegrityError/DatabaseError…
             last = exc
@@ -63,8 +70,9 @@ def open_storage(url: str, *, heartbeat: bool = True, must_exist: bool = False) 
                 time.sleep(0.5 + attempt)     # another process is creating the schema: retry
                 continue
             break
-    raise StorageError(f"cannot open study storage {redact(url)}: {first_line(last)}",
-                       "check the URL, that the server is running and reachable, and the credentials")
+    raise StorageError(f"cannot open study storage {redact(url)}: {scrub(first_line(last), url, real)}",
+                       "check the URL, that the server is running and reachable, and the credentials (a password "
+                       "comes from the URL, AUTOSEG_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass)")
 
 
 def create_or_load_study(storage, study_name: str, directions: list[str], sampler, pruner) -> optuna.Study:
@@ -89,15 +97,6 @@ def load_study(storage, study_name: str, sampler=None, pruner=None) -> optuna.St
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise StorageError(f"no study named '{study_name}' in the storage",
                            f"existing studies: {', '.join(names) or 'none'}; start one with 'autoseg search'") from None
-
-
-def redact(url: str) -> str:
-    """Hide a password in a URL before printing it."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        return f"{scheme}://{cred.split(':')[0]}:***@{host}" if ":" in cred else url
-    return url
 
 
 def first_line(exc: BaseException | None) -> str:

@@ -1,7 +1,8 @@
 """The contract between a search and one trial's child process: ``trials/<n>/spec.json``.
 
 The parent writes a :class:`TrialSpec`, the child (:mod:`AutoSegCore.search.trial_process`) reads it; nothing
-else travels between them (no environment variables, no command-line options).  Each setting travels once:
+else travels between them (no command-line options), except a storage password: the spec holds the URL redacted
+and the password is in the child's environment only (``storage_url.PASSWORD_ENV``), never on disk.  Each setting travels once:
 the epoch budget is the config's ``training.epochs``, the thread count ``threads``, the device ``device``.
 The file is versioned and checked when read, so a child never trains half a contract.
 """
@@ -51,6 +52,10 @@ class TrialSpec:
     version: int = field(default=TRIAL_SPEC_VERSION)
 
     def __post_init__(self) -> None:
+        from AutoSegCore.search.storage_url import redact
+
+        if isinstance(self.storage, str):         # a spec never holds a password, in memory or in spec.json
+            object.__setattr__(self, "storage", redact(self.storage))
         self.validate()
 
     @property

@@ -9,16 +9,19 @@ trained with REINFORCE against a moving-average baseline.
 - Reward r = −value (minimisation sense); failed trials get the worst value (penalty.py).  Baseline
   b ← β·b + (1−β)·r; advantage (r − b) is divided by a running standard deviation so the learning rate does
   not depend on the objective's scale; loss = −advantage·log π(actions) − entropy_weight·H; Adam.
-- Shared state: weights, Adam state, baseline and counters are saved (torch.save → base64) in the study's
-  system attributes after every update and reloaded (``torch.load(weights_only=True)``) when another worker
-  has written a newer version, so several workers on one storage train one controller.  Concurrent updates
-  are last-writer-wins (one update can be lost when two workers finish at the same instant).
+- Shared state: weights, Adam moments, baseline and counters are saved as plain JSON (each tensor a list of
+  numbers with its shape and dtype, ``STATE_FORMAT``) in the study's system attributes after every update and
+  reloaded when another worker has written a newer version, so several workers on one storage train one
+  controller.  Concurrent updates are last-writer-wins (one update can be lost when two workers finish at the
+  same instant).  No pickle: a shared (PostgreSQL) study is data anyone with access to it can write, so a state
+  is read only into the tensors this controller already has, checked for shape, dtype and finite values first;
+  anything else — including the pickled state of earlier versions — is ignored with a warning (and replaced
+  at the next update).
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
+import logging
 import math
 from typing import Any
 
@@ -34,6 +37,32 @@ from AutoSegCore.strategies.penalty import STRATEGY_PENALTY, was_requeued
 
 STATE_ATTR = "rl:state"
 ACTIONS_ATTR = "rl:actions"
+STATE_FORMAT = "autoseg-rl/2"        # plain JSON arrays (the unversioned format before it held a pickle: refused)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
+_log = logging.getLogger(__name__)
+
+
+def _array(t: torch.Tensor) -> dict:
+    """A tensor as JSON: shape, dtype and its values flat (float32 printed with the 9 digits that round-trip)."""
+    t = t.detach().cpu()
+    values = t.reshape(-1).tolist()
+    if t.dtype == torch.float32:
+        values = [float(f"{v:.9g}") for v in values]
+    return {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "data": values}
+
+
+def _tensor(record, like: torch.Tensor, what: str) -> torch.Tensor:
+    """The tensor of a JSON ``record``, which must have ``like``'s shape and dtype (checked before anything is
+    allocated) and finite numbers only; ``ValueError`` naming ``what`` otherwise."""
+    if not isinstance(record, dict) or _DTYPES.get(record.get("dtype")) != like.dtype \
+            or record.get("shape") != list(like.shape):
+        raise ValueError(f"{what}: not a {str(like.dtype).removeprefix('torch.')} array of shape {list(like.shape)}")
+    data = record.get("data")
+    if not isinstance(data, list) or len(data) != like.numel() \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in data):
+        raise ValueError(f"{what}: not {like.numel()} finite numbers")
+    return torch.tensor(data, dtype=like.dtype).reshape(like.shape)
 
 
 def action_grid(dist: BaseDistribution, n_grid: int = 10, max_choices: int = 16) -> list[Any]:
@@ -90,6 +119,7 @@ class ControllerSampler(UnitCubeSampler):
         self._model: _Controller | None = None
         self._optim: torch.optim.Optimizer | None = None
         self._stats = {"baseline": None, "var": 1.0, "version": 0, "updates": 0}
+        self._refused: int | None = None           # the shared state version last refused (warned once)
 
     def reseed_rng(self) -> None:
         super().reseed_rng()
@@ -108,19 +138,62 @@ class ControllerSampler(UnitCubeSampler):
 
     def _load_shared(self, study: Study) -> None:
         state = study._storage.get_study_system_attrs(study._study_id).get(STATE_ATTR)
-        if not state or state.get("signature") != self._signature or state["version"] <= self._stats["version"]:
+        if not isinstance(state, dict) or state.get("signature") != self._signature:
             return
-        blob = torch.load(io.BytesIO(base64.b64decode(state["weights"])), weights_only=True)
-        self._model.load_state_dict(blob["model"])
-        self._optim.load_state_dict(blob["optim"])
-        self._stats = {k: state[k] for k in ("baseline", "var", "version", "updates")}
+        version = state.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version <= self._stats["version"]:
+            return
+        try:
+            if state.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {state.get('format')!r} is not {STATE_FORMAT} (an earlier version's "
+                                 "pickled state is never loaded)")
+            model, adam, stats = self._read_state(state)
+        except ValueError as exc:
+            if self._refused != version:
+                self._refused = version
+                _log.warning("RL controller: the study's shared state (version %s) is ignored: %s; this worker "
+                             "continues with its own controller and replaces it at its next update", version, exc)
+            return
+        self._model.load_state_dict(model)
+        self._optim.load_state_dict({"state": adam, "param_groups": self._optim.state_dict()["param_groups"]})
+        self._stats = stats
+
+    def _read_state(self, state: dict) -> tuple[dict, dict, dict]:
+        """Weights, Adam moments and counters of a shared state, each checked against this controller's own
+        tensors (names, shapes, dtypes); the optimiser's settings stay this sampler's, never the study's."""
+        own = self._model.state_dict()
+        model = state.get("model")
+        if not isinstance(model, dict) or sorted(model) != sorted(own):
+            raise ValueError("its weights do not name this controller's tensors")
+        model = {k: _tensor(model[k], v, k) for k, v in own.items()}
+        params = list(self._model.parameters())
+        moments = state.get("adam")
+        if not isinstance(moments, list) or len(moments) != len(params):
+            raise ValueError(f"its optimiser state is not a list of {len(params)} entries")
+        adam = {}
+        for i, (entry, p) in enumerate(zip(moments, params)):
+            if entry is None:
+                continue
+            if not isinstance(entry, dict) or sorted(entry) != sorted(_ADAM_KEYS):
+                raise ValueError(f"optimiser entry {i} is not {{{', '.join(_ADAM_KEYS)}}}")
+            adam[i] = {"step": _tensor(entry["step"], torch.zeros((), dtype=torch.float32), f"step {i}"),
+                       "exp_avg": _tensor(entry["exp_avg"], p.detach(), f"exp_avg {i}"),
+                       "exp_avg_sq": _tensor(entry["exp_avg_sq"], p.detach(), f"exp_avg_sq {i}")}
+        stats = {k: state.get(k) for k in ("baseline", "var", "version", "updates")}
+        numbers = [stats["var"]] + ([] if stats["baseline"] is None else [stats["baseline"]])
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) \
+                or not stats["var"] >= 0 or isinstance(stats["updates"], bool) or not isinstance(stats["updates"], int):
+            raise ValueError("its baseline and counters are not finite numbers")
+        return model, adam, stats
 
     def _save_shared(self, study: Study) -> None:
-        buf = io.BytesIO()
-        torch.save({"model": self._model.state_dict(), "optim": self._optim.state_dict()}, buf)
+        optim = self._optim.state_dict()["state"]
         self._stats["version"] += 1
         study._storage.set_study_system_attr(study._study_id, STATE_ATTR, {
-            "signature": self._signature, "weights": base64.b64encode(buf.getvalue()).decode("ascii"),
+            "format": STATE_FORMAT, "signature": self._signature,
+            "model": {k: _array(v) for k, v in self._model.state_dict().items()},
+            "adam": [{k: _array(optim[i][k]) for k in _ADAM_KEYS} if i in optim else None
+                     for i in range(len(list(self._model.parameters())))],
             **self._stats})
 
     # ------------------------------------------------------------------ sampling

@@ -3,11 +3,15 @@
 This is the contract between training, ``autoseg predict``, the search's ``best/`` and the Slicer module.
 Every way a model folder can be wrong (missing files, a ``model.json`` that is not a model description, a
 ``model.pt`` that is junk, holds code, or does not fit the network) is a one-line ``ConfigError`` naming the file.
+A model folder or a checkpoint may come from someone else (a colleague's ``best/``, a received study): both are
+read only through :func:`_safe_load` (``weights_only=True`` on torch ≥ 2.10), which never imports a class or runs
+code from the file.
 """
 from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -101,19 +105,41 @@ def read_model_info(model_dir: str | Path) -> dict:
     return info
 
 
+# torch.load(weights_only=True) is bypassable before 2.10 (published advisories): a model folder or checkpoint
+# someone sends is never unpickled by an older torch (pyproject and the Slicer installer require 2.10 too)
+MIN_TORCH = (2, 10)
+
+
+def _torch_version() -> tuple[int, int]:
+    parts = torch.__version__.split("+")[0].split(".")[:2]
+    return tuple(int("".join(ch for ch in p if ch.isdigit()) or 0) for p in parts)
+
+
+def _safe_load(path: Path, what: str, kind: str, hint: str, code_hint: str):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, no class is imported and no code
+    runs; a file that asks for one (a pickled object, a ``__reduce__`` payload) is a one-line ConfigError."""
+    if _torch_version() < MIN_TORCH:
+        raise ConfigError(f"not loading {path}: torch {torch.__version__} is older than "
+                          f"{'.'.join(map(str, MIN_TORCH))}, whose safe loading can be bypassed by a crafted file",
+                          "pip install 'torch>=2.10'")
+    try:
+        with warnings.catch_warnings():      # a foreign pickle protocol warns; the error below is the one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():      # a class or function to import: weights_only refuses it
+            raise ConfigError(f"{path} holds Python objects, not only {what} (refused: loading them could run code)",
+                              code_hint) from None
+        raise ConfigError(f"{path} is not {kind}, or is truncated (unreadable pickle data)", hint) from None
+    except Exception:  # noqa: BLE001 - on a junk file torch.load raises KeyError, EOFError, RuntimeError, ...
+        raise ConfigError(f"{path} is not {kind}, or is truncated", hint) from None
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in ``model.pt``, loaded with ``weights_only=True`` (no code runs); ``ConfigError`` if it is not
     one.  Any failure of ``torch.load`` means the same thing to the user — the file is not usable weights."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "unsupported global" in str(exc).lower():      # a class or function to import: weights_only refuses it
-            raise ConfigError(f"{path} holds Python objects, not only weights (refused: loading them could run code)",
-                              f"use the {MODEL_FILE} written by 'autoseg train' (a state dict of tensors)") from None
-        raise ConfigError(f"{path} is not a PyTorch weights file, or is truncated (unreadable pickle data)",
-                          _DAMAGED_HINT) from None
-    except Exception:  # noqa: BLE001 - on a junk file torch.load raises KeyError, EOFError, RuntimeError, ...
-        raise ConfigError(f"{path} is not a PyTorch weights file, or is truncated", _DAMAGED_HINT) from None
+    state = _safe_load(path, "weights", "a PyTorch weights file", _DAMAGED_HINT,
+                       f"use the {MODEL_FILE} written by 'autoseg train' (a state dict of tensors)")
     if not (isinstance(state, Mapping) and state
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise ConfigError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__})", _DAMAGED_HINT)
@@ -131,12 +157,14 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tup
     model_dir = Path(model_dir)
     info = read_model_info(model_dir)
     try:
-        net = build_network(info["config"]["network"], info["in_channels"], info["out_channels"])
+        with torch.device("meta"):     # shapes only: model.json may ask for any size, nothing is allocated yet
+            net = build_network(info["config"]["network"], info["in_channels"], info["out_channels"])
     except ConfigError as exc:
         raise ConfigError(f"{model_dir / INFO_FILE}: {exc.message}", _DAMAGED_HINT) from None
+    _check_network_size(model_dir / INFO_FILE, net)
     state = read_weights(model_dir / MODEL_FILE)
     try:
-        net.load_state_dict(state)     # strict: torch names missing, unexpected and resized tensors
+        net = _materialise(net, state, info)   # strict: torch names missing, unexpected and resized tensors
     except RuntimeError as exc:
         from AutoSegCore.data.volumes import short_error
 
@@ -146,6 +174,36 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu") -> tup
     return net, info
 
 
+def _check_network_size(path: Path, net: torch.nn.Module) -> None:
+    """The meta-device network's weights must fit the memory limit of one volume (``data.limits``)."""
+    from AutoSegCore.data.limits import image_limit
+
+    tensors = list(net.parameters()) + list(net.buffers())
+    need = sum(t.numel() * t.element_size() for t in tensors)
+    limit, how = image_limit()
+    if need > limit:
+        raise ConfigError(f"{path} describes a network of {sum(t.numel() for t in tensors):,} weights "
+                          f"({need / 1e9:.3g} GB), over the memory limit of {limit / 1e9:.3g} GB ({how})",
+                          _DAMAGED_HINT)
+
+
+def _materialise(net: torch.nn.Module, state: dict, info: dict) -> torch.nn.Module:
+    """The meta-device ``net`` with ``state`` as its tensors (``assign=True``: shapes checked, then the loaded
+    tensors used, cast to the network's dtypes); built for real only if a tensor is not in the file."""
+    ref = net.state_dict()
+    for k, v in state.items():
+        if k in ref and v.shape != ref[k].shape:
+            raise RuntimeError(f"{k}: {tuple(v.shape)} in the file, {tuple(ref[k].shape)} in the network")
+    state = {k: v.to(ref[k].dtype) if k in ref and v.dtype != ref[k].dtype else v for k, v in state.items()}
+    net.load_state_dict(state, assign=True)
+    if any(t.is_meta for t in list(net.parameters()) + list(net.buffers())):   # a non-persistent buffer
+        from AutoSegCore.networks import build_network
+
+        net = build_network(info["config"]["network"], info["in_channels"], info["out_channels"])
+        net.load_state_dict(state)
+    return net
+
+
 RESUME_HINT = ("train with the config that wrote it, choose another --out, or start over with --no-resume "
                "(which replaces that checkpoint)")
 
@@ -153,10 +211,8 @@ RESUME_HINT = ("train with the config that wrote it, choose another --out, or st
 def read_checkpoint(path: Path, trained_as: str) -> dict:
     """A training checkpoint (weights_only=True) written for ``trained_as`` (the network and preprocessing, see
     ``Trainer._trained_as``); a one-line ConfigError when it is unreadable or another run's."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: pickle, zip and torch raise many types
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(exc).__name__})", RESUME_HINT) from None
+    state = _safe_load(path, "a checkpoint", "a readable checkpoint", RESUME_HINT,
+                       "delete it, or start over with --no-resume (which replaces it with this run's own)")
     if not isinstance(state, dict) or state.get("trained_as", trained_as) != trained_as:
         raise ConfigError(f"{path} is the checkpoint of another network or preprocessing than this config's",
                           RESUME_HINT)

@@ -5,32 +5,67 @@ import errno
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+PRIVATE_ENV = "AUTOSEG_PRIVATE"         # "1": outputs 0600 / folders 0700 (``--private``; trial children inherit it)
+# a full disk, a disk quota, a file-size limit: the user's to fix, whichever writer hit it
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def private() -> bool:
+    return os.environ.get(PRIVATE_ENV) == "1"
+
+
+def temp_name(target: Path) -> Path:
+    """``.<name>.<pid>-<random><ending>`` beside ``target``: unique per process, and a leftover names the process
+    that wrote it, so a cleaner can spare the temp files of a run that is still alive."""
+    suffix = "".join(target.suffixes) or ".tmp"
+    return target.parent / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+
+def temp_owner(target: Path, name: str) -> int | None:
+    """The pid in a :func:`temp_name` of ``target`` (None for any other name, e.g. an older run's)."""
+    prefix = f".{target.name}."
+    found = re.match(r"(\d+)-[0-9a-f]{8}", name[len(prefix):]) if name.startswith(prefix) else None
+    return int(found.group(1)) if found else None
 
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; on success rename it over ``target``, on error delete it."""
+    """Yield a temp path beside ``target``; on success rename it over ``target``, on error delete it.
+
+    The temp file is created with mode 0666 (0600 with ``--private``) so the kernel applies the process's umask —
+    no ``os.umask`` call, which would change it for every thread.  A write that fails for want of space (also as
+    torch's or SimpleITK's ``RuntimeError``) is re-raised as ``OSError(ENOSPC|EDQUOT|EFBIG)`` naming ``target``."""
     target = check_output_file(target)
+    mode = 0o600 if private() else 0o666
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(target.suffixes) or ".tmp"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+        target.parent.mkdir(parents=True, exist_ok=True, **({"mode": 0o700} if private() else {}))
+        while True:
+            tmp_path = temp_name(target)
+            try:
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                break
+            except FileExistsError:
+                continue
     except OSError as exc:           # name the file the user asked for, not our hidden temp file
         raise OSError(exc.errno, exc.strerror, str(target)) from None
+    created_mode = os.fstat(fd).st_mode & 0o7777
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except (OSError, RuntimeError) as exc:
+            full = disk_full(exc, tmp_path)
+            if full is None:
+                raise
+            raise OSError(full, os.strerror(full), str(target)) from None
         if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_UMASK)       # mkstemp makes 0600; outputs are ordinary files
+            os.chmod(tmp_path, created_mode)       # a writer that replaced the temp file keeps the mode chosen here
         try:
             os.replace(tmp_path, target)
         except OSError as exc:
@@ -38,6 +73,33 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def disk_full(exc: BaseException, written: Path | None = None) -> int | None:
+    """The errno (one of ``DISK_FULL``) when ``exc`` came from a full disk, a quota or a file-size limit, else None.
+
+    Why a probe: torch.save reports a failed write as ``RuntimeError: … unexpected pos …`` and SimpleITK's text
+    may not carry the OS error either, so the file system is asked: 64 KiB more appended to the file that failed
+    (``written``, deleted by the caller) fails the same way when space was the cause."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in DISK_FULL else None
+    if not isinstance(exc, RuntimeError):
+        return None
+    for code in DISK_FULL:
+        if os.strerror(code) in str(exc):
+            return code
+    if written is None or not written.is_file():
+        return None
+    try:
+        fd = os.open(written, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, bytes(65536))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as probe:
+        return probe.errno if probe.errno in DISK_FULL else None
+    return None
 
 
 def check_output_file(target: str | Path) -> Path:

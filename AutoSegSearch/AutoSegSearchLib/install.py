@@ -2,7 +2,9 @@
 
 PyTorch comes from the PyTorch extension (``PyTorchUtils``) when it is installed, because it picks the build that
 matches the GPU driver; otherwise from PyPI.  The other packages come through ``slicer.util.pip_install``.
-Qt-free: the Widget passes a ``confirm(text) -> bool`` callback (a dialog) and a ``pip_install`` function.
+Qt-free: the Widget passes a ``confirm(text) -> bool`` callback (a dialog) and a ``pip_install`` function, which is
+given a list of pip arguments (``slicer.util.pip_install`` splits a string at spaces, so a path with a space would
+break).
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def engine_installed() -> bool:
     return not missing_packages()
 
 
-def install_engine(confirm: Callable[[str], bool], pip_install: Callable[[str], object],
+def install_engine(confirm: Callable[[str], bool], pip_install: Callable[[list[str]], object],
                    torch_installer: Callable[[], object] | None = None) -> bool:
     """Install what is missing. Returns False if the user declined; raises InstallError when it cannot."""
     missing = missing_packages()
@@ -88,17 +90,17 @@ def install_engine(confirm: Callable[[str], bool], pip_install: Callable[[str], 
             if torch_installer is not None:
                 torch_installer()
             else:
-                pip_install(REQUIREMENTS["torch"])
+                pip_install([REQUIREMENTS["torch"]])
         for name in missing:
             if name not in ("torch", "AutoSegCore"):
-                pip_install(REQUIREMENTS[name])
+                pip_install([REQUIREMENTS[name]])
         if "AutoSegCore" in missing:
-            pip_install(engine_source())
+            pip_install([engine_source()])
     except Exception as exc:  # pip's failures come as many types; the user needs one clear message
         raise InstallError(
             f"installing the AutoSegSearch engine failed: {exc}. Check the internet connection and the Python "
             f"console log; to install by hand run in Slicer's Python console: "
-            f"slicer.util.pip_install('{engine_source()}')") from exc
+            f"slicer.util.pip_install([{engine_source()!r}])") from exc
     importlib.invalidate_caches()
     still = missing_packages()
     if still:
@@ -115,7 +117,7 @@ def pytorch_extension_installer() -> Callable[[], object] | None:
         return None
 
     def install():
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.2")
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.10")
         if torch is None:
             raise InstallError("the PyTorch extension could not install PyTorch")
         return torch

@@ -21,6 +21,19 @@ PALETTE = [(0.90, 0.62, 0.0), (0.34, 0.71, 0.91), (0.0, 0.62, 0.45), (0.94, 0.89
            (0.84, 0.15, 0.16), (0.58, 0.40, 0.74)]
 
 
+def check_volume_file(path, role: str) -> None:
+    """The engine's header check (``volumes.read_header``: memory limit, decompression bomb, geometry) before a
+    storage node reads ``path`` in this process, so one hostile file is an error, not a dead Slicer or web server.
+    Slicer's own readers allocate whatever a header asks.  Without the engine in this Python (Slicer before
+    Install) there is no check to call: the storage node reads unchecked, as Slicer's own Add Data does."""
+    try:
+        from AutoSegCore.data.volumes import file_ending, read_header
+    except ImportError:
+        return
+    if file_ending(Path(path).name) is not None:
+        read_header(path, role=role)
+
+
 def ijk_to_ras(node) -> np.ndarray:
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
@@ -88,6 +101,7 @@ class SceneNodes:
 
     def read_volume(self, path: Path, labelmap: bool = False):
         """Read a volume file into a node that is NOT in the scene (so a failure leaves no trace)."""
+        check_volume_file(path, "label" if labelmap else "image")
         node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
         storage.SetFileName(str(path))

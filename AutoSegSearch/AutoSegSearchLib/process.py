@@ -57,7 +57,9 @@ class ProcessState(str, enum.Enum):
 
 
 def engine_python() -> str:
-    """The Python that runs the engine: ``PythonSlicer`` inside the desktop Slicer, else this interpreter."""
+    """The Python that runs the engine: inside the desktop Slicer, the ``PythonSlicer`` of this Slicer (beside its
+    executable or in its ``bin/``), never one found on PATH — that may be another Slicer's, with another Python and
+    packages; else this interpreter."""
     try:
         import slicer  # noqa: PLC0415 - optional: absent when the engine runs without Slicer
 
@@ -65,10 +67,23 @@ def engine_python() -> str:
     except ImportError:
         in_desktop_slicer = False
     if in_desktop_slicer:
-        found = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=os.path.dirname(sys.executable))
+        found = own_python_slicer(sys.executable, getattr(slicer.app, "slicerHome", None))
         if found:
             return found
     return sys.executable
+
+
+def own_python_slicer(executable: str, slicer_home: str | None = None) -> str | None:
+    """``PythonSlicer`` beside ``executable`` (Slicer's ``sys.executable`` is ``bin/PythonSlicer`` or the app) or in
+    ``slicer_home/bin``; None when neither holds it."""
+    folders = [os.path.dirname(os.path.abspath(executable))]
+    if slicer_home:
+        folders.append(os.path.join(str(slicer_home), "bin"))
+    for folder in folders:
+        found = shutil.which("PythonSlicer", path=folder)
+        if found:
+            return found
+    return None
 
 
 def engine_command(*args: str, python: str | None = None) -> list[str]:

@@ -14,7 +14,7 @@ import vtk
 
 from .errors import DatasetError
 from .nodes import (PALETTE, SceneNodes, voxel_array, node_dims, ijk_to_ras, image_from_array, node_label, same_grid,
-                    case_name_from_file, safe_case_name)
+                    case_name_from_file, safe_case_name, check_volume_file)
 
 
 class SceneImport(SceneNodes):
@@ -125,6 +125,7 @@ class SceneImport(SceneNodes):
 
     def _read_seg_nrrd(self, path: Path, volume) -> tuple[np.ndarray, dict[int, tuple]]:
         """A .seg.nrrd read without the scene -> (label array on the volume's grid, {value: (name, colour)})."""
+        check_volume_file(path, "label")
         seg_node = slicer.vtkMRMLSegmentationNode()
         # The storage node creates display nodes while reading; a node outside any scene makes MRML log
         # "CreateDefaultDisplayNodes failed: Scene is invalid", so read inside a throw-away scene of our own.

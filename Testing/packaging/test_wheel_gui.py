@@ -7,6 +7,7 @@ checkout: the page is then served from the installed copy only."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import socket
@@ -90,8 +91,10 @@ def test_installed_autoseg_gui_serves_the_page(installed, tmp_path):
         deadline, page = time.monotonic() + 300, None
         while page is None:
             try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
-            except OSError:
+                # the URL it printed carries this start's key (without it the page answers 403)
+                url = re.search(rf"http://127\.0\.0\.1:{port}/\?secret=\S+", log.read_text()).group(0)
+                page = urllib.request.urlopen(url, timeout=5).read().decode()
+            except (OSError, AttributeError):      # not listening yet / nothing printed yet
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.5)

@@ -10,7 +10,7 @@ import sys
 import optuna
 import pytest
 
-from shared_data import HIPPO
+from shared_data import HIPPO, make_subset
 
 
 @pytest.mark.slow
@@ -18,14 +18,7 @@ from shared_data import HIPPO
 def test_report_of_a_real_search(tmp_path):
     if not HIPPO.is_dir():
         pytest.skip(f"shared data not found at {HIPPO}")
-    meta = json.loads((HIPPO / "dataset.json").read_text())
-    entries = sorted(meta["training"], key=lambda e: e["image"])[:8]
-    meta["training"] = [{"image": str((HIPPO / e["image"]).resolve()), "label": str((HIPPO / e["label"]).resolve())}
-                        for e in entries]
-    meta["numTraining"] = 8
-    data = tmp_path / "hippo8"
-    data.mkdir()
-    (data / "dataset.json").write_text(json.dumps(meta))
+    data = make_subset(tmp_path / "hippo8", 8)
     (tmp_path / "base.yaml").write_text("training: {batch_size: 2}\n")
     work = tmp_path / "work"
     env = {**os.environ, "AUTOSEG_THREADS": "1", "OMP_NUM_THREADS": "1"}

@@ -16,7 +16,7 @@ from scipy import ndimage
 from AutoSegCore.errors import ConfigError, StorageError
 from AutoSegCore.events import EventWriter
 from AutoSegCore.report import build_report
-from shared_data import HIPPO
+from shared_data import HIPPO, make_subset
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -88,17 +88,10 @@ def test_report_multi_objective_has_pareto(multi_work, tmp_path):
 
 @pytest.fixture(scope="module")
 def hippo3(tmp_path_factory) -> Path:
-    """An MSD folder listing 3 real Hippocampus cases by absolute path."""
+    """An MSD folder with 3 real Hippocampus cases (linked)."""
     if not HIPPO.is_dir():
         pytest.skip(f"shared data not found at {HIPPO}")
-    meta = json.loads((HIPPO / "dataset.json").read_text())
-    entries = sorted(meta["training"], key=lambda e: e["image"])[:3]
-    meta["training"] = [{"image": str((HIPPO / e["image"]).resolve()), "label": str((HIPPO / e["label"]).resolve())}
-                        for e in entries]
-    meta["numTraining"] = 3
-    root = tmp_path_factory.mktemp("hippo3")
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+    return make_subset(tmp_path_factory.mktemp("hippo3") / "data", 3)
 
 
 def test_report_with_final_model_and_overlays(single_work, hippo3, tmp_path):

@@ -1,9 +1,11 @@
-"""Fixtures for the browser front end: a real `autoseg gui` server (subprocess, free port, killed afterwards),
-a small real MSD dataset, folders outside the allowed roots, and Debian Chromium driven by Playwright."""
+"""Fixtures for the browser front end: a real `autoseg gui` server (subprocess, free port, killed afterwards; its
+URL with the key of that start read from what it printed), a small real MSD dataset, folders outside the allowed
+roots, and Debian Chromium driven by Playwright (a new browser context = a browser session of its own)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -50,42 +52,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(roots):
-    """`python -m AutoSegCore gui` on 127.0.0.1:<free port>; yields (url, Popen, log path); kills its tree."""
-    import psutil
-
+def start_gui(roots, log_path: Path, *extra: str, scheme: str = "http", opener=urllib.request.urlopen):
+    """Start `python -m AutoSegCore gui` on a free port; returns (the URL it printed, with this start's key, Popen)
+    once the page answers there."""
     port = _free_port()
-    log_path = roots["work"].parent / "server.log"
     env = dict(os.environ, AUTOSEG_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "AutoSegCore", "gui", "--data", str(roots["data"]),
-                                 "--work", str(roots["work"]), "--port", str(port)],
+                                 "--work", str(roots["work"]), "--port", str(port), *extra],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(roots["work"].parent))
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not start:\n" + log_path.read_text()[-3000:]) from None
-                time.sleep(0.5)
-        yield url, proc, log_path
-    finally:
-        tree = [proc.pid]
+    printed = re.compile(rf"AutoSegSearch page: ({scheme}://\S+:{port}/\?secret=\S+)")
+    deadline = time.monotonic() + 180
+    while True:
+        found = printed.search(log_path.read_text(errors="replace"))
         try:
-            tree += [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+            if found:
+                opener(found.group(1), timeout=2).read()
+                return found.group(1), proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_tree(proc)
+            raise RuntimeError("server did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def stop_tree(proc) -> None:
+    import psutil
+
+    tree = [proc.pid]
+    try:
+        tree += [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        pass
+    for pid in reversed(tree):
+        try:
+            psutil.Process(pid).kill()
         except psutil.NoSuchProcess:
             pass
-        for pid in reversed(tree):
-            try:
-                psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait(timeout=30)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(roots):
+    """`python -m AutoSegCore gui` on 127.0.0.1:<free port>; yields (URL with the key, Popen, log path); kills its
+    tree."""
+    log_path = roots["work"].parent / "server.log"
+    url, proc = start_gui(roots, log_path)
+    try:
+        yield url, proc, log_path
+    finally:
+        stop_tree(proc)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +115,23 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    url, _, _ = server
+def open_page(browser, url: str, timeout: float = 60):
+    """A new browser context (a browser session of its own) on the page; waits while the page is still owned by
+    the session of a context just closed (the server sees its WebSocket close a moment later)."""
     context = browser.new_context(viewport={"width": 1400, "height": 860})
     pg = context.new_page()
     pg.set_default_timeout(60_000)
-    pg.goto(url)
-    # the page is up (the server keeps one state for every tab: an earlier test may have left Data collapsed)
+    deadline = time.monotonic() + timeout
+    while pg.goto(url).status == 409 and time.monotonic() < deadline:
+        time.sleep(0.5)
     pg.wait_for_selector("#panel-data")
+    return pg
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh browser session on the page: it owns the page, which starts fresh for it."""
+    url, _, _ = server
+    pg = open_page(browser, url)
     yield pg
-    context.close()
+    pg.context.close()

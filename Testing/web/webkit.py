@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,9 @@ def fill(page, selector: str, text: str) -> None:
 def server_log_problems(log_path) -> list[str]:
     return [line for line in log_path.read_text(errors="replace").splitlines()
             if "ERR|" in line or "Traceback" in line]
+
+
+def keyed(url: str, path: str) -> str:
+    """``path`` on the page's server with the key of the page's URL (for a client without the page's cookie)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
