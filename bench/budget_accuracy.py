@@ -1,467 +1,711 @@
-"""Benchmark: search + final training within a wall-clock budget vs a strong fixed recipe given the same budget.
+"""Held-out Dice of the search vs the planned recipe vs nnU-Net v2, at equal wall-clock and threads (issue 32).
 
-Issue 6, "What it must show": on Hippocampus (the 182 shared cases), hold out cases that neither arm ever sees;
-  * arm "search": BOHB over ``unet-recipe`` (capacity, lr, weight decay, loss and augmentation around the
-    recipe) on proxy data (``mi+roi:0.25``, full network) for ``--search-fraction`` of the budget; then the
-    top ``--final-top-k`` configs share the rest, each trained on all training cases, and their averaged
-    probabilities are the model (``best/``'s ensemble format, as ``autoseg search --final-top-k`` builds);
-  * arm "recipe" (the reference, measured in the same run): the strong fixed recipe of
-    ``../shared/docs/baselines.md`` through our trainer — UNet 16/32/64/128 with 2 residual units, AdamW 3e-3,
-    weight decay 1e-5, 200-step warm-up + cosine, axis-0 flips, intensity scale ±0.1 / shift ±0.1, translation
-    ±4, batch 4 — trained for the whole budget.
-Both arms' training uses the same training/validation cases and the same seed (``--final-data split``: 80 % of
-the pool, 20 % internal validation; ``all``: the whole pool, no internal validation); the trainer's
-``training.time_limit`` re-fits the cosine schedule to end at the budget.  Every arm's model is scored on the
-held-out cases twice, as ``autoseg predict`` gives it and with ``--tta`` (flips along the trained mirror axes),
-and the verdict compares like with like.  Targets: held-out mean foreground Dice ≥ 0.89 and ≥ 0.01 above the recipe.
+Three arms, one per sitting (each needs the cores to itself for ``--minutes``), all on the same pool (a seeded
+split holds ``--holdout`` of the dataset's cases out; no arm ever sees them) and scored the same way: per-case and
+per-class Dice of each arm's predictions in the cases' original geometry (``plan_accuracy.score``: the engine's
+``evaluate_pair``). Every arm is saved to ``<results>/budget_accuracy_<dataset>_<arm>.json`` as it finishes.
 
-    .venv/bin/python bench/budget_accuracy.py                        # full run: 2 h per arm (≈ 4 h)
-    .venv/bin/python bench/budget_accuracy.py --arm recipe           # one 2-hour arm per sitting; the
-    .venv/bin/python bench/budget_accuracy.py --arm search           # second run compares with the saved first
-    .venv/bin/python bench/budget_accuracy.py --arm compare          # both saved arms, paired per case
-    .venv/bin/python bench/budget_accuracy.py --budget-minutes 12    # reduced-budget end-to-end check
+* ``planned``: ``autoseg train POOL --time {minutes}m`` — the dataset's plan, no config, as a user runs it;
+* ``search``:  ``autoseg search POOL --time S --final-time F`` with every other option at its default (space,
+  strategy, proxies, ``--jobs 1``; ``--jobs`` changes it). ``--time`` bounds only the search's trials and
+  ``--final-time`` the final training, so the arm's minutes are split as the CLI's own defaults split them
+  (``autoseg search`` without ``--time`` searches 1 h on a CPU and the final training takes the plan's 20 min:
+  3 : 1, i.e. 22.5 + 7.5 min of a 30-minute arm; ``--search-share`` overrides). The model is its ``best/``;
+* ``nnunet``: nnU-Net v2 (pinned in the ``bench`` extra: ``nnunetv2==2.8.1``) in its own venv
+  (``--nnunet-python``): the pool written as an nnU-Net raw dataset, ``nnUNetv2_plan_and_preprocess -c
+  3d_fullres`` (its own plan), then ``nnUNetv2_train … all -device cpu`` with nnU-Net's default trainer whose
+  epoch count comes from the environment (``nnUNetTrainer_AutoSegBudget``, a small subclass the bench
+  writes into the venv's trainer folder; 250 iterations per epoch as nnU-Net's): a first run of 1 epoch
+  measures the epoch time and the run's start-up, the epochs are fitted to what is left of the budget
+  (``fit_nnunet_epochs``), and the training continues from that epoch (``--c``: the poly schedule then ends on
+  the fitted count, the first epoch had its initial rate either way). nnU-Net's final validation on fold
+  ``all`` (its own training cases) is skipped: it costs time and nothing the prediction uses. Conversion,
+  planning and preprocessing count within the arm's minutes. ``nnUNetv2_predict`` (its defaults: mirroring
+  TTA, step 0.5) predicts the held-out images, scored by our evaluation.
 
-Output is printed and saved to bench/results/budget_accuracy.txt (atomic write); every arm's figures are also
-kept in bench/results/budget_accuracy_<arm>.json (``--final-data all``: budget_accuracy_all*), so the two arms can run in separate sittings on an idle
-machine (each needs the cores to itself for 2 hours) and are compared only when their settings match.
+Threads: every arm runs with ``--threads`` (``OMP/MKL/OPENBLAS_NUM_THREADS``, ``AUTOSEG_THREADS``, nnU-Net's
+``nnUNet_n_proc_DA`` / ``nnUNet_def_n_proc`` and torch's threads inside its trainer); with fewer threads than
+cores the arm is also pinned to that many cores. Prediction is timed apart from the budget in every arm.
+
+    python bench/budget_accuracy.py --data ../shared/data/Task04_Hippocampus --arm planned    # 30 min each
+    python bench/budget_accuracy.py --data ../shared/data/Task04_Hippocampus --arm search
+    python bench/budget_accuracy.py --data ../shared/data/Task04_Hippocampus --arm nnunet
+    python bench/budget_accuracy.py --data ../shared/data/Task04_Hippocampus --arm compare
+    # a quick end-to-end check of the plumbing (minutes, a subset, results kept apart):
+    python bench/budget_accuracy.py --data ../shared/data/Task04_Hippocampus --arm planned --minutes 2 \\
+        --pool-cases 20 --holdout-cases 5 --results /tmp/ba_smoke       # … search, nnunet (--nnunet-iterations 10)
+
+Each arm's file holds the per-case and per-class Dice, the wall-clock split (planning/preprocessing, search,
+final training, other, and prediction apart), the forecast printed at the start against the actual, the commands
+and the machine's load before and after. ``compare`` pairs the saved arms per case (search − planned,
+search − nnunet, planned − nnunet: mean with a 95 % t interval), prints the time split and forecast vs actual,
+checks the issue's verdicts (PASS/FAIL each; exit 1 on any FAIL) and writes
+``<results>/budget_accuracy_<dataset>_compare.txt``.
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import datetime as _dt
 import json
+import os
+import platform
+import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_speedup import (DEFAULT_DATA, run_saved, evaluate_holdout, fmt_params, machine_line,  # noqa: E402
-                            split_holdout, time_breakdown, TrialClock)
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from plan_accuracy import (AUTOSEG, REPO, paired_difference, plan_summary, pool_dataset, run,  # noqa: E402
+                           score, split)
 
-from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT, make_config  # noqa: E402
-from AutoSegCore.data.dataset import load_dataset  # noqa: E402
-from AutoSegCore.data.preprocess import PreprocessCache, Preprocessor  # noqa: E402
-from AutoSegCore.data.splits import holdout_split  # noqa: E402
-from AutoSegCore.events import EventWriter  # noqa: E402
-from AutoSegCore.search.final import install_best, rank_trials  # noqa: E402
-from AutoSegCore.search.runner import SearchRunner  # noqa: E402
-from AutoSegCore.search.settings import SearchSettings  # noqa: E402
-from AutoSegCore.training.trainer import Trainer  # noqa: E402
-from AutoSegCore.utils.io import write_text  # noqa: E402
+RESULTS = REPO / "bench" / "results"
+ARMS = ("planned", "search", "nnunet")
+# (a, b): a − b per case; the issue's verdicts are read off these
+PAIRS = (("search", "planned"), ("search", "nnunet"), ("planned", "nnunet"))
+DEFAULT_NNUNET_PY = "/work/nnunet-venv/bin/python"
+NNUNET_ID = 501
+NNUNET_TRAINER = "nnUNetTrainer_AutoSegBudget"
+NNUNET_MAX_EPOCHS = 1000                 # nnU-Net's default training length: never more
+SEARCH_LOWER_BOUND = -0.005              # search − planned, paired 95 % lower bound
+PROSTATE_SEARCH_TARGET = 0.85
+GPU_SEARCH_TARGET, GPU_MARGIN = 0.890, 0.01
 
-DICE_TARGET, MARGIN_TARGET = 0.89, 0.01
+# console scripts of nnunetv2 2.8.1, called through `python -c` so that only the venv's python is needed
+NNUNET_ENTRY = {
+    "nnUNetv2_plan_and_preprocess": "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:"
+                                    "plan_and_preprocess_entry",
+    "nnUNetv2_train": "nnunetv2.run.run_training:run_training_entry",
+    "nnUNetv2_predict": "nnunetv2.inference.predict_from_raw_data:predict_entry_point",
+}
 
-# baselines.md's "stronger fixed recipe": bench/configs/fixed-recipe.yaml (the recipe before the planner), with its mirror axes pinned to
-# the axis-0 flips baselines.md measured (what "auto" decides on Hippocampus, fixed here so the arm never varies)
-RECIPE = yaml.safe_load((Path(__file__).resolve().parent / "configs" / "fixed-recipe.yaml").read_text())
-RECIPE["training"]["augmentation"]["flip_axes"] = [0]
+TRAINER_SOURCE = '''\
+"""Written by AutoSegCore's bench/budget_accuracy.py: nnU-Net's default trainer with the training length taken
+from the environment, so that a wall-clock budget can be fitted from a measured epoch time.
 
+AUTOSEG_BENCH_NNUNET_EPOCHS      number of epochs (default: nnU-Net's 1000)
+AUTOSEG_BENCH_NNUNET_ITERATIONS  training iterations per epoch (default: nnU-Net's 250; validation: a fifth)
+AUTOSEG_BENCH_THREADS            torch threads on the CPU (nnUNetv2_train sets every core's)
+AUTOSEG_BENCH_SKIP_VALIDATION=1  no final validation (fold 'all' validates on its own training cases)
 
-def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], deadline: float, *,
-                steps: int, seed: int, cache_dir: Path) -> dict:
-    """Train ``config`` so that its cosine schedule ends at ``deadline`` (time.time()).
+Every epoch also logs its steady-state length ("AutoSegBudget: steady epoch … s"): the first training and the
+first validation step each count as one step at the mean pace of the epoch's other steps, so the wait for the
+data loader's worker processes (a run's start-up, paid once per run) is left out.
+"""
+import os
+import time
 
-    The trainer's own ``training.time_limit`` (what ``autoseg train --time`` and ``autoseg search --final-time``
-    use): the schedule's end is re-fitted to the measured epoch time after every epoch, validation only at the end.
-    """
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = make_config(copy.deepcopy(config))
-    pre = Preprocessor(cfg["preprocessing"]).fit(ds.subset(train))
-    cache = PreprocessCache(pre, cache_dir)
-    train_pp, val_pp = cache.get_many([ds.case(n) for n in train]), cache.get_many([ds.case(n) for n in val])
-    extra = {"preprocessor": pre.state(), "channel_names": ds.channel_names, "dataset": ds.name,
-             "train_cases": list(train), "val_cases": list(val)}
-    cfg["training"].update(seed=seed, steps_per_epoch=steps, epochs=EPOCH_CAP_WITH_TIME_LIMIT,
-                           val_every=EPOCH_CAP_WITH_TIME_LIMIT, time_limit=max(1.0, deadline - time.time() - 5.0))
-    trainer = Trainer(cfg, train_pp, val_pp, labels=ds.labels, out_dir=out, in_channels=ds.num_channels,
-                      device="cpu", extra_info=extra)
-    t1 = time.perf_counter()
-    result = trainer.fit(resume=False)
-    hist = result.history
-    horizons = [r["horizon"] for r in hist]
-    train_s = sorted((r["seconds"] - r.get("val_seconds", 0.0)) / steps for r in hist)
-    return {"epochs_planned": horizons[0], "epochs_replanned": horizons[-1],
-            "replans": sum(a != b for a, b in zip(horizons, horizons[1:])), "epochs_done": result.epochs_done,
-            "steps": steps, "step_s": train_s[len(train_s) // 2], "seconds": time.perf_counter() - t1,
-            "val_dice": result.val_dice if val else None, "train_cases": len(train), "params": result.num_params}
+import numpy as np
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
-def final_cases(pool: list[str], args) -> tuple[list[str], list[str]]:
-    """The budgeted trainings' cases: 80 % / 20 % of the pool (internal validation), or all of it (``--final-data
-    all``: 25 % more training cases, no internal validation; the held-out cases judge either way)."""
-    if args.final_data == "all":
-        return list(pool), []
-    return holdout_split(pool, 0.2, args.seed)
+class nnUNetTrainer_AutoSegBudget(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("AUTOSEG_BENCH_NNUNET_EPOCHS", self.num_epochs))
+        iterations = os.environ.get("AUTOSEG_BENCH_NNUNET_ITERATIONS")
+        if iterations:
+            self.num_iterations_per_epoch = int(iterations)
+            self.num_val_iterations_per_epoch = max(1, int(iterations) // 5)
+        threads = os.environ.get("AUTOSEG_BENCH_THREADS")
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(int(threads))
+        self._autoseg_marks = {}
+
+    def on_epoch_start(self):
+        self._autoseg_marks = {"start": time.time(), "train": [], "val": []}
+        super().on_epoch_start()
+
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        self._autoseg_marks["train"].append(time.time())
+        return out
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self._autoseg_marks["val_start"] = time.time()
+
+    def validation_step(self, batch: dict) -> dict:
+        out = super().validation_step(batch)
+        self._autoseg_marks["val"].append(time.time())
+        return out
+
+    def on_epoch_end(self):
+        m, end = self._autoseg_marks, time.time()
+        if m.get("train"):
+            tr = np.diff([m["start"]] + m["train"])
+            va = np.diff([m.get("val_start", m["train"][-1])] + m["val"])
+            pace = lambda d: float(np.mean(d[1:])) if len(d) > 1 else float(d[0])  # noqa: E731
+            steady = (pace(tr) * len(tr) + (m.get("val_start", m["train"][-1]) - m["train"][-1])
+                      + (pace(va) * len(va) if len(va) else 0.0) + (end - (m["val"] or m["train"])[-1]))
+            self.print_to_log_file(f"AutoSegBudget: steady epoch {steady:.2f} s (this epoch {end - m['start']:.2f} s;"
+                                   f" first training step {tr[0]:.2f} s)")
+        super().on_epoch_end()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        if os.environ.get("AUTOSEG_BENCH_SKIP_VALIDATION") == "1":
+            self.print_to_log_file("final validation skipped (AUTOSEG_BENCH_SKIP_VALIDATION=1)")
+            return
+        super().perform_actual_validation(save_probabilities)
+'''
 
 
-def evaluate_both(model: Path, ds, holdout: list[str]) -> dict:
-    """Held-out Dice as ``autoseg predict`` gives it, and with ``--tta`` (flips along the trained mirror axes).
+# ------------------------------------------------------------------------------------------------- settings
+def search_share(device: str = "cpu") -> float:
+    """The share of an arm's minutes the search arm gives ``--time`` (the rest is ``--final-time``), as the CLI's
+    defaults split them: its default search budget against the plan's default training budget."""
+    from AutoSegCore.planning.planner import DEFAULT_BUDGET
+    from AutoSegCore.search.budget import DEFAULT_SEARCH_SECONDS
 
-    Both are measured for every arm so that TTA is compared like for like; the wall clock above excludes them.
-    """
-    return {"holdout": evaluate_holdout(model, ds, holdout), "holdout_tta": evaluate_holdout(model, ds, holdout, True)}
-
-
-def run_recipe_arm(ds, pool, holdout, args, work: Path) -> dict:
-    start = time.time()
-    train, val = final_cases(pool, args)
-    fin = train_until(ds, RECIPE, work / "recipe", train, val, start + args.budget_minutes * 60,
-                      steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_recipe")
-    fin["wall"] = time.time() - start
-    fin["model"] = str(work / "recipe")
-    fin.update(evaluate_both(work / "recipe", ds, holdout))
-    return fin
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    return DEFAULT_SEARCH_SECONDS[kind] / (DEFAULT_SEARCH_SECONDS[kind] + DEFAULT_BUDGET[kind])
 
 
-def run_search_arm(ds, pool, holdout, args, work: Path) -> dict:
-    start = time.time()
-    deadline = start + args.budget_minutes * 60
-    search_dir = work / "search"
-    shutil.rmtree(search_dir, ignore_errors=True)
-    shutil.rmtree(work / "final", ignore_errors=True)
-    clock = TrialClock()
-    events = EventWriter(None)
-    events.listeners.append(clock)
-    settings = SearchSettings(
-        data=args.data, out=str(search_dir), space=args.space, strategy=args.strategy, proxy_data=args.proxy_data,
-        proxy_net=args.proxy_net, trials=None, time_limit=1.0, epochs=args.epochs, min_epochs=args.min_epochs,
-        steps_per_epoch=args.steps, seed=args.seed, device="cpu", holdout=holdout, final=False, jobs=args.jobs,
-        base_config=RECIPE, trial_timeout=args.search_fraction * args.budget_minutes * 60)
-    runner = SearchRunner(settings, events)
-    runner.prepare()
-    selected = time.time()
-    # the trial loop gets what is left of the search share after case selection
-    runner.settings.time_limit = max(1.0, start + args.search_fraction * args.budget_minutes * 60 - selected)
-    summary = runner.run_trials()
-    searched = time.time()
-    if not any(t.state.name == "COMPLETE" for t in runner.study.trials):
-        raise SystemExit(f"budget_accuracy: no trial completed within the search share "
-                         f"({runner.settings.time_limit:.0f} s); give a larger --budget-minutes or --search-fraction")
-    best = runner.study.best_trial
-    top = rank_trials(runner.study, args.final_top_k)
-    train, val = final_cases(pool, args)
-    # the top-K configs share the rest of the budget equally, one after another on all threads; their averaged
-    # probabilities are the model (an ensemble of different good configs: the recipe plateaus within ≈ 15 min,
-    # so K shorter trainings buy more than one long one).  Time is kept back for the ensemble's validation.
-    ens_reserve = 2.0 * len(val) * len(top) if len(top) > 1 and val else 0.0
-    members, member_dirs = [], []
-    for i, t in enumerate(top):
-        member_deadline = searched + (deadline - ens_reserve - searched) * (i + 1) / len(top)
-        out = work / "final" / f"rank{i}_trial{t.number}"
-        m = train_until(ds, t.user_attrs["full_config"], out, train, val, member_deadline,
-                        steps=args.final_steps, seed=args.seed, cache_dir=work / "cache_final")
-        m.update(trial=t.number, proxy_value=t.value)
-        members.append(m)
-        member_dirs.append(out)
-    model = member_dirs[0] if len(member_dirs) == 1 else install_best(work / "final", member_dirs, ds.labels, [])
-    fin = {"members": members, "model": str(model), "seconds": sum(m["seconds"] for m in members),
-           "params": sum(m["params"] for m in members),
-           "val_dice": (members[0]["val_dice"] if len(members) == 1
-                        else evaluate_holdout(model, ds, val)["dice"] if val else None)}
-    trained = time.time()
-    fin.update(evaluate_both(model, ds, holdout))
-    fin.update(wall=trained - start, select_s=selected - start, search_s=searched - selected,
-               final_s=trained - searched, counts={k: v for k, v in summary["counts"].items() if v},
-               best_number=best.number, best_value=best.value, best_params=best.params,
-               breakdown=time_breakdown(search_dir, clock),
-               n_proxy=(len(runner.train_cases), len(runner.val_cases)),
-               # how this sitting was run: the comparison key leaves these out, so a saved arm must say them itself
-               options={k: getattr(args, k) for k in ("search_fraction", "final_top_k", "space", "strategy",
-                                                        "proxy_data", "proxy_net", "epochs", "steps", "jobs")})
-    return fin
+def minutes_text(minutes: float) -> str:
+    """A duration as the CLI reads it ('30m', '22.5m')."""
+    return f"{round(minutes, 4):g}m"
 
 
-RESULTS = Path(__file__).resolve().parent / "results"
+def thread_env(threads: int, device: str = "cpu") -> dict[str, str]:
+    """The environment every arm runs in: the same thread count for every pool that reads one."""
+    t = str(int(threads))
+    env = {"OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, "NUMEXPR_NUM_THREADS": t,
+           "AUTOSEG_THREADS": t, "AUTOSEG_BENCH_THREADS": t, "nnUNet_n_proc_DA": t, "nnUNet_def_n_proc": t,
+           "nnUNet_compile": "f", "PYTHONUTF8": "1"}
+    if not device.startswith("cuda"):
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
 
 
-def arm_settings(args, dataset: str, holdout: list[str]) -> dict:
-    """What must match for two separately run arms to be compared."""
-    key = {"dataset": dataset, "budget_minutes": args.budget_minutes, "seed": args.seed,
-           "holdout": sorted(holdout), "final_steps": args.final_steps, "threads": args.threads}
-    if args.final_data != "split":             # arms saved before --final-data existed trained on the split
-        key["final_data"] = args.final_data
-    return key
+def arm_command(arm: str, pool: Path, out: Path, events: Path, minutes: float, *, share: float, jobs: int = 1,
+                device: str = "cpu") -> list:
+    """The ``autoseg`` command line of one of our arms (``planned`` or ``search``), as a user types it."""
+    dev = [] if device == "cpu" else ["--device", device]
+    if arm == "planned":
+        return AUTOSEG + ["train", pool, "--out", out, "--time", minutes_text(minutes), *dev, "--events", events]
+    if arm == "search":
+        cmd = AUTOSEG + ["search", pool, "--out", out, "--time", minutes_text(minutes * share),
+                         "--final-time", minutes_text(minutes * (1 - share))]
+        if jobs != 1:
+            cmd += ["--jobs", str(jobs)]
+        return cmd + dev + ["--events", events]
+    raise ValueError(arm)
 
 
-def results_name(args) -> str:
-    """bench/results/<name>.txt and <name>_<arm>.json: one family per ``--final-data``, so neither overwrites the
-    other's like-for-like comparison."""
-    return "budget_accuracy" + ("" if args.final_data == "split" else f"_{args.final_data}")
+def subset(names: list[str], n: int | None, seed: int) -> list[str]:
+    """``n`` of ``names`` drawn with ``seed`` (all of them when ``n`` is None or not smaller)."""
+    if n is None or n >= len(names):
+        return list(names)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(sorted(names), size=n, replace=False).tolist())
 
 
-def arm_file(args, arm: str) -> Path:
-    return RESULTS / f"{results_name(args)}_{arm}.json"
+# --------------------------------------------------------------------------------------------- nnU-Net helpers
+def fit_nnunet_epochs(remaining_s: float, first_run_s: float, epoch_s: float, done: int = 1,
+                      max_epochs: int = NNUNET_MAX_EPOCHS) -> dict:
+    """How many epochs nnU-Net trains in all, given what is left of the budget after its first run.
+
+    The first run trained ``done`` epochs in ``first_run_s`` seconds of wall-clock, of which ``epoch_s`` per
+    epoch (the steady-state epoch the budget trainer logs); the rest is the run's start-up (imports, unpacking,
+    the wait for the data loader's worker processes, the final checkpoint), which the continued run pays again.
+    It trains ``epochs − done`` more epochs of ``epoch_s`` each; none when not even one fits (the first run's
+    model is then the arm's)."""
+    overhead = max(0.0, first_run_s - done * epoch_s)
+    more = int((remaining_s - overhead) // epoch_s) if epoch_s > 0 else 0
+    more = max(0, min(more, max_epochs - done))
+    return {"epochs": done + more, "more": more, "overhead_s": overhead, "epoch_s": epoch_s,
+            "remaining_s": remaining_s, "forecast_s": overhead + more * epoch_s if more else 0.0}
 
 
-def save_arm(path: Path, result: dict, key: dict) -> None:
-    write_text(path, json.dumps(
-        {"settings": key, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_line(), "result": result},
-        indent=1, default=float))
+def nnunet_epoch_seconds(log_text: str, steady: bool = False) -> list[float]:
+    """nnU-Net's own per-epoch wall-clock ('Epoch time: 12.34 s' lines), or with ``steady`` the budget trainer's
+    steady-state epochs ('AutoSegBudget: steady epoch 11.02 s': without the wait for the data loader's workers)."""
+    pattern = r"AutoSegBudget: steady epoch\s*([0-9.]+)\s*s" if steady else r"Epoch time:\s*([0-9.]+)\s*s"
+    return [float(x) for x in re.findall(pattern, log_text)]
 
 
-def resave_arm(path: Path, result: dict) -> None:
-    """Write back a saved arm with figures added after its sitting (its settings, date and machine unchanged)."""
-    saved = json.loads(path.read_text())
-    saved["result"] = result
-    write_text(path, json.dumps(saved, indent=1, default=float))
+def nnunet_cmd(py: str, script: str, args: list) -> list:
+    mod, fn = NNUNET_ENTRY[script].split(":")
+    code = f"import sys; from {mod} import {fn} as f; sys.argv[0] = {script!r}; sys.exit(f())"
+    return [py, "-c", code, *map(str, args)]
 
 
-def rescore_per_case(arm: dict, ds, holdout: list[str]) -> bool:
-    """Add per-case held-out Dice to an arm saved without it, from its model folder if that is still there.
-
-    Why: the margin is a paired comparison on the same 30 cases, whose spread between arms is far smaller than
-    the 0.0055 standard error of one arm's mean.  Inference is deterministic, so the re-scored mean must equal the
-    saved one; if not, the folder was overwritten since the sitting and is not used.  Returns True if it added any.
-    """
-    model = Path(arm.get("model", ""))
-    added = False
-    for field, tta in (("holdout", False), ("holdout_tta", True)):
-        if field not in arm or "per_case" in arm[field]:
-            continue
-        if not (model / "model.json").is_file():
-            print(f"  no per-case {field} figures: the model folder {model} is gone")
-            continue
-        fresh = evaluate_holdout(model, ds, holdout, tta)
-        if abs(fresh["dice"] - arm[field]["dice"]) > 1e-6:
-            print(f"  {model}: re-scored {field} {fresh['dice']:.6f} ≠ saved {arm[field]['dice']:.6f}; the folder "
-                  "changed since the sitting, not used")
-            continue
-        arm[field]["per_case"] = fresh["per_case"]
-        added = True
-    return added
+def nnunet_train_args(config: str, fold: str, device: str, *, resume: bool) -> list:
+    return [NNUNET_ID, config, fold, "-tr", NNUNET_TRAINER, "-device", "cuda" if device.startswith("cuda") else
+            "cpu"] + (["--c"] if resume else [])
 
 
-def paired_text(search: dict, recipe: dict, labels: tuple[str, str] = ("search", "recipe")) -> str:
-    """Mean per-case difference, its standard error and t 95 % interval, and how many cases the first won."""
-    from scipy import stats
-
-    a, b = search.get("per_case"), recipe.get("per_case")
-    if not a or not b or set(a) != set(b):
-        return ""
-    names = sorted(a)
-    diff = [a[n] - b[n] for n in names]
-    ci = stats.ttest_rel([a[n] for n in names], [b[n] for n in names]).confidence_interval(0.95)
-    return (f"{labels[0]} − {labels[1]} {sum(diff) / len(diff):+.4f} (SE {stats.sem(diff):.4f}, 95 % CI "
-            f"{ci.low:+.4f} … {ci.high:+.4f}); the {labels[0]} scored higher on {sum(d > 0 for d in diff)} of "
-            f"{len(diff)} cases")
+def nnunet_predict_args(inp: Path, out: Path, config: str, fold: str, device: str, threads: int) -> list:
+    return ["-i", inp, "-o", out, "-d", NNUNET_ID, "-c", config, "-f", fold, "-tr", NNUNET_TRAINER,
+            "-device", "cuda" if device.startswith("cuda") else "cpu", "-npp", threads, "-nps", threads,
+            "--disable_progress_bar"]
 
 
-def averaged_arms(search: dict, recipe: dict, ds, holdout: list[str], work: Path) -> dict | None:
-    """Held-out Dice of the two arms' models averaged (``best/``'s ensemble format) — no verdict, a scale: what
-    twice the budget buys when spent on a second, different model.  None if either model folder is gone."""
-    folders = [Path(arm.get("model", "")) for arm in (search, recipe)]
-    members = []
-    for folder in folders:
-        if (folder / "ensemble.json").is_file():
-            members += [folder / m for m in json.loads((folder / "ensemble.json").read_text())["members"]]
-        elif (folder / "model.json").is_file():
-            members.append(folder)
-        else:
-            return None
-    both = install_best(work / "both_arms", members, ds.labels, [])
-    return evaluate_both(both, ds, holdout)
+def install_trainer(py: str) -> Path:
+    """Write ``nnUNetTrainer_AutoSegBudget`` into the nnU-Net venv's trainer folder (where nnU-Net looks up ``-tr``
+    names); left alone when already identical.
+
+    It goes next to ``nnUNetTrainer.py``, not into a subfolder: nnU-Net's look-up imports that folder's modules
+    first and then every subpackage in name order, and ``primus`` (before ``variants``) imports timm →
+    torchvision, which fails with a CPU-only torch (``pip install nnunetv2`` brings PyPI's CUDA torchvision:
+    "operator torchvision::nms does not exist")."""
+    out = subprocess.run([py, "-c", "import os, nnunetv2.training.nnUNetTrainer as m; "
+                                    "print(os.path.dirname(m.__file__))"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if out.returncode:
+        raise SystemExit(f"cannot use nnU-Net from {py}:\n{out.stderr[-2000:]}\n"
+                         "install it (bench/nnunet_plans.py): python3.11 -m venv /work/nnunet-venv; "
+                         "/work/nnunet-venv/bin/pip install torch==2.13.0; "
+                         "/work/nnunet-venv/bin/pip install nnunetv2==2.8.1")
+    path = Path(out.stdout.strip().splitlines()[-1]) / f"{NNUNET_TRAINER}.py"
+    if not path.is_file() or path.read_text() != TRAINER_SOURCE:
+        path.write_text(TRAINER_SOURCE)
+    return path
 
 
-def load_arm(path: Path, key: dict) -> dict | None:
-    name = path.stem.rsplit("_", 1)[-1]
+# --------------------------------------------------------------------------------------------------- helpers
+def machine() -> dict:
+    return {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "load": list(os.getloadavg())}
+
+
+def run_logged(cmd: list, log: Path) -> tuple[float, str]:
+    """``plan_accuracy.run`` (raises on failure) and what the command wrote to ``log``."""
+    start = log.stat().st_size if log.exists() else 0
+    seconds = run(cmd, log)
+    with open(log, "rb") as fh:
+        fh.seek(start)
+        return seconds, fh.read().decode("utf-8", "replace")
+
+
+def read_events(path: Path) -> list[dict]:
     if not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
-    if saved.get("settings") != key:
-        return None
-    print(f"  {name}: saved result of {saved['date']} ({saved['machine']})")
-    return saved["result"]
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().startswith("{")]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--budget-minutes", type=float, default=120.0, help="wall-clock budget of EACH arm")
-    ap.add_argument("--search-fraction", type=float, default=0.5, help="share of the budget for the search phase")
-    ap.add_argument("--space", default="unet-recipe", help="searched around the recipe (the base config)")
-    ap.add_argument("--strategy", default="bohb")
-    ap.add_argument("--proxy-data", default="mi+roi:0.25")
-    ap.add_argument("--proxy-net", default="full",
-                    help="full: the recipe's 1.2 M-param net is cheap enough; a proxy net would hide capacity")
-    ap.add_argument("--epochs", type=int, default=8, help="maximum epochs per trial")
-    ap.add_argument("--min-epochs", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=50, help="steps per epoch in the search")
-    ap.add_argument("--jobs", type=int, default=2, help="trials in parallel in the search (threads split)")
-    ap.add_argument("--final-top-k", type=int, default=3,
-                    help="the best K configs share the final budget; their probabilities are averaged")
-    ap.add_argument("--final-steps", type=int, default=50, help="steps per epoch of the budgeted trainings")
-    ap.add_argument("--final-data", choices=("split", "all"), default="split",
-                    help="budgeted trainings on 80 %% of the pool with 20 %% internal validation (split), or on all "
-                         "of it (all); arms compare only when they match")
-    ap.add_argument("--holdout", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--work", default="/tmp/autoseg_bench/budget_accuracy", help="scratch folder (wiped)")
-    ap.add_argument("--arm", choices=("both", "recipe", "search", "compare"), default="both",
-                    help="run one arm and compare with the other's saved result (same settings only); compare: "
-                         "run neither, compare the two saved arms, re-scoring per case any arm saved without "
-                         "per-case Dice from its model folder (for the paired difference)")
-    ap.add_argument("--no-save", action="store_true", help="do not write bench/results/budget_accuracy.txt")
-    args = ap.parse_args(argv)
-    if not 0.05 <= args.search_fraction <= 0.95:
-        ap.error("--search-fraction must be within 0.05–0.95")
-    if args.final_top_k < 1 or args.jobs < 1:
-        ap.error("--final-top-k and --jobs must be ≥ 1")
-    return run_saved(results_name(args), args, _run)
+def model_summary(model: Path) -> str:
+    """Patch, batch, network and epochs of a trained model folder (or of an ensemble's members)."""
+    paths = [model / "model.json"] if (model / "model.json").is_file() else sorted(model.glob("*/model.json"))
+    parts = []
+    for p in paths:
+        m = json.loads(p.read_text())
+        c = m.get("config", {})
+        t, n, pre = c.get("training", {}), c.get("network", {}), c.get("preprocessing", {})
+        parts.append(f"patch {'×'.join(map(str, t.get('patch_size') or m.get('patch_size') or []))} batch "
+                     f"{t.get('batch_size')}, depth {n.get('depth')} × {n.get('channels')} ch "
+                     f"({m.get('num_params', 0) / 1e6:.2f} M), spacing {pre.get('target_spacing') or 'own'}, "
+                     f"{m.get('epochs')} epochs")
+    return "; ".join(parts) or "–"
 
 
-def val_text(value: float | None) -> str:
-    """An internal validation Dice, or why there is none (``--final-data all`` trains on the validation cases)."""
-    return "– (all cases trained)" if value is None else f"{value:.4f}"
+def split_planned(t0: float, end: float, events: list[dict]) -> dict:
+    """Where ``autoseg train``'s wall-clock went, from its events: everything before the first epoch started
+    (start-up, fingerprint, plan and its probes, preprocessing), the epochs, and what follows them (the
+    largest-component decision, saving)."""
+    epochs = [e for e in events if e["event"] == "epoch"]
+    if not epochs:
+        return {"planning_preprocessing": end - t0, "search": 0.0, "final_training": 0.0, "other": 0.0}
+    start = epochs[0]["time"] - float(epochs[0].get("seconds") or 0.0)
+    return {"planning_preprocessing": start - t0, "search": 0.0, "final_training": epochs[-1]["time"] - start,
+            "other": end - epochs[-1]["time"]}
 
 
-def holdout_text(arm: dict) -> str:
-    """Held-out Dice as predicted by default, and with flip TTA where the arm measured it."""
-    text = f"{arm['holdout']['dice']:.4f}"
-    return text + (f" (flip TTA {arm['holdout_tta']['dice']:.4f})" if "holdout_tta" in arm else "")
+def split_search(t0: float, end: float, events: list[dict], forecast: dict) -> dict:
+    """Where ``autoseg search``'s wall-clock went: set-up until its forecast (start-up, fingerprint, plan, the
+    forecast's probe), the trials and the final training as the search measured them (forecast.json
+    ``actual``), and the rest (report, bookkeeping)."""
+    actual = forecast.get("actual") or {}
+    marks = [e["time"] for e in events if e["event"] in ("forecast", "study_started")]
+    setup = (min(marks) - t0) if marks else 0.0
+    search = float(actual.get("search_seconds") or 0.0)
+    final = float(actual.get("final_seconds") or 0.0)
+    return {"planning_preprocessing": setup, "search": search, "final_training": final,
+            "other": max(0.0, (end - t0) - setup - search - final)}
 
 
-def replanned(run: dict) -> str:
-    """How the measured epoch time shortened the planned cosine horizon (runs saved before re-planning: '')."""
-    if not run.get("replans"):
-        return ""
-    return f" (horizon re-planned {run['replans']}× to {run['epochs_replanned']} from the measured epoch time)"
+def planned_forecast(plan: dict) -> dict:
+    """What ``autoseg train`` printed before training: the budget and the plan's epoch estimate."""
+    why = ((plan.get("choices") or {}).get("epochs") or {}).get("why", "")
+    m = re.search(r"≈\s*(\d+) with validation", why)
+    return {"training_seconds": float(plan.get("budget_seconds") or 0.0), "epochs": int(m.group(1)) if m else None,
+            "text": why}
 
 
-def describe_search(search: dict) -> None:
-    """What the search found and where its time went (printed with or without the recipe arm)."""
-    states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
-    if search.get("options"):                      # arms saved before options were recorded have none
-        print("search sitting: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in search["options"].items()))
-    print(f"search: case selection {search['select_s']:.0f} s, trials {search['search_s']:.0f} s ({states}), "
-          f"final training {search['final_s']:.0f} s")
-    print(f"search's best: trial {search['best_number']} (proxy val {search['best_value']:.4f} on "
-          f"{search['n_proxy'][0]}/{search['n_proxy'][1]} proxy cases): {fmt_params(search['best_params'])}")
-    for m in search["members"]:
-        print(f"  ensemble member: trial {m['trial']} (proxy val {m['proxy_value']:.4f}) → internal val "
-              f"{val_text(m['val_dice'])} on {m.get('train_cases', '?')} training cases after {m['epochs_done']}/{m['epochs_planned']} epochs{replanned(m)}, "
-              f"{m['seconds']:.0f} s, "
-              f"{m['params']:,} params")
-    b = search["breakdown"]
-    print(f"where the search phase went (s, summed over {b['trials']} trials): process start-up {b['startup']:.0f}, "
-          f"data load + preprocessing {b['data']:.0f}, epochs {b['epochs']:.0f} (of which validation "
-          f"{b['validate']:.0f}) over "
-          f"{b['n_epochs']} epochs, parent bookkeeping {b['other']:.0f}")
+# ------------------------------------------------------------------------------------------------------ arms
+def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work: Path) -> dict:
+    model_dir, pred, log, events = (work / f"{arm}_model", work / f"{arm}_pred", work / f"{arm}.log",
+                                    work / f"{arm}_events.jsonl")
+    for p in (model_dir, pred):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in (log, events):
+        p.unlink(missing_ok=True)
+    share = args.search_share if args.search_share is not None else search_share(args.device)
+    cmd = arm_command(arm, pool_dir, model_dir, events, args.minutes, share=share, jobs=args.jobs,
+                      device=args.device)
+    print(f"[budget_accuracy] {arm}: {' '.join(map(str, cmd))}  (log {log})", flush=True)
+    t0 = time.time()
+    seconds = run(cmd, log)
+    end = time.time()
+    ev = read_events(events)
+    model = model_dir if arm == "planned" else model_dir / "best"
+    if not (model / "model.json").is_file() and not list(model.glob("*/model.json")):
+        raise SystemExit(f"{arm}: no model in {model} — see {log}")
+    from AutoSegCore.data.dataset import load_dataset
+
+    ds = load_dataset(src)
+    images = [path for n in holdout for path in ds.case(n).images]       # a case's channel files, any layout
+    predict_cmd = AUTOSEG + ["predict", model, *images, "--out", pred] + (
+        [] if args.device == "cpu" else ["--device", args.device])
+    predict_seconds = run(predict_cmd, log)
+    shown = [c for c in predict_cmd if c not in images]
+    shown.insert(shown.index(model) + 1, f"<{len(holdout)} held-out cases' images>")
+    rec = {"commands": [" ".join(map(str, cmd)), " ".join(map(str, shown))],
+           "wall_seconds": seconds, "predict_seconds": predict_seconds, "model": model_summary(model)}
+    if arm == "planned":
+        plan = json.loads((model_dir / "plan.json").read_text())
+        history = json.loads((model_dir / "history.json").read_text())
+        rec["time"] = split_planned(t0, end, ev)
+        rec["forecast"] = planned_forecast(plan)
+        rec["actual"] = {"training_seconds": rec["time"]["final_training"], "epochs": len(history),
+                         "wall_seconds": seconds}
+        rec["details"] = {"plan_summary": plan_summary(model_dir), "history": history}
+    else:
+        forecast = json.loads((model_dir / "forecast.json").read_text()) if (model_dir / "forecast.json").is_file() \
+            else {}
+        summary = json.loads((model_dir / "summary.json").read_text()) if (model_dir / "summary.json").is_file() \
+            else {}
+        rec["time"] = split_search(t0, end, ev, forecast)
+        rec["forecast"] = {k: forecast.get(k) for k in ("text", "search_seconds", "final_seconds", "total_seconds",
+                                                         "trial_seconds", "trials", "fitted")}
+        rec["forecast"]["final_winner_seconds"] = (forecast.get("final_winner") or {}).get("seconds")
+        rec["actual"] = {**(forecast.get("actual") or {}), "wall_seconds": seconds}
+        final = summary.get("final") or {}
+        rec["details"] = {"search_share": share, "counts": summary.get("counts"), "best": summary.get("best"),
+                          "planned_recipe_stood_in": not (summary.get("counts") or {}).get("COMPLETE"),
+                          "final_members": [{k: m.get(k) for k in ("trial", "tag", "full_val_dice", "seconds")}
+                                            for m in final.get("members", [])],
+                          "space": summary.get("space"), "strategy": summary.get("strategy"),
+                          "proxy_data": summary.get("proxy_data"), "proxy_net": summary.get("proxy_net")}
+    rec["score"] = score(pred, src, holdout, None)
+    return rec
 
 
-def _run(args) -> int:
-    t_all = time.perf_counter()
-    full = args.budget_minutes >= 120
-    print(f"# bench/budget_accuracy.py — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"start: {machine_line()}")
-    print(f"command: python bench/budget_accuracy.py {' '.join(sys.argv[1:])}".rstrip())
-    if not full:
-        print(f"NOTE: REDUCED-BUDGET RUN ({args.budget_minutes:g} min per arm instead of 120) — it proves the "
-              "benchmark runs end to end; its Dice figures are NOT the issue's 2-hour result. Full run:\n"
-              "  .venv/bin/python bench/budget_accuracy.py --budget-minutes 120   (≈ 4 h: two 2-hour arms, "
-              "run on an otherwise idle 2-core machine)")
-    ds = load_dataset(args.data)
-    pool, holdout = split_holdout(ds, args.holdout, args.seed)
-    print(f"data: {ds.name}, {len(ds.cases)} cases → {len(pool)} for search + training, {len(holdout)} held out "
-          f"(seed {args.seed}); budget {args.budget_minutes:g} min per arm, 2 threads, CPU")
-    work = Path(args.work)
-    key = arm_settings(args, ds.name, holdout)
-    arms: dict[str, dict | None] = {}
-    for name, run_arm in (("recipe", run_recipe_arm), ("search", run_search_arm)):
-        if args.arm in ("both", name):
-            arms[name] = run_arm(ds, pool, holdout, args, work)
-            print(f"  {name}: held-out {arms[name]['holdout']['dice']:.4f}")
-            if not args.no_save:
-                save_arm(arm_file(args, name), arms[name], key)
-        else:
-            arms[name] = load_arm(arm_file(args, name), key)
-            if (args.arm == "compare" and arms[name] is not None and rescore_per_case(arms[name], ds, holdout)
-                    and not args.no_save):
-                resave_arm(arm_file(args, name), arms[name])
-    recipe, search = arms["recipe"], arms["search"]
-    if args.arm == "compare" and (recipe is None or search is None):
-        raise SystemExit("budget_accuracy: --arm compare needs both arms saved with these settings ("
-                         + ", ".join(str(arm_file(args, n).relative_to(RESULTS.parents[1])) for n in arms
-                                     if arms[n] is None) + " missing or different): run that arm first")
-    if recipe is None or search is None:
-        missing = "recipe" if recipe is None else "search"
-        done = search if recipe is None else recipe
-        print(f"\n{args.arm} arm: held-out mean foreground Dice {holdout_text(done)} ("
-              + ", ".join(f"{k} {v:.4f}" for k, v in done["holdout"]["per_class"].items()) + f"); wall "
-              f"{done['wall']:.0f} s. No saved {missing} arm with the same settings "
-              f"({arm_file(args, missing).relative_to(RESULTS.parents[1])}): run --arm {missing} to compare.")
-        other = next((p for p in (arm_file(args, missing), RESULTS / f"budget_accuracy_{missing}.json")
-                      if p.is_file()), None)
-        if other is not None:                  # for orientation only: named as such, never a verdict
-            saved = json.loads(other.read_text())
-            differ = sorted(k for k in set(key) | set(saved["settings"]) if key.get(k) != saved["settings"].get(k))
-            print(f"  for orientation only (NOT like for like; settings differ in {', '.join(differ)}): the saved "
-                  f"{missing} arm of {saved['date']} held out {holdout_text(saved['result'])}")
-        if search is not None:
-            describe_search(search)
-        else:
-            print(f"recipe: {recipe['epochs_done']}/{recipe['epochs_planned']} epochs{replanned(recipe)} × "
-                  f"{recipe['steps']} steps in "
-                  f"{recipe['seconds']:.0f} s ({recipe['step_s'] * 1000:.0f} ms/step, median measured), internal val "
-                  f"{val_text(recipe['val_dice'])}, {recipe['params']:,} params")
-        print(f"end: {machine_line()}")
-        return 0
+def run_nnunet(args, pool_dir: Path, holdout: list[str], src: Path, work: Path) -> dict:
+    py = args.nnunet_python
+    trainer_file = install_trainer(py)
+    nn = work / "nnunet"
+    shutil.rmtree(nn, ignore_errors=True)
+    log = work / "nnunet.log"
+    log.unlink(missing_ok=True)
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (nn / k).mkdir(parents=True)
+        os.environ[k] = str(nn / k)
+    os.environ["AUTOSEG_BENCH_SKIP_VALIDATION"] = "1"
+    if args.nnunet_iterations:
+        os.environ["AUTOSEG_BENCH_NNUNET_ITERATIONS"] = str(args.nnunet_iterations)
+    else:
+        os.environ.pop("AUTOSEG_BENCH_NNUNET_ITERATIONS", None)
+    name = re.sub(r"[^A-Za-z0-9]", "", src.name)
+    raw = nn / "nnUNet_raw" / f"Dataset{NNUNET_ID:03d}_{name}"
+    budget = args.minutes * 60.0
+    commands = []
+    t0 = time.time()
+    print(f"[budget_accuracy] nnunet: {py}, trainer {trainer_file}  (log {log})", flush=True)
+    # 1. the pool as an nnU-Net raw dataset (nnunet_plans' writer, inside nnU-Net's python)
+    cmd = [py, HERE / "nnunet_plans.py", "--_write-raw", pool_dir, raw]
+    convert_s = run(cmd, log)
+    commands.append("bench/nnunet_plans.py --_write-raw POOL RAW")
+    # 2. nnU-Net's fingerprint, plan and 3d_fullres preprocessing
+    pp = nnunet_cmd(py, "nnUNetv2_plan_and_preprocess", ["-d", NNUNET_ID, "-c", args.nnunet_config, "-np",
+                                                          args.threads, "-npfp", args.threads,
+                                                          "--verify_dataset_integrity", "--no_pbar"])
+    plan_s = run(pp, log)
+    commands.append(f"nnUNetv2_plan_and_preprocess -d {NNUNET_ID} -c {args.nnunet_config} -np {args.threads} "
+                    f"-npfp {args.threads} --verify_dataset_integrity --no_pbar")
+    # 3. one epoch: the epoch time and the run's start-up
+    os.environ["AUTOSEG_BENCH_NNUNET_EPOCHS"] = "1"
+    train_args = nnunet_train_args(args.nnunet_config, args.nnunet_fold, args.device, resume=False)
+    first_s, first_log = run_logged(nnunet_cmd(py, "nnUNetv2_train", train_args), log)
+    commands.append("AUTOSEG_BENCH_NNUNET_EPOCHS=1 nnUNetv2_train " + " ".join(map(str, train_args)))
+    epoch_times = nnunet_epoch_seconds(first_log)
+    steady = nnunet_epoch_seconds(first_log, steady=True) or list(epoch_times)
+    if not epoch_times:
+        raise SystemExit(f"nnunet: no 'Epoch time' in the first run's output — see {log}")
+    remaining = budget - (time.time() - t0)
+    fit = fit_nnunet_epochs(remaining, first_s, steady[-1])
+    print(f"[budget_accuracy] nnunet: epoch {epoch_times[-1]:.1f} s (steady {steady[-1]:.1f} s), run start-up "
+          f"{fit['overhead_s']:.1f} s, {remaining:.0f} s left → {fit['epochs']} epochs", flush=True)
+    # 4. the rest of the fitted epochs, continued from the first
+    more_s, more_log = 0.0, ""
+    if fit["more"]:
+        os.environ["AUTOSEG_BENCH_NNUNET_EPOCHS"] = str(fit["epochs"])
+        train_args = nnunet_train_args(args.nnunet_config, args.nnunet_fold, args.device, resume=True)
+        more_s, more_log = run_logged(nnunet_cmd(py, "nnUNetv2_train", train_args), log)
+        commands.append(f"AUTOSEG_BENCH_NNUNET_EPOCHS={fit['epochs']} nnUNetv2_train "
+                        + " ".join(map(str, train_args)))
+        epoch_times += nnunet_epoch_seconds(more_log)
+        steady += nnunet_epoch_seconds(more_log, steady=True)
+    wall = time.time() - t0
+    # 5. prediction of the held-out images (timed apart, as in our arms)
+    tp = time.time()
+    hold_msd = pool_dataset(src, work / "nnunet_holdout_msd", holdout)
+    hold_raw = nn / "holdout_raw"
+    run([py, HERE / "nnunet_plans.py", "--_write-raw", hold_msd, hold_raw], log)
+    pred = work / "nnunet_pred"
+    shutil.rmtree(pred, ignore_errors=True)
+    predict_args = nnunet_predict_args(hold_raw / "imagesTr", pred, args.nnunet_config, args.nnunet_fold,
+                                       args.device, args.threads)
+    run(nnunet_cmd(py, "nnUNetv2_predict", predict_args), log)
+    predict_s = time.time() - tp
+    commands.append("nnUNetv2_predict " + " ".join(map(str, predict_args)))
+    pre = nn / "nnUNet_preprocessed" / raw.name
+    plans = json.loads((pre / "nnUNetPlans.json").read_text())
+    cfg = plans["configurations"][args.nnunet_config]
+    version = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('nnunetv2'), "
+                                        "m.version('torch'))"], stdout=subprocess.PIPE, text=True).stdout.split()
+    iterations = args.nnunet_iterations or 250
+    rec = {"commands": commands, "wall_seconds": wall, "predict_seconds": predict_s,
+           "model": (f"nnU-Net {args.nnunet_config} patch {'×'.join(map(str, cfg['patch_size']))} (z,y,x) batch "
+                     f"{cfg['batch_size']}, {cfg['architecture']['arch_kwargs']['n_stages']} stages, "
+                     f"{fit['epochs']} epochs × {iterations} iterations"),
+           "time": {"planning_preprocessing": convert_s + plan_s, "search": 0.0, "final_training": first_s + more_s,
+                    "other": max(0.0, wall - convert_s - plan_s - first_s - more_s)},
+           "forecast": {"text": f"{fit['epochs']} epochs: {fit['more']} more of ≈ {fit['epoch_s']:.1f} s after the "
+                                f"first + {fit['overhead_s']:.0f} s start-up ≈ {fit['forecast_s']:.0f} s of the "
+                                f"{remaining:.0f} s left",
+                        "training_seconds": first_s + fit["forecast_s"], "epochs": fit["epochs"],
+                        "continued_seconds": fit["forecast_s"]},
+           "actual": {"training_seconds": first_s + more_s, "epochs": fit["epochs"], "continued_seconds": more_s,
+                      "wall_seconds": wall, "epoch_seconds": epoch_times,
+                      "steady_epoch_seconds": steady},
+           "details": {"nnunetv2": version[0] if version else None, "torch": version[1] if len(version) > 1 else None,
+                       "trainer": NNUNET_TRAINER, "configuration": args.nnunet_config, "fold": args.nnunet_fold,
+                       "iterations_per_epoch": iterations, "fit": fit, "convert_seconds": convert_s,
+                       "plan_preprocess_seconds": plan_s, "first_run_seconds": first_s,
+                       "continued_run_seconds": more_s, "spacing_zyx": cfg.get("spacing"),
+                       "patch_size_zyx": cfg.get("patch_size"), "batch_size": cfg.get("batch_size"),
+                       "final_validation": "skipped (fold all: its own training cases)"}}
+    rec["score"] = score(pred, src, holdout, None)
+    return rec
 
-    print()
-    print("| arm | wall s | case selection s | search s | trials | final training | step ms | "
-          "internal val | held-out Dice |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| fixed recipe (reference) | {recipe['wall']:.0f} | – | – | – | {recipe['epochs_done']}/"
-          f"{recipe['epochs_planned']} ep × {recipe['steps']} steps, {recipe['seconds']:.0f} s | "
-          f"{recipe['step_s'] * 1000:.0f} | {val_text(recipe['val_dice'])} | {holdout_text(recipe)} |")
-    states = ", ".join(f"{v} {k.lower()}" for k, v in search["counts"].items())
-    members = " + ".join(f"{m['epochs_done']}/{m['epochs_planned']}" for m in search["members"])
-    step_ms = " / ".join(f"{m['step_s'] * 1000:.0f}" for m in search["members"])
-    opt = {**vars(args), **search.get("options", {})}         # the saved sitting's own settings when recorded
-    print(f"| search ({opt['strategy']}, {opt['space']}, {opt['proxy_data']} + {opt['proxy_net']}; top-"
-          f"{len(search['members'])} ensemble) | {search['wall']:.0f} | {search['select_s']:.0f} | "
-          f"{search['search_s']:.0f} | {states} | {members} ep × {search['members'][0]['steps']} steps, "
-          f"{search['seconds']:.0f} s | {step_ms} | {val_text(search['val_dice'])} | {holdout_text(search)} |")
-    print()
-    print(f"recipe: {recipe['params']:,} params")
-    describe_search(search)
-    for name, arm in (("recipe", recipe), ("search", search)):
-        print(f"  {name} held-out per class: " + ", ".join(f"{k} {v:.4f}" for k, v in arm["holdout"]["per_class"].items()))
-    print()
-    print("| measure | inference | search | reference (recipe) | difference | target | verdict |")
-    print("|---|---|---|---|---|---|---|")
-    verdicts = []
-    # like for like: both arms predicted the same way (TTA only when both arms measured it)
-    for label, field in (("default", "holdout"), ("flip TTA, both arms", "holdout_tta")):
-        if field not in search or field not in recipe:
+
+# --------------------------------------------------------------------------------------------------- compare
+def _f(x, fmt="{:.0f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def verdicts(arms: dict[str, dict], dataset: str, device: str = "cpu") -> list[dict]:
+    """The issue's verdicts on the saved arms: each {name, measured, target, verdict} (verdict None: an arm
+    it needs is not saved yet)."""
+    found = _verdicts(arms, dataset, device)
+    for v in found:
+        v["verdict"] = None if v["verdict"] is None else bool(v["verdict"])     # numpy's bool is not False
+    return found
+
+
+def _verdicts(arms: dict[str, dict], dataset: str, device: str) -> list[dict]:
+    out = []
+
+    def mean(a):
+        return arms[a]["score"]["mean_dice"] if a in arms else None
+
+    if "search" in arms and "planned" in arms:
+        p = paired_difference(arms["search"]["score"]["per_case"], arms["planned"]["score"]["per_case"])
+        out.append({"name": "search never below the planned recipe (paired 95 % lower bound)",
+                    "measured": f"{p['mean']:+.4f} (95 % CI {p['low']:+.4f} … {p['high']:+.4f})",
+                    "target": f"lower bound ≥ {SEARCH_LOWER_BOUND:+.3f}", "verdict": p["low"] >= SEARCH_LOWER_BOUND})
+    else:
+        out.append({"name": "search never below the planned recipe (paired 95 % lower bound)", "measured": "–",
+                    "target": f"lower bound ≥ {SEARCH_LOWER_BOUND:+.3f}", "verdict": None})
+    for ours in ("planned", "search"):
+        ok = None if ours not in arms or "nnunet" not in arms else mean(ours) > mean("nnunet")
+        measured = "–" if ok is None else f"{mean(ours):.4f} vs {mean('nnunet'):.4f}"
+        out.append({"name": f"{ours} above nnU-Net (held-out mean Dice)", "measured": measured,
+                    "target": "> nnU-Net's", "verdict": ok})
+    if "prostate" in dataset.lower():
+        out.append({"name": "search held-out mean Dice", "measured": _f(mean("search"), "{:.4f}"),
+                    "target": f"≥ {PROSTATE_SEARCH_TARGET}",
+                    "verdict": None if mean("search") is None else mean("search") >= PROSTATE_SEARCH_TARGET})
+    if device.startswith("cuda") and "hippocampus" in dataset.lower():
+        s, n = mean("search"), mean("nnunet")
+        out.append({"name": "GPU: search held-out mean Dice", "measured": _f(s, "{:.4f}"),
+                    "target": f"≥ {GPU_SEARCH_TARGET}", "verdict": None if s is None else s >= GPU_SEARCH_TARGET})
+        out.append({"name": "GPU: search over nnU-Net", "measured": "–" if None in (s, n) else f"{s - n:+.4f}",
+                    "target": f"≥ +{GPU_MARGIN}", "verdict": None if None in (s, n) else s - n >= GPU_MARGIN})
+    return out
+
+
+def forecast_rows(arm: str, f: dict, act: dict) -> list[tuple[str, float | None, float | None]]:
+    """(what, forecast seconds, actual seconds) of one arm."""
+    if arm == "search":
+        final_f = f.get("final_winner_seconds") or f.get("final_seconds")
+        total_f = (f.get("search_seconds") or 0) + final_f if final_f else f.get("total_seconds")
+        return [("search", f.get("search_seconds"), act.get("search_seconds")),
+                ("final training" + (" (the winner's forecast)" if f.get("final_winner_seconds") else ""),
+                 final_f, act.get("final_seconds")),
+                ("search + final training", total_f,
+                 (act.get("search_seconds") or 0) + (act.get("final_seconds") or 0) or None)]
+    epochs = f"{_f(f.get('epochs'), '{}')} → {_f(act.get('epochs'), '{}')} epochs"
+    return [(f"training ({epochs})", f.get("training_seconds"), act.get("training_seconds"))]
+
+
+def compare_text(arms: dict[str, dict], dataset: str, device: str = "cpu") -> tuple[str, bool]:
+    """The comparison of the saved arms (a markdown-ish text) and whether any verdict FAILed."""
+    lines = [f"# bench/budget_accuracy.py — {dataset}, compared {time.strftime('%Y-%m-%d %H:%M')}"]
+    if not arms:
+        return "\n".join(lines + ["no arm saved yet"]), False
+    first = next(iter(arms.values()))
+    lines.append(f"pool {len(first['pool'])} cases, {len(first['score']['per_case'])} held out (seed "
+                 f"{first['seed']}); {first['minutes']:g} min per arm, {first['threads']} threads, {first['device']}")
+    for name in ("pool", "holdout", "minutes", "threads", "seed", "device"):
+        values = {a: json.dumps(r.get(name)) for a, r in arms.items()}
+        if len(set(values.values())) > 1:
+            lines.append(f"WARNING: the arms differ in {name}: "
+                         + ", ".join(f"{a} {v[:60]}" for a, v in values.items()))
+    for a, r in arms.items():
+        lines.append(f"  {a}: {r['started']}, load {r['load_before'][0]:.2f} → {r['load_after'][0]:.2f} "
+                     f"(1-min average), {r['machine']['cores']} cores; {r['model']}")
+        if (r.get("details") or {}).get("planned_recipe_stood_in"):
+            skipped = ((r.get("forecast") or {}).get("fitted") or {}).get("skip")
+            lines.append("    no trial completed: the planned recipe stood in, trained for " + (
+                "the search's time and the final training's (not even the smallest trial fitted the --time)"
+                if skipped else "the final training's time (the trials ran out of --time before one finished)"))
+        if r.get("non_default"):
+            lines.append(f"    non-default (a smoke run, not the issue's): {r['non_default']}")
+    lines += ["", "| arm | held-out mean Dice | per class | worst case | wall s | planning + preprocessing s | "
+                  "search s | final training s | other s | prediction s (apart) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, r in arms.items():
+        s, t = r["score"], r["time"]
+        worst = min(s["per_case"].items(), key=lambda kv: kv[1])
+        per_class = ", ".join(f"{k} {v:.3f}" for k, v in s["per_class"].items())
+        lines.append(f"| {a} | {s['mean_dice']:.4f} | {per_class} | {worst[1]:.3f} ({worst[0]}) | "
+                     f"{r['wall_seconds']:.0f} | {t['planning_preprocessing']:.0f} | {t['search']:.0f} | "
+                     f"{t['final_training']:.0f} | {t['other']:.0f} | {r['predict_seconds']:.0f} |")
+    lines += ["", "| forecast vs actual | forecast s | actual s | actual / forecast |", "|---|---|---|---|"]
+    for a, r in arms.items():
+        for what, fs, acs in forecast_rows(a, r["forecast"], r["actual"]):
+            ratio = acs / fs if fs and acs is not None else None
+            lines.append(f"| {a}: {what} | {_f(fs)} | {_f(acs)} | {_f(ratio, '{:.2f}')} |")
+    for a, r in arms.items():
+        lines.append(f"  {a}'s forecast: {r['forecast'].get('text') or '–'}")
+    lines += ["", "| paired (a − b) | cases | mean | 95 % CI | a better on | per class (a − b) |",
+              "|---|---|---|---|---|---|"]
+    for a, b in PAIRS:
+        if a not in arms or b not in arms:
+            lines.append(f"| {a} − {b} | – | not measured | – | – | – |")
             continue
-        d_s, d_r = search[field]["dice"], recipe[field]["dice"]
-        ok = d_s >= DICE_TARGET and d_s - d_r >= MARGIN_TARGET
-        verdicts.append(ok)
-        print(f"| held-out mean foreground Dice | {label} | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | "
-              f"≥ {DICE_TARGET} | {'PASS' if d_s >= DICE_TARGET else 'FAIL'} |")
-        print(f"| margin over the fixed recipe | {label} | {d_s:.4f} | {d_r:.4f} | {d_s - d_r:+.4f} | "
-              f"≥ +{MARGIN_TARGET} | {'PASS' if d_s - d_r >= MARGIN_TARGET else 'FAIL'} |")
-    print()
-    for label, field in (("default", "holdout"), ("flip TTA", "holdout_tta")):
-        line = paired_text(search.get(field, {}), recipe.get(field, {}))
-        if line:
-            print(f"paired over the same held-out cases ({label}): {line}")
-    ceiling = averaged_arms(search, recipe, ds, holdout, work)
-    if ceiling:
-        print(f"for scale, twice the budget: both arms' models averaged (4 CPU-hours) hold out {holdout_text(ceiling)}; "
-              f"against the recipe {ceiling['holdout']['dice'] - recipe['holdout']['dice']:+.4f}"
-              + (f" (flip TTA {ceiling['holdout_tta']['dice'] - recipe['holdout_tta']['dice']:+.4f})"
-                 if "holdout_tta" in recipe else ""))
-    ok = any(verdicts)
-    print(f"overall: {'PASS' if ok else 'FAIL'}" + ("" if full else " (reduced budget: not the issue's verdict)")
-          + f"; total {time.perf_counter() - t_all:.0f} s")
-    print(f"end: {machine_line()}")
+        p = paired_difference(arms[a]["score"]["per_case"], arms[b]["score"]["per_case"])
+        pc = ", ".join(f"{k} {arms[a]['score']['per_class'][k] - arms[b]['score']['per_class'].get(k, np.nan):+.3f}"
+                       for k in arms[a]["score"]["per_class"])
+        lines.append(f"| {a} − {b} | {p['n']} | {p['mean']:+.4f} | {p['low']:+.4f} … {p['high']:+.4f} | "
+                     f"{p['better']}/{p['n']} | {pc} |")
+    lines += ["", "| verdict | measured | target | result |", "|---|---|---|---|"]
+    failed = False
+    for v in verdicts(arms, dataset, device):
+        res = "not measured" if v["verdict"] is None else ("PASS" if v["verdict"] else "FAIL")
+        failed = failed or v["verdict"] is False
+        lines.append(f"| {v['name']} | {v['measured']} | {v['target']} | {res} |")
+    missing = [a for a in ARMS if a not in arms]
+    lines.append("\noverall: " + ("FAIL" if failed else "PASS" if not missing else "incomplete")
+                 + (f" (not saved yet: {', '.join(missing)})" if missing else ""))
+    return "\n".join(lines), failed
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def result_path(results: Path, dataset: str, arm: str, tag: str = "") -> Path:
+    suffix = "txt" if arm == "compare" else "json"
+    return results / f"budget_accuracy_{dataset}{'_' + tag if tag else ''}_{arm}.{suffix}"
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="an MSD / nnU-Net raw dataset folder")
+    ap.add_argument("--arm", choices=(*ARMS, "compare"), required=True)
+    ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock per arm (default 30)")
+    ap.add_argument("--holdout", type=float, default=0.3, help="share of the cases held out (never trained on)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="threads of every arm (default 2)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: our arms' --device, nnU-Net's -device")
+    ap.add_argument("--nnunet-python", default=DEFAULT_NNUNET_PY, help="python of a venv with nnunetv2==2.8.1")
+    ap.add_argument("--nnunet-config", default="3d_fullres")
+    ap.add_argument("--nnunet-fold", default="all", help="all (default: every pool case) or 0…4")
+    ap.add_argument("--nnunet-iterations", type=int, help="iterations per nnU-Net epoch (default nnU-Net's 250; "
+                                                          "smaller only for a smoke run)")
+    ap.add_argument("--jobs", type=int, default=1, help="the search arm's --jobs (default the CLI's 1)")
+    ap.add_argument("--search-share", type=float, help="share of the minutes the search arm gives --time (default: "
+                                                       "as the CLI's defaults split search and final training, 0.75)")
+    ap.add_argument("--pool-cases", type=int, help="train on this many of the pool (a smoke run)")
+    ap.add_argument("--holdout-cases", type=int, help="score this many of the held-out cases (a smoke run)")
+    ap.add_argument("--results", help="folder of the result files (default bench/results)")
+    ap.add_argument("--tag", default="", help="result names budget_accuracy_<dataset>_<tag>_<arm> (default: "
+                                              "'gpu' with --device cuda, else none)")
+    ap.add_argument("--work", default="/tmp/autoseg_bench/budget_accuracy", help="scratch folder")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    src = Path(args.data).resolve()
+    results = Path(args.results).resolve() if args.results else RESULTS
+    tag = args.tag or ("gpu" if args.device.startswith("cuda") else "")
+    if args.arm == "compare":
+        arms = {a: json.loads(result_path(results, src.name, a, tag).read_text())
+                for a in ARMS if result_path(results, src.name, a, tag).is_file()}
+        text, failed = compare_text(arms, src.name, args.device)
+        print(text)
+        results.mkdir(parents=True, exist_ok=True)
+        result_path(results, src.name, "compare", tag).write_text(text + "\n")
+        return 1 if failed else 0
+
+    from AutoSegCore.data.dataset import load_dataset
+
+    names = sorted(c.name for c in load_dataset(src).cases)
+    pool, holdout = split(names, args.holdout, args.seed)
+    pool, holdout = subset(pool, args.pool_cases, args.seed), subset(holdout, args.holdout_cases, args.seed)
+    work = Path(args.work) / (src.name + (f"_{tag}" if tag else "")
+                              + (f"_p{len(pool)}h{len(holdout)}" if args.pool_cases or args.holdout_cases else ""))
+    work.mkdir(parents=True, exist_ok=True)
+    pool_dir = pool_dataset(src, work / "pool", pool)
+    os.environ.update(thread_env(args.threads, args.device))
+    if args.threads < (os.cpu_count() or 1) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])   # children inherit it
+    load_before = os.getloadavg()
+    started = _dt.datetime.now().isoformat(timespec="seconds")
+    if load_before[0] > 0.5:
+        print(f"[budget_accuracy] note: load average {load_before[0]:.2f} at the start — the arm measures "
+              "wall-clock, so the cores should be idle", flush=True)
+    rec = run_nnunet(args, pool_dir, holdout, src, work) if args.arm == "nnunet" else \
+        run_ours(args.arm, args, pool_dir, holdout, src, work)
+    own = {"nnunet": ("nnunet-iterations",), "search": ("search-share",)}.get(args.arm, ())
+    non_default = {k: getattr(args, k.replace("-", "_")) for k in ("pool-cases", "holdout-cases", *own)
+                   if getattr(args, k.replace("-", "_")) is not None}
+    result = {"bench": "budget_accuracy", "dataset": src.name, "arm": args.arm, "minutes": args.minutes,
+              "seed": args.seed, "holdout_fraction": args.holdout, "threads": args.threads, "device": args.device,
+              "jobs": args.jobs, "non_default": non_default, "pool": pool, "holdout": holdout, "started": started,
+              "machine": machine(), "load_before": list(load_before), "load_after": list(os.getloadavg()),
+              "command": "python bench/budget_accuracy.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              **rec}
+    results.mkdir(parents=True, exist_ok=True)
+    out = result_path(results, src.name, args.arm, tag)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    t = rec["time"]
+    print(f"{src.name} {args.arm}: held-out mean Dice {rec['score']['mean_dice']:.4f} ({len(holdout)} cases; wall "
+          f"{rec['wall_seconds']:.0f} s = planning/preprocessing {t['planning_preprocessing']:.0f} + search "
+          f"{t['search']:.0f} + final training {t['final_training']:.0f} + other {t['other']:.0f}; prediction "
+          f"{rec['predict_seconds']:.0f} s) → {out}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Experiment: which capacity buys the most Dice per CPU-second at the budget_accuracy bench's final scale?
+"""Experiment: which capacity buys the most Dice per CPU-second at the budget_accuracy_v1 bench's final scale?
 
 Why (issue 6): the 2-hour search arm's winner (depth 4, 32 channels) beats the fixed recipe (16 channels) by only
 +0.0045 on unseen cases, and the search ranks configs after equal epochs while the final training is budgeted in
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from budget_accuracy import paired_text, train_until  # noqa: E402
+from budget_accuracy_v1 import paired_text, train_until  # noqa: E402
 from search_speedup import DEFAULT_DATA, evaluate_holdout, machine_line, run_saved, split_holdout  # noqa: E402
 
 from AutoSegCore.data.dataset import load_dataset  # noqa: E402

@@ -11,10 +11,13 @@ TITLES = {
     "proxy_selection": "All-pairs MI and local NCC on 182 Hippocampus cases (issue 4) — `bench/proxy_selection.py`",
     "strategies": "Search strategies against their references (issue 5) — `bench/strategies.py`",
     "search_speedup": "Proxy search vs full search (issue 6) — `bench/search_speedup.py`",
-    "budget_accuracy": "Search within a wall-clock budget vs a strong fixed recipe (issue 6) — `bench/budget_accuracy.py`",
+    "budget_accuracy": "Search within a wall-clock budget vs a strong fixed recipe (issue 6) — `bench/budget_accuracy_v1.py`",
     "budget_accuracy_all": "The same, final trainings on all 152 pool cases (`--final-data all`) — "
-                           "`bench/budget_accuracy.py`",
+                           "`bench/budget_accuracy_v1.py`",
     "capacity_pilot": "Capacity per CPU-second at the final scale (issue 6, an experiment) — `bench/capacity_pilot.py`",
+    **{f"budget_accuracy_{d}_compare": f"The search vs the planned recipe vs nnU-Net v2 at equal wall-clock, {d} "
+                                       "(issue 32) — `bench/budget_accuracy.py`"
+       for d in ("Task04_Hippocampus", "Prostate_PROMISE12")},
 }
 
 

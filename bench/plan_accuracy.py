@@ -72,12 +72,29 @@ def resliced_dataset(src: Path, dst: Path, steps: list[int], seed: int) -> dict[
 
 
 def pool_dataset(src: Path, dst: Path, pool: list[str]) -> Path:
-    """An MSD dataset folder listing only the ``pool`` cases of ``src`` (absolute paths)."""
+    """An MSD dataset folder listing only the ``pool`` cases of ``src``: ``dst/imagesTr`` and ``dst/labelsTr`` hold
+    symbolic links to the source files and dataset.json names them relative to ``dst`` (the engine refuses entries
+    that are absolute or leave the dataset folder, and follows links made inside it)."""
     meta = json.loads((src / "dataset.json").read_text())
     keep = [e for e in meta["training"] if Path(e["image"]).name.replace(".nii.gz", "") in set(pool)]
-    meta["training"] = [{"image": str((src / e["image"]).resolve()), "label": str((src / e["label"]).resolve())}
-                        for e in keep]
-    meta["numTraining"] = len(keep)
+    entries = []
+    for e in keep:
+        entry = {}
+        for key, sub in (("image", "imagesTr"), ("label", "labelsTr")):
+            target = (src / e[key]).resolve()
+            link = dst / sub / target.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target)
+            entry[key] = f"./{sub}/{target.name}"
+        entries.append(entry)
+    for sub in ("imagesTr", "labelsTr"):            # a re-used folder: links of cases no longer in the pool go
+        for link in (dst / sub).glob("*") if (dst / sub).is_dir() else []:
+            if link.name not in {Path(e[k]).name for e in entries for k in ("image", "label")}:
+                link.unlink()
+    meta["training"] = entries
+    meta["numTraining"] = len(entries)
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "dataset.json").write_text(json.dumps(meta))
     return dst
@@ -120,12 +137,21 @@ def score(pred_dir: Path, original: Path, holdout: list[str], ks: dict[str, int]
             "per_class_per_case": per_class}
 
 
-def compare(a: dict, b: dict, labels=("planned", "fixed")) -> str:
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
+    """``a`` − ``b`` over the cases both score (``{case: Dice}``): mean, 95 % t interval, how many ``a`` wins."""
     from scipy import stats
 
-    names = sorted(set(a["score"]["per_case"]) & set(b["score"]["per_case"]))
-    d = np.array([a["score"]["per_case"][n] - b["score"]["per_case"][n] for n in names])
+    names = sorted(set(a) & set(b))
+    d = np.array([a[n] - b[n] for n in names], dtype=float)
     half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    mean = float(d.mean()) if len(d) else float("nan")
+    return {"n": len(d), "mean": mean, "low": float(mean - half), "high": float(mean + half),
+            "better": int((d > 0).sum()),
+            "cases": names, "differences": d.tolist()}
+
+
+def compare(a: dict, b: dict, labels=("planned", "fixed")) -> str:
+    p = paired_difference(a["score"]["per_case"], b["score"]["per_case"])
     lines = [f"| arm | held-out mean Dice | per class | worst case | train s | plan |", "|---|---|---|---|---|---|"]
     for label, arm in zip(labels, (a, b)):
         s = arm["score"]
@@ -133,9 +159,8 @@ def compare(a: dict, b: dict, labels=("planned", "fixed")) -> str:
         per_class = ", ".join(f"{k} {v:.3f}" for k, v in s["per_class"].items())
         lines.append(f"| {label} | {s['mean_dice']:.4f} | {per_class} | {worst[1]:.3f} ({worst[0]}) | "
                      f"{arm['train_seconds']:.0f} | {arm.get('plan_summary', '–')} |")
-    lines.append(f"\npaired {labels[0]} − {labels[1]} over {len(d)} held-out cases: {d.mean():+.4f} "
-                 f"(95 % CI {d.mean() - half:+.4f} … {d.mean() + half:+.4f}); {labels[0]} better on "
-                 f"{int((d > 0).sum())}/{len(d)}")
+    lines.append(f"\npaired {labels[0]} − {labels[1]} over {p['n']} held-out cases: {p['mean']:+.4f} "
+                 f"(95 % CI {p['low']:+.4f} … {p['high']:+.4f}); {labels[0]} better on {p['better']}/{p['n']}")
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ def test_poly_reaches_zero():
 
 
 def test_shortened_horizon_ends_the_cosine_at_the_new_total():
-    """What bench/budget_accuracy.py does when an epoch runs slower than calibrated."""
+    """What bench/budget_accuracy_v1.py does when an epoch runs slower than calibrated."""
     cfg = {"scheduler": "cosine", "warmup_steps": 0}
     full = _lrs(cfg, 100)
     short = _lrs(cfg, 100, swap_at=20, new_total=60)
