@@ -37,7 +37,7 @@ test-fast: install
 bench: install
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
-# issue 21: the GPU path on a CUDA machine (≤ 8 min on one H100/H200), everything into gpu-check-output/.
+# the GPU path on a CUDA machine (≤ 8 min on one H100/H200), everything into gpu-check-output/.
 # Needs torch's CUDA build in $(VENV) (what `install` gets from PyPI on Linux; with a CPU wheel it stops with
 # 'NO CUDA', exit 2; `autoseg doctor` tells which is installed).
 gpu-check:

@@ -1,6 +1,7 @@
-"""JSON-lines event stream shared by the CLI, the Slicer module and the browser UI (see DESIGN.md).
+"""JSON-lines event stream shared by the CLI, the Slicer module and the browser UI.
 
-One object per line with at least ``event`` and ``time``.  Front ends never parse free text.
+One object per line with at least ``event`` (one of ``EVENT_TYPES``) and ``time``.  Front ends never parse free
+text; a misspelt event type would be silently ignored by them, so ``emit`` refuses it.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from AutoSegCore.utils.io import json_safe
 
 EVENT_TYPES = (
     "study_started", "trial_started", "epoch", "trial_finished", "artifact", "progress",
-    "log", "error", "done", "forecast",
+    "log", "error", "done", "forecast", "plan",
 )
 
 
@@ -39,6 +40,8 @@ class EventWriter:
         return self._stream is sys.stdout
 
     def emit(self, event: str, **fields: Any) -> dict:
+        if event not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event!r}; one of {EVENT_TYPES}")
         record = {"event": event, "time": time.time(), **json_safe(fields)}
         with self._lock:
             if self._stream is not None:

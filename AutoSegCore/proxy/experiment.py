@@ -238,7 +238,7 @@ def run_proxy_correlation(data, out_dir: str | Path, *, grid: str | dict = "smal
     pre = Preprocessor(base["preprocessing"]).fit(ds.subset(pool))
     cache = PreprocessCache(pre, out / "cache" / "preprocessed")
     shapes = [c.image.shape[1:] for c in cache.get_many(ds.cases)]
-    # One canvas (the largest case) for every run, so no rung is scored on a different canvas (baselines.md).
+    # One canvas (the largest case) for every run, so no rung is scored on a different canvas (../shared/docs/baselines.md).
     canvas = [int(max(s[i] for s in shapes)) for i in range(3)]
 
     selections: dict[str, dict] = {}

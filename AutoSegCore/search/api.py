@@ -9,8 +9,6 @@ from AutoSegCore.search.settings import SearchSettings
 def run_worker(storage: str, study_name: str, out: str, *, trials: int | None = None,
                events: EventWriter = NULL_EVENTS, jobs: int = 1) -> dict:
     """Join an existing study from another process or machine and run trials until its budget is used."""
-    import optuna
-
     from AutoSegCore.errors import StorageError
     from AutoSegCore.search.runner import SearchRunner
     from AutoSegCore.search.storage import load_study, open_storage
@@ -25,5 +23,4 @@ def run_worker(storage: str, study_name: str, out: str, *, trials: int | None = 
                                          "jobs": jobs, **({"trials": trials} if trials else {})})
     runner = SearchRunner(settings, events, join=True)
     runner.prepare()
-    del optuna
     return runner.run_trials()

@@ -3,7 +3,7 @@
 Written against torch directly rather than MONAI dictionary transforms because it runs on whole batches with one
 seeded ``torch.Generator`` on the device (exact resume after interruption) and never reads a value back to the
 host: per-sample MONAI transforms were the bottleneck of small proxy nets on CPU, and a per-step copy + host sync
-was what made the trainer 0.32× a plain loop on a GPU (issue 21).
+was what made the trainer 0.32× a plain loop on a GPU.
 
 The cases live once in a :class:`CaseBank` (flat buffers on the device, unpadded).  A batch is one gather: the
 crop (or centre pad), the flips and the whole-voxel translation are folded into per-axis source-index arrays, so

@@ -1,11 +1,11 @@
-"""The trainer: epochs are the fidelity unit; per-epoch callback; checkpoint every epoch; exact resume.
+"""The trainer: epochs are the fidelity unit; per-epoch callback; checkpoints (timed) and exact resume.
 
 Cases are moved to the training device once (``augment.CaseBank``); batches are cut and augmented there with one
 seeded generator on that device, and nothing is read back to the host until the epoch ends: losses, the train
-Dice's confusion matrix, the skipped-step count and the divergence check stay on the device (issue 21: a
-per-step copy and host sync made the trainer 0.32× a plain loop on a GPU).  Validation runs sliding-window
+Dice's confusion matrix, the skipped-step count and the divergence check stay on the device (a per-step
+copy and host sync had made the trainer 0.32× a plain loop on an H200).  Validation runs sliding-window
 inference on the training canvas (padding validation volumes differently from training shifts InstanceNorm
-statistics — baselines.md).
+statistics: measured on Hippocampus).
 """
 from __future__ import annotations
 

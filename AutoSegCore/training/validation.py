@@ -34,7 +34,7 @@ def dice_from_confusion(counts: np.ndarray, labels: dict[int, str]) -> dict:
 def validate_cases(net: torch.nn.Module, cases: list, device_labels: list[torch.Tensor], labels: dict[int, str],
                    patch, *, device: torch.device, amp, channels_last: bool, keep: list | None = None) -> dict:
     """Sliding-window inference on the training canvas (padding validation volumes differently from training
-    shifts InstanceNorm statistics — baselines.md) of each case, scored against ``device_labels``; ``net`` in eval
+    shifts InstanceNorm statistics) of each case, scored against ``device_labels``; ``net`` in eval
     mode meanwhile, back in training mode after.  ``keep``: a list that receives each case's label map (uint8, on
     the host) — asked for once, on the final weights, so post-processing is decided without predicting again."""
     from AutoSegCore.training.inference import predict_probs

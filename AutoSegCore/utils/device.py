@@ -50,7 +50,7 @@ def set_threads(n: int | None = None) -> int:
     return torch.get_num_threads()
 
 
-# ------------------------------------------------------------------------------------ trials on GPUs (issue 21)
+# ------------------------------------------------------------------------------------ trials on GPUs
 # Small proxy nets are launch-bound on a big GPU, so ``--jobs N`` packs N trials onto the GPUs; each trial gets
 # its share of its GPU's memory as a cap (torch.cuda.set_per_process_memory_fraction), so that one trial's
 # out-of-memory fails that trial instead of its neighbours.  The search process itself may hold memory on a GPU

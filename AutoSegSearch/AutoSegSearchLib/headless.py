@@ -1,7 +1,7 @@
 """A Slicer "application" without Qt: scene + application logic + the module logics the Logic needs.
 
 For tests, scripts and the screenshot renderer under the ``slicer-core`` wheel (no ``slicer.app`` there).
-Adapted from the checked recipe in docs/slicer-headless.md; the desktop app does all of this itself.
+Adapted from the checked recipe in ../shared/docs/slicer-headless.md; the desktop app does all of this itself.
 """
 from __future__ import annotations
 
