@@ -44,5 +44,5 @@ class TrainingDiverged(AutoSegError):
 
 
 class StopTraining(Exception):
-    """Raised by a training callback to end training after the current epoch (the checkpoint is already written);
+    """Raised by a training callback to end training after the current epoch (the trainer then writes its checkpoint);
     not an error: the run ends normally (a pruned trial, a stop request)."""

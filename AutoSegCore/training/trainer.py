@@ -372,8 +372,8 @@ class Trainer:
                                  val_dice=record.get("val_dice"), seconds=record["seconds"])
                 if self.callback:
                     self.callback(self.epoch, record)
-        except StopTraining:
-            pass
+        except StopTraining:          # a stop between epochs: keep every finished epoch for the resume
+            self.save_checkpoint()
         except torch.OutOfMemoryError as exc:
             raise out_of_memory(self.device, self.epoch + 1, self.training_config["batch_size"], self.patch, self.num_params,
                                 exc) from None

@@ -95,10 +95,9 @@ def test_case_without_foreground_under_roi_label(tmp_path):
     root = make_subset(tmp_path / "ds", 4)
     meta = json.loads((root / "dataset.json").read_text())
     src = meta["training"][2]["label"]
-    img = nib.load(src)
-    empty = tmp_path / "empty_label.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros(img.shape, dtype=np.uint8), img.affine), empty)
-    meta["training"][2]["label"] = str(empty)
+    img = nib.load(root / src)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, dtype=np.uint8), img.affine), root / "labelsTr" / "empty.nii.gz")
+    meta["training"][2]["label"] = "./labelsTr/empty.nii.gz"
     (root / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="no foreground") as info:
         select_proxy_data(root, method="ncc", roi="label", budget=2, cache_dir=tmp_path / "c")
