@@ -23,13 +23,13 @@ Why hand-written: nibabel, SimpleITK and GDCM allocate whatever a header asks fo
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from AutoSegCore.errors import ConfigError, DatasetError
+from AutoSegCore.errors import DatasetError
+from AutoSegCore.utils.env import env_number
 
 MAX_IMAGE_ENV = "AUTOSEG_MAX_IMAGE_GB"
 MAX_COMPRESSION_ENV = "AUTOSEG_MAX_COMPRESSION"
@@ -39,19 +39,6 @@ COMPRESSION_FLOOR = 32 * 2 ** 20    # below this many voxel bytes, any compressi
 HELD_BYTES_PER_VOXEL = 4            # the float32 copy of an image (label maps: uint8/int16/uint16, less)
 _GB = 1e9
 _AVAILABLE = [float("-inf"), 0]     # (when, bytes) of the last look at available memory
-
-
-def _env_number(name: str, example: str) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={raw} must be a positive number", f"e.g. {name}={example}, or unset it")
-    return value
 
 
 def available_memory() -> int:
@@ -80,7 +67,7 @@ def available_memory() -> int:
 
 def image_limit() -> tuple[int, str]:
     """(bytes one volume may take in memory, how that limit was set — for the error message)."""
-    gigabytes = _env_number(MAX_IMAGE_ENV, "8")
+    gigabytes = env_number(MAX_IMAGE_ENV, f"e.g. {MAX_IMAGE_ENV}=8, or unset it")
     if gigabytes is not None:
         return int(gigabytes * _GB), f"{MAX_IMAGE_ENV}={gigabytes:g}"
     avail = available_memory()
@@ -136,7 +123,7 @@ def check_volume(path, shape, dtype, raw_bytes: int, stored_bytes: int | None, r
                            f"crop or resample it, free memory, or raise the limit with {MAX_IMAGE_ENV}=N (GB)")
     if role != "image" or not stored_bytes or raw_bytes <= COMPRESSION_FLOOR:
         return
-    most = _env_number(MAX_COMPRESSION_ENV, "200") or MAX_COMPRESSION
+    most = env_number(MAX_COMPRESSION_ENV, f"e.g. {MAX_COMPRESSION_ENV}=200, or unset it") or MAX_COMPRESSION
     ratio = raw_bytes / stored_bytes
     if ratio > most:
         raise DatasetError(f"{path}: {_size(stored_bytes)} on disk unpack to {_size(raw_bytes)} of voxels "

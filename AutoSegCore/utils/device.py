@@ -9,6 +9,7 @@ import re
 from typing import TYPE_CHECKING
 
 from AutoSegCore.errors import ConfigError
+from AutoSegCore.utils.env import env_number
 
 if TYPE_CHECKING:
     import torch
@@ -195,25 +196,12 @@ def gpu_memory_cap(share: float | None, gigabytes: float | None, total_bytes: in
     return min(share or 1.0, gigabytes * 2 ** 30 / total_bytes if gigabytes else 1.0)
 
 
-def _env_number(name: str, upper: float, hint: str) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= upper:
-        raise ConfigError(f"{name}={raw} must be a number in (0, {upper:g}]", hint)
-    return value
-
-
 def apply_memory_cap(device) -> float | None:
     """In a trial: cap this process's share of its GPU's memory (``AUTOSEG_GPU_MEMORY_FRACTION``, and
     ``AUTOSEG_GPU_MEMORY_GB`` from ``--trial-memory-gb``), so that running out fails this trial with a CUDA
     out-of-memory error.  Returns the cap applied, None if none."""
-    share = _env_number(MEMORY_FRACTION_ENV, 1.0, "e.g. 0.45")
-    gigabytes = _env_number(MEMORY_GB_ENV, float("inf"), "e.g. 8")
+    share = env_number(MEMORY_FRACTION_ENV, "e.g. 0.45", upper=1.0)
+    gigabytes = env_number(MEMORY_GB_ENV, "e.g. 8")
     if (share is None and gigabytes is None) or getattr(device, "type", str(device)) != "cuda":
         return None
     import torch
