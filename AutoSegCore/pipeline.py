@@ -57,7 +57,7 @@ def forecast_stage(runner, events: EventWriter = NULL_EVENTS, *, again: bool = F
     """The cost forecast of a prepared search (``search/forecast.py``): written to ``forecast.json`` and emitted
     as a ``forecast`` event before the first trial.  A resumed search keeps its first forecast (the report
     compares with it) unless ``again``.  A forecast that fails is a log line, never a failed search."""
-    from AutoSegCore.search.forecast import FORECAST_FILE, forecast_search
+    from AutoSegCore.search.forecast import FORECAST_FILE, TooBigToTime, forecast_search
     from AutoSegCore.utils.io import read_json, write_json
 
     path = runner.work / FORECAST_FILE
@@ -70,7 +70,8 @@ def forecast_stage(runner, events: EventWriter = NULL_EVENTS, *, again: bool = F
                                 plan=runner.plan)
             write_json(path, f)
     except Exception as exc:       # noqa: BLE001 - the forecast informs; it must never stop a search
-        events.emit("log", message=f"no cost forecast: {type(exc).__name__}: {exc}")
+        why = str(exc) if isinstance(exc, TooBigToTime) else f"{type(exc).__name__}: {exc}"
+        events.emit("log", message=f"no cost forecast: {why}")
         return None
     events.emit("forecast", **{k: f[k] for k in ("search_seconds", "final_seconds", "total_seconds",
                                                   "trial_seconds", "trials", "jobs", "text")}, path=str(path))

@@ -32,7 +32,7 @@ from AutoSegCore.utils.io import read_json, write_json
 
 FORECAST_FILE = "forecast.json"
 TRIAL_STARTUP_SECONDS = 1.0      # a trial's process start (fork server) + imports: bench/search_speedup.py, ~1 s
-MEASURED_STEPS = 3               # timed steps per net, after one warm-up step (1 when the warm-up took > 2 s)
+MEASURED_STEPS = 3               # timed steps per net (the fastest counts) after a warm-up step (2 if it took > 2 s)
 
 
 SAMPLED_POINTS = 24              # random points of the space whose mean cost the measured net stands for
@@ -99,10 +99,37 @@ def median_params(space) -> dict:
     raise ValueError(f"space {space.name}: no legal point found for the forecast")
 
 
+class TooBigToTime(RuntimeError):
+    """The measured net's step cannot fit the memory it would run in: timing it would swap for minutes (CPU) and
+    then fail as its trials will."""
+
+
+def _check_fits(trainer, config: dict, in_channels: int, cap_gb: float | None) -> None:
+    """Refuse to time a step whose saved activations alone exceed ``cap_gb`` (a trial's ``--trial-memory-gb``) or,
+    on the CPU, the memory available now: the parent has no RLIMIT_AS of its own, so nothing else stops it."""
+    from AutoSegCore.data.limits import available_memory
+    from AutoSegCore.networks.measure import saved_activation_bytes
+
+    caps = [(cap_gb * 1e9, "--trial-memory-gb")] if cap_gb else []
+    if trainer.device.type == "cpu":
+        caps.append((available_memory(), "the memory available"))
+    if not caps:
+        return
+    cap, where = min(caps)
+    batch = int(config["training"]["batch_size"])
+    need = saved_activation_bytes(config["network"], in_channels, trainer.out_classes, trainer.patch, batch,
+                                  2 if trainer.amp is not None else 4)
+    if need > cap:
+        raise TooBigToTime(f"a step of the measured net (patch {'×'.join(map(str, trainer.patch))}, batch {batch}) "
+                           f"keeps ≥ {need / 1e9:.1f} GB of activations, over {where} ({cap / 1e9:.1f} GB): not "
+                           f"timed; trials this size will fail")
+
+
 def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fingerprint: dict, cache_dir,
-             device: str, threads: int) -> dict:
+             device: str, threads: int, memory_gb: float | None = None) -> dict:
     """Seconds of one training step and of one validation case's prediction of ``config``, and of loading its
-    preprocessed cases (from the search's cache: what a trial does at its start)."""
+    preprocessed cases (from the search's cache: what a trial does at its start).  :class:`TooBigToTime` before
+    any step when the step cannot fit ``memory_gb`` (a trial's cap) or the memory available."""
     import torch
 
     from AutoSegCore.search.stages import preprocess_cache
@@ -119,6 +146,7 @@ def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fin
         with tempfile.TemporaryDirectory(prefix="autoseg-forecast-") as tmp:
             trainer = Trainer(config, train_pp, val_pp, labels=ds.labels, out_dir=tmp,
                               in_channels=ds.num_channels, device=device)
+            _check_fits(trainer, config, ds.num_channels, memory_gb)
             trainer.net.train()
             trainer._confusion = torch.zeros(trainer.out_classes, trainer.out_classes, dtype=torch.long,
                                              device=trainer.device)
@@ -129,10 +157,13 @@ def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fin
 
             t1 = time.perf_counter()
             steps(1)                                    # warm-up (allocations, kernel choice)
-            n = MEASURED_STEPS if time.perf_counter() - t1 < 2.0 else 1     # a big net: keep the forecast cheap
-            t1 = time.perf_counter()
-            steps(n)
-            step = (time.perf_counter() - t1) / n
+            n = MEASURED_STEPS if time.perf_counter() - t1 < 2.0 else 2     # a big net: keep the forecast cheap
+            times = []
+            for _ in range(n):     # the fastest, as timeit: one step slowed by another process is not the net's cost
+                t1 = time.perf_counter()
+                steps(1)
+                times.append(time.perf_counter() - t1)
+            step = min(times)
             t2 = time.perf_counter()
             trainer.validate() if val_pp else None
             val_case = (time.perf_counter() - t2) if val_pp else 0.0
@@ -163,8 +194,8 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
 
     ``autoseg search`` passes what its set-up already made (the selected cases, the fingerprint); called alone,
     it selects cases by a plain holdout split (a proxy-data search trains on fewer cases: pass its ``train_cases``).
-    Takes a few seconds (4 warm-up + 6 timed steps, 2 validation predictions); writes nothing but the
-    preprocessing cache under ``settings.out``/cache, which the search reuses.
+    Takes a few seconds (1 warm-up + 3 timed steps per measured net, 1 validation prediction each); writes nothing
+    but the preprocessing cache under ``settings.out``/cache, which the search reuses.
     """
     from AutoSegCore.data.splits import holdout_split
     from AutoSegCore.proxy.fidelity import Fidelity
@@ -191,7 +222,8 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
     trial_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch, plan)
     threads = s.threads_per_job()
     device = s.device
-    trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads)
+    trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads,
+                            s.trial_memory_gb)
 
     # one trial: start-up + epochs × (steps × step + validation on val_every epochs and the last)
     steps = int(trial_cfg["training"]["steps_per_epoch"])

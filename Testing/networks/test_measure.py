@@ -54,3 +54,30 @@ def test_count_parameters_equals_built_model():
 def test_patch_is_rounded_up_to_the_divisor():
     cfg = {**DEFAULT_CONFIG["network"], "depth": 3}
     assert flops_per_voxel(cfg, 1, 2, patch=(13, 16, 16)) == flops_per_voxel(cfg, 1, 2, patch=(16, 16, 16))
+
+
+def _saved_by_autograd(cfg, patch, batch) -> int:
+    """Bytes autograd really keeps for the backward of one training forward (distinct storages)."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    net = build_network(cfg, 1, 3).train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        net(torch.randn(batch, 1, *patch))
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    return sum(n for ptr, n in seen.items() if ptr not in params)
+
+
+def test_saved_activations_estimate_tracks_what_autograd_keeps():
+    """The meta-device estimate the forecast uses to refuse a step too big to time: within 2× of the bytes a
+    real CPU forward saves for backward, and linear in the batch."""
+    from AutoSegCore.networks.measure import saved_activation_bytes
+    cfg = {**DEFAULT_CONFIG["network"], "channels": 8, "depth": 3}
+    est = saved_activation_bytes(cfg, 1, 3, (32, 32, 32), 2)
+    real = _saved_by_autograd(cfg, (32, 32, 32), 2)
+    assert 0.5 < est / real < 2, (est, real)
+    assert saved_activation_bytes(cfg, 1, 3, (32, 32, 32), 4) == 2 * est
+    assert saved_activation_bytes(cfg, 1, 3, (32, 32, 32), 2, bytes_per_element=2) * 2 == est

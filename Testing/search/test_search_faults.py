@@ -48,6 +48,9 @@ def test_failing_trials_are_recorded_and_study_completes(dataset, tmp_path, faul
     assert all(t.user_attrs["penalty"] == [0.0] for t in study.trials)
     finished = [e for e in events(ev) if e["event"] == "trial_finished"]
     assert [e["state"] for e in finished] == ["FAIL", "FAIL"]
+    if fault == "memory":      # the forecast refused to time the step in the parent, which has no memory cap
+        said = [e["message"] for e in events(ev) if e["event"] == "log" and "no cost forecast" in e["message"]]
+        assert said and "over --trial-memory-gb (3.0 GB): not timed" in said[0], said
 
 
 def test_sigkilled_trial_is_failed_and_next_trial_runs(dataset, tmp_path):
