@@ -51,6 +51,24 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slicer)
 
 
+VTK_ERROR = ("ERR| ", "ERROR: In ")      # VTK's logger and its output window: an error in a user's Slicer log
+
+
+@pytest.fixture(autouse=True)
+def _no_vtk_errors(capfd):
+    """Every Slicer test reads its own captured output (fd level: VTK writes from C++ and worker threads) after
+    its objects are freed, and fails on a VTK error line: in Slicer that line lands in the user's error log."""
+    yield
+    import gc
+
+    gc.collect()
+    out, err = capfd.readouterr()
+    sys.stdout.write(out)
+    sys.stderr.write(err)                     # back into the capture: shown with the report if the test fails
+    errors = [line for line in (out + err).splitlines() if any(mark in line for mark in VTK_ERROR)]
+    assert not errors, "VTK logged errors:\n" + "\n".join(errors[:10])
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """One torch thread when torch is loaded here (the engine's child processes get AUTOSEG_THREADS=1)."""

@@ -22,8 +22,9 @@ sys.path.insert(0, str(REPO / "AutoSegSearch"))
 
 
 class OffscreenViewer:
-    """A headless Slicer scene with offscreen slice views. Keep the object alive while rendering
-    (trame-slicer pitfall: a freed SlicerApp leaves views without colour tables)."""
+    """A headless Slicer scene with offscreen slice views, as a context manager. Keep the object alive while
+    rendering and close it before it is freed: a SlicerApp freed with live views renders them once more without
+    colour tables (VTK then logs "Component 3 is not in input" errors)."""
 
     def __init__(self, size: int = 480):
         from trame_slicer.core import SlicerApp
@@ -36,6 +37,23 @@ class OffscreenViewer:
         self.logic = PanelLogic(self.app.scene, app_logic=self.app.app_logic)
         self.size = size
         self._views = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the views rendering on scene changes, then drop them: freed with the app, they would render once
+        more after the colour tables their layers use are gone."""
+        from trame_slicer.views.render_scheduler import NoScheduleRendering
+
+        for view in self._views.values():
+            view.set_scheduled_render(NoScheduleRendering())
+            view.finalize()
+            self.app.view_manager.remove_view(view.get_view_node().GetSingletonTag())
+        self._views.clear()
 
     def view(self, orientation: str):
         from trame_slicer.views import ViewLayoutDefinition
@@ -125,16 +143,15 @@ def make_readme_screenshots(model_dir: Path, image: Path, dataset_dir: Path, out
     """Predict ``image`` with the engine through the Logic and shoot the views with the mask over the image."""
     import tempfile
 
-    viewer = OffscreenViewer(size=420)
-    logic = viewer.logic
-    volume = logic.add_volume(logic.read_volume(image), image, image.name.split(".")[0])
-    work = Path(tempfile.mkdtemp(prefix="autoseg-shots-"))
-    segmentation = logic.apply_model(model_dir, volume, work, device="cpu",
-                                     label_names=logic.dataset_label_names(dataset_dir))
-    centre = mask_centre_ras(logic, segmentation, volume)
-    views = []
-    for orientation in ("Axial", "Coronal", "Sagittal"):
-        views.append(viewer.render(volume, segmentation, orientation, through_ras=centre))
+    with OffscreenViewer(size=420) as viewer:
+        logic = viewer.logic
+        volume = logic.add_volume(logic.read_volume(image), image, image.name.split(".")[0])
+        work = Path(tempfile.mkdtemp(prefix="autoseg-shots-"))
+        segmentation = logic.apply_model(model_dir, volume, work, device="cpu",
+                                         label_names=logic.dataset_label_names(dataset_dir))
+        centre = mask_centre_ras(logic, segmentation, volume)
+        views = [viewer.render(volume, segmentation, orientation, through_ras=centre)
+                 for orientation in ("Axial", "Coronal", "Sagittal")]
     gap = np.full((views[0].shape[0], 6, 3), 255, np.uint8)
     paths = [save_png(views[0], out_dir / "prediction-axial.png"),
              save_png(np.hstack([views[0], gap, views[1], gap, views[2]]), out_dir / "prediction-three-views.png")]

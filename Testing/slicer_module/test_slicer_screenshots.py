@@ -19,15 +19,15 @@ def coloured_fraction(rgb: np.ndarray) -> float:
 def test_views_show_the_imported_mask_over_the_image(tmp_path):
     from slicer_screenshots import OffscreenViewer, mask_centre_ras, save_png
 
-    viewer = OffscreenViewer(size=256)
-    volume, segmentation = viewer.logic.load_case(SPLEEN, "spleen_2")
-    centre = mask_centre_ras(viewer.logic, segmentation, volume)
+    with OffscreenViewer(size=256) as viewer:
+        volume, segmentation = viewer.logic.load_case(SPLEEN, "spleen_2")
+        centre = mask_centre_ras(viewer.logic, segmentation, volume)
 
-    with_mask = viewer.render(volume, segmentation, "Axial", through_ras=centre)
-    segmentation.GetDisplayNode().SetVisibility(False)
-    without_mask = viewer.render(volume, None, "Axial", through_ras=centre)
-    segmentation.GetDisplayNode().SetVisibility(True)
-    sagittal = viewer.render(volume, segmentation, "Sagittal", through_ras=centre)
+        with_mask = viewer.render(volume, segmentation, "Axial", through_ras=centre)
+        segmentation.GetDisplayNode().SetVisibility(False)
+        without_mask = viewer.render(volume, None, "Axial", through_ras=centre)
+        segmentation.GetDisplayNode().SetVisibility(True)
+        sagittal = viewer.render(volume, segmentation, "Sagittal", through_ras=centre)
 
     assert with_mask.shape == (256, 256, 3)
     assert without_mask.std() > 10, "the CT slice itself must be visible (not a blank view)"
