@@ -438,7 +438,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._searchDir = pathlib.Path(p.outputFolder) / time.strftime("search-%Y%m%d-%H%M%S")
             # the password of a study URL goes to the engine in its environment: not on its command line (which
             # the log shows and `ps` lists), not in the scene
-            from AutoSegCore.search.storage_url import split_password
+            from AutoSegCore.utils.storage_url import split_password
 
             storage, secret = split_password(self.ui.storageLineEdit.text.strip() or None)
             args = self.logic.search_args(self._datasetDir, self._searchDir, storage=storage,

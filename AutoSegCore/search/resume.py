@@ -9,7 +9,7 @@ from pathlib import Path
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.settings import SearchSettings
-from AutoSegCore.search.storage_url import redact
+from AutoSegCore.utils.storage_url import redact
 
 # what a trial's value depends on besides its point and rung
 FIDELITY_SETTINGS = ("epochs", "min_epochs", "steps_per_epoch")

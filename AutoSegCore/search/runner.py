@@ -30,7 +30,7 @@ from AutoSegCore.search.setup import StudySetup
 from AutoSegCore.utils.signals import finish_stop_undisturbed
 from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
-from AutoSegCore.search.storage_url import child_env, redact
+from AutoSegCore.utils.storage_url import child_env, redact
 from AutoSegCore.search.summary import FINISHED, StudySummary, counted, describe_summary  # noqa: F401
 from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
 from AutoSegCore.search.trial_spec import TrialSpec

@@ -173,7 +173,7 @@ class SearchSettings:
 
     def to_dict(self) -> dict:
         """What ``search.json`` and the study's ``settings`` attribute hold: the storage URL without its password."""
-        from AutoSegCore.search.storage_url import redact
+        from AutoSegCore.utils.storage_url import redact
 
         d = asdict(self)
         d["storage"] = redact(self.storage)

@@ -9,7 +9,7 @@ from pathlib import Path
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.search.resume import check_same_settings, study_cases
 from AutoSegCore.search.stages import stage_fingerprint, stage_plan
-from AutoSegCore.search.storage_url import redact
+from AutoSegCore.utils.storage_url import redact
 from AutoSegCore.search.trial_spec import study_pruner
 from AutoSegCore.utils.io import read_json, write_json
 

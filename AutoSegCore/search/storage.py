@@ -3,7 +3,7 @@
 Creating the schema and the study happens once, guarded by retries, because two processes creating the same
 study at once on an empty PostgreSQL database race (``UniqueViolation … studydirection``, stack.md).
 
-A URL's password is never stored or shown (:mod:`AutoSegCore.search.storage_url`): every URL opened here may be
+A URL's password is never stored or shown (:mod:`AutoSegCore.utils.storage_url`): every URL opened here may be
 the redacted one (``u:***@``); :func:`open_storage` connects with the password from the environment or libpq's
 ``PGPASSWORD`` / ``~/.pgpass``, and its errors name the URL redacted.
 """
@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 from AutoSegCore.errors import StorageError
-from AutoSegCore.search.storage_url import connect_url, redact, scrub  # noqa: F401 - redact: this module's API
+from AutoSegCore.utils.storage_url import connect_url, redact, scrub  # noqa: F401 - redact: this module's API
 
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30

@@ -52,7 +52,7 @@ class TrialSpec:
     version: int = field(default=TRIAL_SPEC_VERSION)
 
     def __post_init__(self) -> None:
-        from AutoSegCore.search.storage_url import redact
+        from AutoSegCore.utils.storage_url import redact
 
         if isinstance(self.storage, str):         # a spec never holds a password, in memory or in spec.json
             object.__setattr__(self, "storage", redact(self.storage))

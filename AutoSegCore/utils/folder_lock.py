@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shlex
 import socket
 import sys
@@ -52,11 +51,12 @@ class FolderLock:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """``autoseg ARGS`` with the password of any URL (``user:pw@``, ``password=``) masked."""
+    """``autoseg ARGS`` with the password of any URL (``user:pw@``, ``password=``) masked, by the same rules as
+    every stored storage URL."""
+    from AutoSegCore.utils.storage_url import scrub
+
     args = sys.argv[1:] if argv is None else argv
-    masked = [re.sub(r"(?i)(password=)[^&;\s]*", r"\1***", re.sub(r"(://[^/@\s:]*):[^/@\s]*@", r"\1:***@", str(a)))
-              for a in args]
-    return "autoseg " + shlex.join(masked)
+    return "autoseg " + shlex.join(scrub(str(a)) for a in args)
 
 
 def acquire(folder: str | Path, command: str = "", notice: Callable[[str], None] = print) -> FolderLock:

@@ -125,8 +125,10 @@ def test_the_same_process_may_take_its_own_lock_again(tmp_path):
 
 def test_a_password_in_the_command_line_is_not_recorded():
     line = folder_lock.command_line(["search", "D", "--storage", "postgresql+psycopg://u:hunter2@db/x",
-                                     "--storage", "postgresql://db/x?user=u&password=hunter2", "--out", "r"])
-    assert "hunter2" not in line and "u:***@db" in line and "password=***" in line
+                                     "--storage", "postgresql://db/x?user=u&password=hunter2", "--out", "r",
+                                     "--storage=postgresql://u:p@ss@db/x", "mysql://db/x?sslpassword=s3cret&pwd=two"])
+    assert "u:***@db" in line and "password=***" in line and "sslpassword=***&pwd=***" in line, line
+    assert not any(secret in line for secret in ("hunter2", "p@ss", "s3cret", "two")), line
 
 
 def test_temp_files_of_a_live_run_are_spared_a_dead_runs_removed(tmp_path):

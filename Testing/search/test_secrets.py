@@ -36,7 +36,7 @@ LEAKY = [
 
 @pytest.mark.parametrize("url", LEAKY)
 def test_redact_hides_every_password(url):
-    from AutoSegCore.search.storage_url import redact, scrub
+    from AutoSegCore.utils.storage_url import redact, scrub
 
     shown = redact(url)
     assert "hunter" not in shown and "ter2" not in shown and "***" in shown, shown
@@ -48,7 +48,7 @@ def test_redact_hides_every_password(url):
 @pytest.mark.parametrize("url", ["sqlite:////tmp/a folder/study%.db", "postgresql://u@db/x",
                                  "postgresql+psycopg://postgres@127.0.0.1:5432/optuna", "postgresql:///x"])
 def test_urls_without_a_password_are_kept_exactly(url):
-    from AutoSegCore.search.storage_url import child_env, connect_url, redact
+    from AutoSegCore.utils.storage_url import child_env, connect_url, redact
 
     assert redact(url) == url and connect_url(url) == url and child_env(url) == {}
 
@@ -58,7 +58,7 @@ def test_the_password_comes_back_only_from_the_environment(monkeypatch):
     environment, else none (libpq then reads PGPASSWORD / ~/.pgpass)."""
     from sqlalchemy.engine import make_url
 
-    from AutoSegCore.search.storage_url import PASSWORD_ENV, child_env, connect_url, redact
+    from AutoSegCore.utils.storage_url import PASSWORD_ENV, child_env, connect_url, redact
 
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     for url in ("postgresql+psycopg://u:hunter2@db:5432/x?sslmode=require", "postgresql://db/x?user=u&password=hunter2"):

@@ -7,8 +7,9 @@ in the query), and the password reaches the trial processes in their environment
 file.  :func:`connect_url` turns a redacted (or password-less) URL into the one to connect with: the password from
 ``PASSWORD_ENV`` when set, else none at all, so that libpq reads ``PGPASSWORD`` / ``~/.pgpass`` itself.
 
-Only SQLAlchemy and ``re``: the Slicer module imports this without Optuna.  The text fallback is hand-written
-because a URL SQLAlchemy cannot parse (a typo, an unescaped ``@``) must not be printed with its password either.
+Only SQLAlchemy and ``re``: the Slicer module and the folder lock import this without Optuna.  The text fallback
+is hand-written because a URL SQLAlchemy cannot parse (a typo, an unescaped ``@``) must not be printed with its
+password either.
 """
 from __future__ import annotations
 
