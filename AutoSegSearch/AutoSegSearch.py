@@ -21,9 +21,10 @@ from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from AutoSegSearchLib.logic import PanelLogic
-from AutoSegSearchLib.logic import TTA_CHOICES, CasePair, ConfigError
+from AutoSegSearchLib.logic import TTA_CHOICES, CasePair, ConfigError, DatasetError
 from AutoSegSearchLib.plan_forecast import PlanForecast
 from AutoSegSearchLib.process import ProcessState
+from AutoSegSearchLib.run_parameters import SearchParameters, budget_value
 from AutoSegSearchLib.progress import RunProgress
 
 # Widget names this file uses (``self.ui.<name>``) and the class each must have in Resources/UI/AutoSegSearch.ui.
@@ -356,7 +357,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Cannot start the proxy selection.", waitCursor=True):
             self._datasetDir = self.datasetForEngine()
-            budget = self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit)
+            budget = budget_value(p.proxyBudget, p.proxyBudgetUnit)
             out = pathlib.Path(p.outputFolder) / time.strftime("proxy-%Y%m%d-%H%M%S")
             args = self.logic.proxy_args(self._datasetDir, out, p.proxyMethod, p.proxyRoi, budget, preview=True)
             self.startEngine(args, out, onDone=lambda: self.showProxyResult(out))
@@ -382,31 +383,32 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.resetSliceViews()
 
     # ------------------------------------------------------------------------------------------------ Search
-    def searchSettings(self) -> dict:
-        """The Search panel as ``search_args`` keywords: Start and Plan & forecast run the same settings."""
+    def searchParameters(self) -> SearchParameters:
+        """The Search panel as one checked value: Start and Plan & forecast run the same search."""
         p = self._parameterNode
-        proxy_data = None
-        if p.useProxyData:
-            proxy_data = self.logic.proxy_data_spec(p.proxyMethod, p.proxyRoi,
-                                                    self.logic.budget_value(p.proxyBudget, p.proxyBudgetUnit))
-        return dict(space=p.space, strategy=p.strategy, trials=p.trials, proxy_data=proxy_data,
-                    proxy_net=p.proxyNetwork, time_minutes=p.timeLimitMinutes or None,
-                    final_time_minutes=p.finalTimeMinutes or None, device=p.device)
+        return SearchParameters.from_panel(
+            self.logic.engine_choices(), space=p.space, strategy=p.strategy, trials=p.trials,
+            time_minutes=p.timeLimitMinutes or None, final_time_minutes=p.finalTimeMinutes or None,
+            use_proxy_data=p.useProxyData, proxy_method=p.proxyMethod, proxy_roi=p.proxyRoi,
+            proxy_budget=p.proxyBudget, proxy_budget_unit=p.proxyBudgetUnit, proxy_net=p.proxyNetwork,
+            device=p.device)
 
     def planKey(self):
         """What a plan and forecast depend on, as the panel holds it (compared to mark a shown answer stale)."""
-        p = self._parameterNode
-        source = str(p.datasetFolder) if self.ui.folderSourceRadioButton.checked else tuple(map(id, self._cases))
-        return (source, p.space, p.strategy, p.proxyNetwork, p.trials, p.timeLimitMinutes, p.finalTimeMinutes,
-                p.useProxyData, p.proxyMethod, p.proxyRoi, p.proxyBudget, p.proxyBudgetUnit, p.device)
+        source = str(self._parameterNode.datasetFolder) if self.ui.folderSourceRadioButton.checked \
+            else tuple(map(id, self._cases))
+        try:
+            return source, self.searchParameters()
+        except (ConfigError, DatasetError):     # values being edited: no plan can be current for them
+            return source, None
 
     def onPlanForecast(self):
         if not self.ensureEngine():
             return
         with slicer.util.tryWithErrorDisplay("Cannot plan and forecast.", waitCursor=True):
             self._datasetDir = self.datasetForEngine()
-            self._planForecast.request(self._datasetDir, self._parameterNode.outputFolder, key=self.planKey(),
-                                       env=self.engineEnv(), **self.searchSettings())
+            self._planForecast.request(self._datasetDir, self._parameterNode.outputFolder, self.searchParameters(),
+                                       key=self.planKey(), env=self.engineEnv())
             self.ui.planTable.setRowCount(0)
             self.ui.planStatusLabel.text = "planning and forecasting in the background (a few timed training steps)…"
             self._timer.start()
@@ -441,8 +443,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             from AutoSegCore.utils.storage_url import split_password
 
             storage, secret = split_password(self.ui.storageLineEdit.text.strip() or None)
-            args = self.logic.search_args(self._datasetDir, self._searchDir, storage=storage,
-                                          **self.searchSettings())
+            args = self.searchParameters().search_args(self._datasetDir, self._searchDir, storage=storage)
             self._planForecast.cancel()          # the search forecasts again before its first trial
             self.startEngine(args, self._searchDir, onDone=self.showSearchResult, env=secret)
 

@@ -24,7 +24,7 @@ from trame_slicer.rca_view import register_rca_factories
 
 from AutoSegCore.errors import AutoSegError, DatasetError
 from AutoSegWeb.actions import user_action
-from AutoSegWeb.checks import PROXY_UNITS, choice, number, optional_minutes, positive_int
+from AutoSegWeb.checks import PROXY_UNITS, budget_value, choice, number, search_parameters
 from AutoSegWeb.forecast import PlanForecastPanel
 from AutoSegWeb.paths import ConfinedRoot
 from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
@@ -230,36 +230,23 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
                                for i in range(seg.GetNumberOfSegments())]
 
     # ------------------------------------------------------------------------------------------------ Search / Run
-    def _search_settings(self) -> dict:
-        """The Search panel as ``search_args`` keywords, checked: Start and Plan & forecast run the same ones."""
-        s = self.state
-        proxy_data = None
-        if s.search_on_proxy:
-            proxy_data = self.logic.proxy_data_spec(self._proxy_method(), bool(s.proxy_roi), self._proxy_budget())
-        c = self.choices
-        return dict(space=choice(s.space, c["spaces"], "space"),
-                    strategy=choice(s.strategy, c["strategies"], "strategy"),
-                    trials=positive_int(s.trials, "trials"),
-                    time_minutes=optional_minutes(s.search_minutes, "search"), proxy_data=proxy_data,
-                    proxy_net=choice(s.proxy_net, c["proxy_nets"], "proxy network"),
-                    epochs=positive_int(s.epochs, "epochs"),
-                    steps_per_epoch=positive_int(s.steps_per_epoch, "steps per epoch"),
-                    final_epochs=positive_int(s.final_epochs, "final epochs"),
-                    final_time_minutes=optional_minutes(s.final_minutes, "final training"), seed=0)
+    def _search_parameters(self):
+        """The Search panel, checked: Start and Plan & forecast run the same search."""
+        return search_parameters(self.state, self.choices)
 
     def _proxy_method(self) -> str:
         return choice(self.state.proxy_method, self.choices["proxy_methods"], "proxy method")
 
     def _proxy_budget(self) -> float | int:
         unit = choice(self.state.proxy_unit, PROXY_UNITS, "proxy budget unit")
-        return self.logic.budget_value(number(self.state.proxy_budget, "proxy budget"), unit)
+        return budget_value(number(self.state.proxy_budget, "proxy budget"), unit)
 
     @user_action
     def start_search(self) -> None:
         dataset = self._require_dataset()
         self._require_idle()
         out = self._run_dir("search")
-        args = self.logic.search_args(dataset, out, **self._search_settings())
+        args = self._search_parameters().search_args(dataset, out)
         self._stop_plan_forecast()                 # the search forecasts again before its first trial
         s = self.state
         s.trial_rows, s.best_value, s.best_params, s.best_dice, s.report_url = [], None, [], [], ""

@@ -7,13 +7,13 @@ again supersedes the running request; a setting changed after the answer marks i
 """
 from __future__ import annotations
 
+from AutoSegCore.errors import AutoSegError
 from AutoSegWeb.actions import user_action
+from AutoSegWeb.checks import SEARCH_FIELDS
 from AutoSegWeb.slicer_lib import PlanForecast, PlanForecastResult
 
 # the page's state keys a plan and forecast depend on (a change marks a shown answer stale)
-PLAN_SETTINGS = ("dataset", "space", "strategy", "proxy_net", "trials", "search_minutes", "epochs", "steps_per_epoch",
-                 "final_epochs", "final_minutes", "search_on_proxy", "proxy_method", "proxy_roi", "proxy_budget",
-                 "proxy_unit")
+PLAN_SETTINGS = ("dataset", *SEARCH_FIELDS.values())
 
 
 class PlanForecastPanel:
@@ -26,13 +26,16 @@ class PlanForecastPanel:
         s.change(*PLAN_SETTINGS)(self._plan_settings_changed)
 
     def _plan_key(self) -> tuple:
-        return str(self.dataset_dir), tuple(str(self.state[k]) for k in PLAN_SETTINGS)
+        try:
+            return str(self.dataset_dir), self._search_parameters()
+        except AutoSegError:          # values being edited: no plan can be current for them
+            return str(self.dataset_dir), None
 
     @user_action
     def plan_forecast(self) -> None:
         dataset = self._require_dataset()
         self._require_idle()
-        self.plan.request(dataset, self._run_dir(""), key=self._plan_key(), **self._search_settings())
+        self.plan.request(dataset, self._run_dir(""), self._search_parameters(), key=self._plan_key())
         s = self.state
         s.plan_rows, s.plan_error, s.plan_busy, s.plan_stale = [], "", True, False
         s.plan_status = "planning and forecasting in the background (a few timed training steps)…"

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from .errors import ConfigError, DatasetError
 from .process import EngineProcess, ProcessState, engine_command, engine_python
@@ -98,60 +98,6 @@ class EngineCommands:
         if cache_dir:
             args += ["--cache-dir", str(cache_dir)]
         return args + (["--preview"] if preview else [])
-
-    @staticmethod
-    def proxy_data_spec(method: str = "mi", roi: bool = True, budget: float | int = 0.25) -> str:
-        """``--proxy-data`` value of ``autoseg search``, e.g. ``mi+roi:0.25``."""
-        return f"{method}{'+roi' if roi else ''}:{budget}"
-
-    @staticmethod
-    def budget_value(value: float, unit: str) -> float | int:
-        """The panel's budget (a percentage or a case count) as the engine wants it (fraction or count)."""
-        if unit.startswith("%"):
-            if not 0 < value <= 100:
-                raise ConfigError(f"proxy budget {value}% is outside 0–100%", "e.g. 25 %")
-            return round(value / 100.0, 4)
-        if value < 1:
-            raise ConfigError(f"proxy budget of {value} cases is less than one", "e.g. 10 cases")
-        return int(value)
-
-    def search_args(self, data_dir: str | Path, out_dir: str | Path, space: str = "unet-pipeline",
-                    strategy: str = "random", trials: int | None = 20, proxy_data: str | None = None,
-                    proxy_net: str | None = None, storage: str | None = None, time_minutes: float | None = None,
-                    device: str | None = None, epochs: int | None = None, min_epochs: int | None = None,
-                    steps_per_epoch: int | None = None, final: bool = True, final_epochs: int | None = None,
-                    final_time_minutes: float | None = None, seed: int | None = None,
-                    extra: Iterable[str] = ()) -> list[str]:
-        """Arguments of ``autoseg search``. A time budget replaces the trial count (the engine takes one);
-        ``final_time_minutes`` is the final training's own wall-clock budget (its lr schedule ends on it)."""
-        if time_minutes:
-            if time_minutes <= 0:
-                raise ConfigError(f"time limit {time_minutes!r} min must be positive", "e.g. 60 minutes")
-        elif not (isinstance(trials, int) and trials >= 1):
-            raise ConfigError(f"number of trials {trials!r} must be a positive integer", "e.g. 20")
-        if final_time_minutes is not None and not final_time_minutes > 0:
-            raise ConfigError(f"final training time {final_time_minutes!r} min must be positive", "e.g. 60 minutes")
-        args = ["search", str(data_dir), "--space", space, "--strategy", strategy, "--out", str(out_dir)]
-        args += ["--time", f"{time_minutes:g}m"] if time_minutes else ["--trials", str(trials)]
-        optional = (("--proxy-data", proxy_data), ("--proxy-net", proxy_net), ("--storage", storage),
-                    ("--epochs", epochs), ("--min-epochs", min_epochs), ("--steps-per-epoch", steps_per_epoch),
-                    ("--final-epochs", final_epochs), ("--seed", seed))
-        for flag, value in optional:
-            if value not in (None, "", "full", "none"):
-                args += [flag, str(value)]
-        if device and device != "auto":
-            args += ["--device", device]
-        if final_time_minutes and final:
-            args += ["--final-time", f"{final_time_minutes:g}m"]
-        if not final:
-            args.append("--no-final")
-        return args + list(extra)
-
-    def forecast_args(self, data_dir: str | Path, out_dir: str | Path, **search) -> list[str]:
-        """Arguments of ``autoseg search --forecast-only`` for the same panel values as :meth:`search_args` (and
-        its checks): the search's own set-up, plan and cost forecast, no trial.  Never a ``storage``: the
-        forecast's study is a scratch one in ``out_dir``, not a trial-less study in the user's database."""
-        return self.search_args(data_dir, out_dir, **{**search, "storage": None}, extra=["--forecast-only"])
 
     @staticmethod
     def best_of(summary: dict) -> tuple[float | None, dict]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .process import EngineProcess, ProcessState
+from .run_parameters import SearchParameters
 
 PLAN_FILE, FORECAST_FILE = "plan.json", "forecast.json"      # AutoSegCore.planning / AutoSegCore.search.forecast
 
@@ -88,13 +89,12 @@ class PlanForecast:
         """The panel shows (or waits for) an answer to other settings than ``key``."""
         return self.key is not None and key != self.key
 
-    def request(self, data_dir: str | Path, work_dir: str | Path, *, key: object = None,
-                env: dict[str, str] | None = None, **search) -> EngineProcess:
-        """Plan and forecast ``search`` (the keywords of ``search_args``) on ``data_dir`` in a new folder under
-        ``work_dir``; a bad value raises ConfigError before anything is stopped or started."""
+    def request(self, data_dir: str | Path, work_dir: str | Path, params: SearchParameters, *, key: object = None,
+                env: dict[str, str] | None = None) -> EngineProcess:
+        """Plan and forecast the search ``params`` describes on ``data_dir`` in a new folder under ``work_dir``."""
         self._count += 1
         folder = Path(work_dir) / f"plan-forecast-{time.strftime('%Y%m%d-%H%M%S')}-{self._count}"
-        args = self.logic.forecast_args(data_dir, folder, **search)
+        args = params.forecast_args(data_dir, folder)
         self.cancel()
         self.key = key
         self.proc = self.logic.start_engine(args, folder, on_finished=self._finished, env=env)

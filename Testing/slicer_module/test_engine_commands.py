@@ -11,7 +11,9 @@ import pytest
 from AutoSegCore.cli import build_parser
 from AutoSegCore.commands.search import settings_from_args
 from AutoSegSearchLib.engine_commands import EngineCommands
-from AutoSegSearchLib.errors import ConfigError
+from AutoSegSearchLib.errors import ConfigError, DatasetError
+from AutoSegSearchLib.run_parameters import SearchParameters as P
+from AutoSegSearchLib.run_parameters import budget_value
 
 commands = EngineCommands()
 
@@ -21,30 +23,31 @@ def _engine_settings(args: list[str]):
 
 
 def test_search_budgets_reach_the_engine_as_seconds(tmp_path):
-    args = commands.search_args(tmp_path / "data", tmp_path / "out", space="unet-recipe", strategy="bohb",
-                                time_minutes=36, final_time_minutes=84, proxy_data="mi+roi:0.25")
+    args = P(space="unet-recipe", strategy="bohb", time_minutes=36, final_time_minutes=84,
+             proxy_data="mi+roi:0.25").search_args(tmp_path / "data", tmp_path / "out")
     settings = _engine_settings(args)
     assert settings.time_limit == 36 * 60 and settings.trials is None
     assert settings.final_time == 84 * 60 and settings.final
     assert settings.space == "unet-recipe" and settings.proxy_data == "mi+roi:0.25"
-    fractional = _engine_settings(commands.search_args(tmp_path, tmp_path / "o", trials=3, final_time_minutes=0.1))
+    fractional = _engine_settings(P(trials=3, final_time_minutes=0.1).search_args(tmp_path, tmp_path / "o"))
     assert fractional.final_time == pytest.approx(6.0) and fractional.trials == 3
     # no final training: no final budget either
-    assert "--final-time" not in commands.search_args(tmp_path, tmp_path / "o", final=False, final_time_minutes=5)
+    assert "--final-time" not in P(final=False, final_time_minutes=5).search_args(tmp_path, tmp_path / "o")
 
 
 def test_plan_and_forecast_is_the_same_search_stopped_before_its_first_trial(tmp_path):
     """Plan & forecast runs the panel's own search settings with --forecast-only, never in the user's storage."""
-    panel = dict(space="proxy-hpo", strategy="random", trials=3, time_minutes=30, proxy_net="levels=3",
-                 final_time_minutes=5, device="cpu", storage="postgresql://user@db/studies")
-    parsed = build_parser().parse_args(commands.forecast_args(tmp_path / "data", tmp_path / "pf", **panel))
-    search = build_parser().parse_args(commands.search_args(tmp_path / "data", tmp_path / "pf", **panel))
+    panel = P(space="proxy-hpo", strategy="random", trials=3, time_minutes=30, proxy_net="levels=3",
+              final_time_minutes=5, device="cpu")
+    parsed = build_parser().parse_args(panel.forecast_args(tmp_path / "data", tmp_path / "pf"))
+    search = build_parser().parse_args(panel.search_args(tmp_path / "data", tmp_path / "pf",
+                                                         storage="postgresql://user@db/studies"))
     assert parsed.forecast_only and not search.forecast_only
     assert parsed.storage is None and search.storage == "postgresql://user@db/studies"
     same = ("data", "space", "strategy", "time", "trials", "proxy_net", "final_time", "device", "out")
     assert [getattr(parsed, k) for k in same] == [getattr(search, k) for k in same]
     with pytest.raises(ConfigError, match="trials"):
-        commands.forecast_args(tmp_path, tmp_path / "pf", trials=0)
+        P(trials=0)
 
 
 @pytest.mark.parametrize("kwargs, match", [({"final_time_minutes": 0}, "final training time"),
@@ -52,17 +55,54 @@ def test_plan_and_forecast_is_the_same_search_stopped_before_its_first_trial(tmp
                                            ({"trials": 0}, "trials"), ({"time_minutes": -1}, "time limit")])
 def test_bad_panel_values_are_refused_before_anything_runs(tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        commands.search_args(tmp_path, tmp_path / "o", **kwargs)
+        P(**kwargs)
+
+
+CHOICES = {"spaces": ["unet-pipeline", "proxy-hpo"], "strategies": ["random", "bohb"], "proxy_methods": ["mi", "ncc"],
+           "proxy_nets": ["full", "levels=3"]}
+
+
+def test_the_slicer_panel_and_the_web_page_give_the_same_search(tmp_path):
+    """One parameter set: Qt's typed values and a browser's strings become the same value and the same arguments."""
+    from AutoSegWeb.checks import SEARCH_FIELDS
+
+    qt = dict(space="proxy-hpo", strategy="bohb", trials=5, time_minutes=None, final_time_minutes=12.5,
+              use_proxy_data=True, proxy_method="ncc", proxy_roi=True, proxy_budget=25.0,
+              proxy_budget_unit="% of cases", proxy_net="levels=3", device="cpu")
+    page = {name: str(qt[key]) if isinstance(qt[key], (int, float)) and not isinstance(qt[key], bool) else qt[key]
+            for key, name in SEARCH_FIELDS.items() if key in qt}
+    page.update(search_minutes="", proxy_unit="%")
+    web = P.from_panel(CHOICES, **{key: page[name] for key, name in SEARCH_FIELDS.items() if name in page},
+                       device="cpu")
+    assert P.from_panel(CHOICES, **qt) == web
+    assert web.proxy_data == "ncc+roi:0.25" and web.trials == 5 and web.final_time_minutes == 12.5
+    assert web.search_args(tmp_path, tmp_path / "o") == P.from_panel(CHOICES, **qt).search_args(tmp_path, tmp_path / "o")
+    # every field the page keeps is one from_panel takes, and Start and Plan & forecast read the same keys
+    import inspect
+    assert set(SEARCH_FIELDS) <= set(inspect.signature(P.from_panel).parameters)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("space", "../../etc/evil.yaml", "space '../../etc/evil.yaml' is not one of the page's choices"),
+    ("trials", "2; rm -rf /", "trials '2; rm -rf /' is not a positive whole number"),
+    ("trials", "1.5", "not a positive whole number"), ("time_minutes", "-3", "search minutes '-3'"),
+    ("proxy_budget", "lots", "proxy budget 'lots' is not a number"),
+    ("proxy_budget_unit", "kg", "proxy budget unit 'kg'"), ("proxy_net", "levels=99", "proxy network")])
+def test_a_bad_panel_value_names_its_field(field, value, match):
+    values = dict(space="proxy-hpo", strategy="random", trials="2", use_proxy_data=True, proxy_budget="25",
+                  proxy_budget_unit="%")
+    with pytest.raises((ConfigError, DatasetError), match=re.escape(match)):
+        P.from_panel(CHOICES, **{**values, field: value})
 
 
 def test_proxy_arguments_and_budget_units(tmp_path):
     args = commands.proxy_args(tmp_path / "d", tmp_path / "o", method="ncc", roi=False,
-                               budget=commands.budget_value(25, "% of cases"))
+                               budget=budget_value(25, "% of cases"))
     parsed = build_parser().parse_args(args)
     assert (parsed.method, parsed.roi, parsed.budget) == ("ncc", "none", "0.25")
-    assert commands.budget_value(12, "cases") == 12
+    assert budget_value(12, "cases") == 12
     with pytest.raises(ConfigError):
-        commands.budget_value(0.5, "cases")
+        budget_value(0.5, "cases")
     with pytest.raises(ConfigError):
         commands.proxy_args(tmp_path, tmp_path / "o", method="psnr")
 

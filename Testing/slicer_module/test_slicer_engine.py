@@ -18,6 +18,7 @@ from AutoSegCore.errors import DatasetError
 from AutoSegSearchLib.logic import CasePair
 from AutoSegSearchLib.process import EngineProcess, ProcessState
 from AutoSegSearchLib.progress import RunProgress
+from AutoSegSearchLib.run_parameters import SearchParameters
 from slicer_testkit import (HIPPO, file_labels_kji, labels_on_volume_grid, load_pair, node_ids, put_in_study,
                             segments_of)
 
@@ -157,9 +158,9 @@ def test_model_folder_without_model_is_refused(logic, tmp_path):
 def _tiny_search_args(logic, tmp_path, dataset, final: bool):
     (tmp_path / "tiny.yaml").write_text(TINY)
     # proxy-hpo tunes optimiser / lr / augmentation over the base config, so the network stays tiny
-    return logic.search_args(dataset.path, tmp_path / "search", space="proxy-hpo", strategy="random", trials=1,
-                             epochs=1, steps_per_epoch=2, final=final, final_time_minutes=0.1 if final else None,
-                             device="cpu", extra=["--config", str(tmp_path / "tiny.yaml")])
+    return SearchParameters(space="proxy-hpo", strategy="random", trials=1, epochs=1, steps_per_epoch=2, final=final,
+                            final_time_minutes=0.1 if final else None, device="cpu").search_args(
+        dataset.path, tmp_path / "search", extra=["--config", str(tmp_path / "tiny.yaml")])
 
 
 @pytest.mark.slow

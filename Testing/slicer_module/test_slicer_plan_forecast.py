@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import types
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from AutoSegSearchLib.errors import ConfigError
 from AutoSegSearchLib.plan_forecast import PlanForecast, read_plan_forecast
 from AutoSegSearchLib.process import ProcessState
+from AutoSegSearchLib.run_parameters import SearchParameters
 from shared_data import make_subset
 
 CPU = {"AUTOSEG_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -57,9 +59,9 @@ def test_the_childs_plan_and_forecast_fill_the_widget_before_start(module_with_s
     widget._planForecast = runner = PlanForecast(logic, on_result=widget.showPlanForecast)   # as setup() wires it
 
     # an older request, then a newer one with other settings: only the newer answer reaches the Widget
-    older = runner.request(data, tmp_path / "out", key="older", env=CPU, **dict(widget.searchSettings(), trials=2))
+    older = runner.request(data, tmp_path / "out", replace(widget.searchParameters(), trials=2), key="older", env=CPU)
     older_tree = older.process_tree()
-    runner.request(data, tmp_path / "out", key=widget.planKey(), env=CPU, **widget.searchSettings())
+    runner.request(data, tmp_path / "out", widget.searchParameters(), key=widget.planKey(), env=CPU)
     assert widget.ui.planTable.rows == 0
     wait(runner)
     assert older.state == ProcessState.CANCELLED and not older.events_path.parent.exists()
@@ -99,10 +101,11 @@ def test_an_engine_refusal_is_shown_as_its_message_and_a_bad_value_starts_nothin
     results = []
     runner = PlanForecast(logic, on_result=results.append)
     with pytest.raises(ConfigError, match="trials"):
-        runner.request(data, tmp_path / "out", trials=0)
+        runner.request(data, tmp_path / "out", SearchParameters(trials=0))
     assert runner.proc is None and not (tmp_path / "out").exists()
 
-    runner.request(data, tmp_path / "out", env=CPU, space="emonas", strategy="bohb", trials=2, device="cpu")
+    runner.request(data, tmp_path / "out", SearchParameters(space="emonas", strategy="bohb", trials=2, device="cpu"),
+                   env=CPU)
     wait(runner, timeout=120)
     [result] = results
     assert result.plan is None and "objectives" in result.error and "use one of" in result.error
