@@ -43,6 +43,10 @@ class TrainingDiverged(AutoSegError):
     """The gradients stayed non-finite: the run cannot recover (a trial records it as failed, with this message)."""
 
 
+class OutOfDeviceMemory(AutoSegError):
+    """A training step ran out of GPU memory (torch's OutOfMemoryError, said as one line with the ways out)."""
+
+
 class StopTraining(Exception):
     """Raised by a training callback to end training after the current epoch (the trainer then writes its checkpoint);
     not an error: the run ends normally (a pruned trial, a stop request)."""

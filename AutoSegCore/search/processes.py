@@ -28,11 +28,8 @@ def kill_tree(pid: int, timeout: float = 5.0) -> None:
 
 
 def describe_exit(code: int, log_tail: str) -> str:
-    """Human reason for a failed child: signal, out-of-memory, or the last error line of its log."""
-    if "CUDA out of memory" in log_tail or "OutOfMemoryError" in log_tail:
-        return "out of memory (CUDA)"
-    if "MemoryError" in log_tail or "std::bad_alloc" in log_tail or "DefaultCPUAllocator: can't allocate" in log_tail:
-        return "out of memory"
+    """Why a trial process that wrote no ``result.json`` ended: the signal that killed it, or its exit code and the
+    last line of its log (a child that raised says so itself, in its ``result.json``)."""
     if code < 0:
         try:
             name = signal.Signals(-code).name

@@ -194,11 +194,16 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
     def _record(self, rt: RunningTrial, code: int | None, reason: str | None) -> None:
         self._poll_metrics(rt)
         trial, result_path = rt.trial, rt.trial_dir / RESULT
-        result = read_json(result_path) if (code == 0 and result_path.is_file()) else None
-        if result is None:
-            tail = (rt.trial_dir / "log.txt").read_text(errors="replace")[-4000:]
-            error = reason or describe_exit(code if code is not None else -9, tail)
+        result = read_json(result_path) if result_path.is_file() else None
+        if reason is not None or result is None or result.get("status") == "failed":
+            if reason is None and result is not None:       # the child's own account (trial_process.failure_of)
+                error, kind = f"{result['kind']}: {result['error']}", result["kind"]
+                error += f" — {result['hint']}" if result.get("hint") else ""
+            else:                                           # stopped by us, or died without a word (a signal)
+                tail = (rt.trial_dir / "log.txt").read_text(errors="replace")[-4000:]
+                error, kind = reason or describe_exit(code if code is not None else -9, tail), "killed"
             trial.set_user_attr("error", error)
+            trial.set_user_attr("error_kind", kind)
             trial.set_user_attr("penalty", list(self.space.worst_objectives()))
             trial.set_user_attr("seconds", time.time() - rt.started)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

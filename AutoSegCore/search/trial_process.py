@@ -8,7 +8,10 @@ whose parent (the study or worker) was killed stops after the epoch it is in, wi
 written, so that re-running the study resumes from it instead of racing an orphan that trains on alone.
 
 Per-epoch records go to one place, ``metrics.jsonl`` (the parent streams it as ``epoch`` events and stores it
-in the study as the trial's ``history``); ``result.json`` holds only the trial's outcome.
+in the study as the trial's ``history``); ``result.json`` holds only the trial's outcome — on failure too
+(:func:`failure_of`: the child classifies its own exception as ``config``, ``data``, ``out-of-memory``,
+``diverged`` or ``error``, with a hint), so the parent reads its log only for a process that died without one
+(a signal).
 """
 from __future__ import annotations
 
@@ -95,8 +98,53 @@ def _preprocessing(spec: TrialSpec, ds):
     return None
 
 
+FAILURE_KINDS = ("config", "data", "out-of-memory", "diverged", "error")
+
+
+def failure_of(exc: BaseException) -> dict:
+    """``result.json`` of a trial that raised ``exc``: ``status`` "failed", its ``kind`` (one of
+    ``FAILURE_KINDS``), a one-line ``error`` and a ``hint``."""
+    import torch
+
+    from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError, OutOfDeviceMemory, TrainingDiverged
+
+    text = " ".join(str(exc).split())[:300]
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    hint = exc.hint if isinstance(exc, AutoSegError) else ""
+    if isinstance(exc, TrainingDiverged):
+        kind = "diverged"
+    elif isinstance(exc, DatasetError):
+        kind = "data"
+    elif isinstance(exc, ConfigError):
+        kind = "config"
+    elif isinstance(exc, OutOfDeviceMemory):
+        kind = "out-of-memory"
+    elif isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text:
+        kind, hint = "out-of-memory", "a smaller patch, batch or network, or a larger --trial-memory-gb"
+    else:
+        kind, hint = "error", hint or "the traceback is in the trial's log.txt"
+    return {"status": "failed", "kind": kind, "error": error, "hint": hint}
+
+
 def run_trial_process(trial_dir: str | Path) -> int:
-    """Train the trial of ``trial_dir/spec.json``; 0 with ``result.json`` written (complete or pruned)."""
+    """Train the trial of ``trial_dir/spec.json``; 0 with ``result.json`` written (complete or pruned).  An
+    exception writes the failure's ``result.json`` and is raised on (its traceback to the log, exit code 1)."""
+    import traceback
+
+    trial_dir = Path(trial_dir)
+    (trial_dir / RESULT).unlink(missing_ok=True)        # a re-queued trial's earlier attempt says nothing now
+    try:
+        return _run_trial(trial_dir)
+    except Exception as exc:
+        traceback.clear_frames(exc.__traceback__)       # free the failed step's tensors before writing
+        try:
+            write_json(trial_dir / RESULT, failure_of(exc))
+        except Exception:                               # noqa: BLE001 - the parent falls back to the exit code
+            pass
+        raise
+
+
+def _run_trial(trial_dir: Path) -> int:
     import optuna
 
     from AutoSegCore.data.dataset import load_dataset
@@ -104,7 +152,6 @@ def run_trial_process(trial_dir: str | Path) -> int:
     from AutoSegCore.search.storage import load_study, open_storage
     from AutoSegCore.training.api import train_model
 
-    trial_dir = Path(trial_dir)
     spec = TrialSpec.read(trial_dir)
     limit_memory(spec)
     apply_threads(spec.threads)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from AutoSegCore.errors import AutoSegError, ConfigError
+from AutoSegCore.errors import ConfigError, OutOfDeviceMemory
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.augment import CaseBank, host_reads_are_free
 
@@ -121,13 +121,13 @@ def add_confusion(confusion: torch.Tensor, codes: torch.Tensor, k: int) -> None:
 
 
 def out_of_memory(device: torch.device, epoch: int, batch: int, patch, num_params: int, exc: BaseException
-                  ) -> AutoSegError:
+                  ) -> OutOfDeviceMemory:
     """A GPU out-of-memory as one line naming what was being trained and the ways out.  In a search the trial
-    fails with it (the runner's ``describe_exit`` reads "CUDA out of memory") and the study goes on."""
+    fails with it (its ``result.json`` says kind "out-of-memory") and the study goes on."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
-    return AutoSegError(f"CUDA out of memory on {device} in epoch {epoch} (batch {batch}, canvas "
+    return OutOfDeviceMemory(f"CUDA out of memory on {device} in epoch {epoch} (batch {batch}, canvas "
                         f"{'×'.join(str(p) for p in patch)}, {num_params:,} parameters): {first[:200]}",
                         "lower training.batch_size or training.patch_size, or run fewer trials per GPU (--jobs)")
 

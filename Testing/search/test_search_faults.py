@@ -38,8 +38,20 @@ def test_failing_trials_are_recorded_and_study_completes(dataset, tmp_path, faul
     study = _study(out)
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     errors = [t.user_attrs["error"] for t in study.trials]
-    expect = {"raises": "exit code", "memory": "memory", "hangs": "time limit"}[fault]
+    expect = {"raises": "error: ValueError: Expected more than 1 spatial element", "memory": "out-of-memory: ",
+              "hangs": "time limit"}[fault]
     assert all(expect in e for e in errors), errors
+    # the trial contract both ways: a child that raised says what happened in its result.json (the parent reads no
+    # log for it); a trial the parent stopped has none, and the parent's reason is what the study keeps
+    kind = {"raises": "error", "memory": "out-of-memory", "hangs": "killed"}[fault]
+    assert [t.user_attrs["error_kind"] for t in study.trials] == [kind, kind]
+    for t in study.trials:
+        result = out / "trials" / f"{t.number:04d}" / "result.json"
+        if fault == "hangs":
+            assert not result.exists()
+        else:
+            said = json.loads(result.read_text())
+            assert said["status"] == "failed" and said["kind"] == kind and said["hint"], said
     # the study went on to its end; with no model to show for it the command fails, saying why and where to look
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     said = " ".join(r.stderr.split())

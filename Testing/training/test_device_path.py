@@ -258,8 +258,8 @@ def test_trials_sharing_one_gpu_each_get_a_memory_cap(tmp_path):
 
 def test_gpu_out_of_memory_is_a_one_line_trial_fault(hippo, tmp_path):
     """torch's OutOfMemoryError in a step (raised here by a forward hook: a CPU cannot run out of GPU memory)
-    becomes one line naming the run and the fix, which the search runner classifies as a CUDA out-of-memory."""
-    from AutoSegCore.search.runner import describe_exit
+    becomes one line naming the run and the fix, which a trial reports as an out-of-memory failure."""
+    from AutoSegCore.search.trial_process import failure_of
     from AutoSegCore.training.api import train_model
 
     names = _names(hippo)
@@ -275,7 +275,8 @@ def test_gpu_out_of_memory_is_a_one_line_trial_fault(hippo, tmp_path):
     finally:
         handle.remove()
     assert "\n" not in err.value.message and "batch_size" in err.value.hint
-    assert describe_exit(1, f"error: {err.value.message}\n") == "out of memory (CUDA)"
+    failure = failure_of(err.value)
+    assert failure["kind"] == "out-of-memory" and failure["hint"] == err.value.hint, failure
 
 
 PROBE = r"""
