@@ -110,7 +110,7 @@ def _check_fits(trainer, config: dict, in_channels: int, cap_gb: float | None) -
     from AutoSegCore.data.limits import available_memory
     from AutoSegCore.networks.measure import saved_activation_bytes
 
-    caps = [(cap_gb * 1e9, "--trial-memory-gb")] if cap_gb else []
+    caps = [(cap_gb * 2 ** 30, "--trial-memory-gb")] if cap_gb else []      # GiB, as the trial's RLIMIT_AS
     if trainer.device.type == "cpu":
         caps.append((available_memory(), "the memory available"))
     if not caps:
@@ -121,7 +121,7 @@ def _check_fits(trainer, config: dict, in_channels: int, cap_gb: float | None) -
                                   2 if trainer.amp is not None else 4)
     if need > cap:
         raise TooBigToTime(f"a step of the measured net (patch {'×'.join(map(str, trainer.patch))}, batch {batch}) "
-                           f"keeps ≥ {need / 1e9:.1f} GB of activations, over {where} ({cap / 1e9:.1f} GB): not "
+                           f"keeps ≥ {need / 2 ** 30:.1f} GB of activations, over {where} ({cap / 2 ** 30:.1f} GB): not "
                            f"timed; trials this size will fail")
 
 

@@ -98,12 +98,9 @@ def _preprocessing(spec: TrialSpec, ds):
     return None
 
 
-FAILURE_KINDS = ("config", "data", "out-of-memory", "diverged", "error")
-
-
 def failure_of(exc: BaseException) -> dict:
-    """``result.json`` of a trial that raised ``exc``: ``status`` "failed", its ``kind`` (one of
-    ``FAILURE_KINDS``), a one-line ``error`` and a ``hint``."""
+    """``result.json`` of a trial that raised ``exc``: ``status`` "failed", its ``kind`` (config, data,
+    out-of-memory, diverged or error), a one-line ``error`` and a ``hint``."""
     import torch
 
     from AutoSegCore.errors import AutoSegError, ConfigError, DatasetError, OutOfDeviceMemory, TrainingDiverged
