@@ -37,11 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_events_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", metavar="FILE|-", default=None,
-                        help="write JSON-lines progress events to FILE, or to stdout with '-'")
-
-
 # Operating-system errors that are the user's path, not our bug: a one-line error and exit 2, no traceback
 USER_PATH_ERRORS = {
     errno.ENOENT: "check that the path exists, or that its folder can be created there",

@@ -51,6 +51,7 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
     """
     from AutoSegCore.data.dataset import load_dataset
     from AutoSegCore.pipeline import run_search
+    from AutoSegCore.search.search_dir import SearchDir
     from AutoSegCore.search.settings import SearchSettings
     from AutoSegCore.training.api import evaluate_folder
     from AutoSegCore.prediction import predict_files
@@ -75,12 +76,13 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
                                f"({opts['trials']} trials), then training the winner")
     summary = run_search(settings, events)
     events.emit("log", message=f"demo: predicting the {len(test)} held-out cases")
-    predictor = Predictor(out / "search" / "best", device=device)
+    predictor = Predictor(SearchDir(settings.out).best, device=device)
     # overwrite: the predictions of an earlier demo in this folder came from an earlier model
     predict_files(predictor, [ds.case(n).images for n in test], out / "predictions", events=events, overwrite=True)
     events.emit("log", message="demo: evaluating the predictions")
     metrics = evaluate_folder(out / "predictions", ds, test)
     metrics["search"] = {k: summary.get(k) for k in ("counts", "best", "seconds")}
+    metrics["report"] = str(SearchDir(settings.out).report)
     metrics["final_validation"] = summary.get("final", {}).get("ensemble", {})
     write_json(out / "metrics.json", metrics)
     events.emit("artifact", kind="metrics", path=str(out / "metrics.json"))

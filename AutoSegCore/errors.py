@@ -46,6 +46,20 @@ class TrainingDiverged(AutoSegError):
 class OutOfDeviceMemory(AutoSegError):
     """A training step ran out of GPU memory (torch's OutOfMemoryError, said as one line with the ways out)."""
 
+    @classmethod
+    def in_training(cls, device, epoch: int, batch: int, patch, num_params: int,
+                    exc: BaseException) -> "OutOfDeviceMemory":
+        """One line naming what was being trained and the ways out, after freeing torch's cached blocks.  In a
+        search the trial fails with it (its ``result.json`` says kind "out-of-memory") and the study goes on."""
+        if getattr(device, "type", None) == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        return cls(f"CUDA out of memory on {device} in epoch {epoch} (batch {batch}, canvas "
+                   f"{'×'.join(str(p) for p in patch)}, {num_params:,} parameters): {first[:200]}",
+                   "lower training.batch_size or training.patch_size, or run fewer trials per GPU (--jobs)")
+
 
 class StopTraining(Exception):
     """Raised by a training callback to end training after the current epoch (the trainer then writes its checkpoint);

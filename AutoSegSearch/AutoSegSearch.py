@@ -27,55 +27,6 @@ from AutoSegSearchLib.process import ProcessState
 from AutoSegSearchLib.run_parameters import SearchParameters, budget_value
 from AutoSegSearchLib.progress import RunProgress
 
-# Widget names this file uses (``self.ui.<name>``) and the class each must have in Resources/UI/AutoSegSearch.ui.
-# Testing/slicer_module/test_widget_static.py checks both directions against the .ui XML.
-UI_WIDGETS = {
-    "sceneSourceRadioButton": "QRadioButton",
-    "folderSourceRadioButton": "QRadioButton",
-    "imageVolumeSelector": "qMRMLNodeComboBox",
-    "labelSelector": "qMRMLNodeComboBox",
-    "addCaseButton": "QPushButton",
-    "removeCaseButton": "QPushButton",
-    "casesTable": "QTableWidget",
-    "datasetFolderPathLineEdit": "ctkPathLineEdit",
-    "modalityComboBox": "QComboBox",
-    "outputFolderPathLineEdit": "ctkPathLineEdit",
-    "labelNamesLabel": "QLabel",
-    "proxyMethodComboBox": "QComboBox",
-    "proxyRoiCheckBox": "QCheckBox",
-    "proxyBudgetSpinBox": "QDoubleSpinBox",
-    "proxyBudgetUnitComboBox": "QComboBox",
-    "proxySelectButton": "QPushButton",
-    "proxyTable": "QTableWidget",
-    "proxyPreviewButton": "QPushButton",
-    "spaceComboBox": "QComboBox",
-    "strategyComboBox": "QComboBox",
-    "proxyNetworkComboBox": "QComboBox",
-    "trialsSpinBox": "QSpinBox",
-    "timeLimitSpinBox": "QSpinBox",
-    "useProxyDataCheckBox": "QCheckBox",
-    "deviceComboBox": "QComboBox",
-    "storageLineEdit": "QLineEdit",
-    "planForecastButton": "QPushButton",
-    "planStatusLabel": "QLabel",
-    "planTable": "QTableWidget",
-    "startButton": "QPushButton",
-    "cancelButton": "QPushButton",
-    "progressBar": "QProgressBar",
-    "statusLabel": "QLabel",
-    "trialTable": "QTableWidget",
-    "logTextEdit": "QPlainTextEdit",
-    "bestDiceLabel": "QLabel",
-    "bestConfigLabel": "QLabel",
-    "reportPlotLabel": "QLabel",
-    "applyVolumeSelector": "qMRMLNodeComboBox",
-    "ttaComboBox": "QComboBox",
-    "applyButton": "QPushButton",
-    "openReportButton": "QPushButton",
-    "resultsCollapsibleButton": "ctkCollapsibleButton",
-}
-
-
 class AutoSegSearch(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -478,7 +429,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.startEngine(args, work, onDone=load)
 
     def onOpenReport(self):
-        report = self._searchDir / "report.html" if self._searchDir else None
+        report = self.logic.search_dir(self._searchDir).report if self._searchDir else None
         if report is None or not report.exists():
             slicer.util.errorDisplay("No report yet: run a search first.")
             return
@@ -498,9 +449,9 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.startButton.enabled = haveData and not running
         self.ui.planForecastButton.enabled = haveData and not running
         self.ui.cancelButton.enabled = running and not self._process.cancelling
-        haveModel = self._searchDir is not None and (self._searchDir / "best").exists()
-        self.ui.applyButton.enabled = haveModel and not running
-        self.ui.openReportButton.enabled = self._searchDir is not None and (self._searchDir / "report.html").exists()
+        folder = self.logic.search_dir(self._searchDir) if self._searchDir is not None else None
+        self.ui.applyButton.enabled = folder is not None and folder.best.exists() and not running
+        self.ui.openReportButton.enabled = folder is not None and folder.report.exists()
 
 
 class AutoSegSearchTest(ScriptedLoadableModuleTest):

@@ -24,7 +24,8 @@ from trame_slicer.rca_view import register_rca_factories
 
 from AutoSegCore.errors import AutoSegError, DatasetError
 from AutoSegWeb.actions import user_action
-from AutoSegWeb.checks import PROXY_UNITS, budget_value, choice, number, search_parameters
+from AutoSegSearchLib.run_parameters import choice, parse_proxy
+from AutoSegWeb.checks import search_parameters
 from AutoSegWeb.forecast import PlanForecastPanel
 from AutoSegWeb.paths import ConfinedRoot
 from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
@@ -179,8 +180,10 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         dataset = self._require_dataset()
         self._require_idle()
         out = self._run_dir("proxy")
-        args = self.logic.proxy_args(dataset, out, method=self._proxy_method(), roi=bool(self.state.proxy_roi),
-                                     budget=self._proxy_budget(), preview=True, cache_dir=out / "cache")
+        s = self.state
+        method, budget = parse_proxy(self.choices, s.proxy_method, s.proxy_budget, s.proxy_unit)
+        args = self.logic.proxy_args(dataset, out, method=method, roi=bool(s.proxy_roi), budget=budget, preview=True,
+                                     cache_dir=out / "cache")
         self.state.proxy_rows, self.state.proxy_preview = [], ""
         self._start("proxy", args, out, lambda: self._proxy_finished(out))
 
@@ -234,13 +237,6 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         """The Search panel, checked: Start and Plan & forecast run the same search."""
         return search_parameters(self.state, self.choices)
 
-    def _proxy_method(self) -> str:
-        return choice(self.state.proxy_method, self.choices["proxy_methods"], "proxy method")
-
-    def _proxy_budget(self) -> float | int:
-        unit = choice(self.state.proxy_unit, PROXY_UNITS, "proxy budget unit")
-        return budget_value(number(self.state.proxy_budget, "proxy budget"), unit)
-
     @user_action
     def start_search(self) -> None:
         dataset = self._require_dataset()
@@ -275,7 +271,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         s.best_value = None if value is None else round(float(value), 4)
         s.best_params = [{"name": k, "value": _fmt(v)} for k, v in sorted(params.items())]
         s.best_dice = [{"name": k, "value": _fmt(v)} for k, v in (best.get("val_dice_per_class") or {}).items()]
-        report = out / "report.html"
+        report = self.logic.search_dir(out).report
         s.report_url = f"/results/{report.relative_to(self.work_root.root).as_posix()}" if report.exists() else ""
         s.results_name = self.work_root.relative(out)
         s.model_text = self.work_root.relative(model)

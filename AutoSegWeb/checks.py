@@ -4,11 +4,9 @@ dataset's cases), never from the state, and numbers are parsed with a message, n
 functions and the same :class:`SearchParameters` as the Slicer panel's (``AutoSegSearchLib.run_parameters``)."""
 from __future__ import annotations
 
-from AutoSegSearchLib.run_parameters import (PROXY_UNITS, SearchParameters, budget_value, choice, number,
-                                             optional_minutes, positive_int)
+from AutoSegSearchLib.run_parameters import SearchParameters
 
-__all__ = ["PROXY_UNITS", "SEARCH_FIELDS", "budget_value", "choice", "number", "optional_minutes", "positive_int",
-           "search_parameters"]
+__all__ = ["SEARCH_FIELDS", "search_parameters"]
 
 # the Search panel: SearchParameters.from_panel's keyword → the page's state key (a change to any marks a shown
 # plan and forecast stale)

@@ -10,7 +10,7 @@ from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 from trame_slicer.app.ui.flex_container import FlexContainer
 
-from AutoSegWeb.checks import PROXY_UNITS
+from AutoSegSearchLib.run_parameters import PROXY_UNITS
 
 CSS = """
 html { overflow-y: hidden; }

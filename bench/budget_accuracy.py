@@ -355,7 +355,10 @@ def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work
     seconds = run(cmd, log)
     end = time.time()
     ev = read_events(events)
-    model = model_dir if arm == "planned" else model_dir / "best"
+    from AutoSegCore.search.search_dir import PLAN_FILE, SearchDir
+
+    folder = SearchDir(model_dir)
+    model = model_dir if arm == "planned" else folder.best
     if not (model / "model.json").is_file() and not list(model.glob("*/model.json")):
         raise SystemExit(f"{arm}: no model in {model} — see {log}")
     from AutoSegCore.data.dataset import load_dataset
@@ -370,7 +373,7 @@ def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work
     rec = {"commands": [" ".join(map(str, cmd)), " ".join(map(str, shown))],
            "wall_seconds": seconds, "predict_seconds": predict_seconds, "model": model_summary(model)}
     if arm == "planned":
-        plan = json.loads((model_dir / "plan.json").read_text())
+        plan = json.loads((model_dir / PLAN_FILE).read_text())
         history = json.loads((model_dir / "history.json").read_text())
         rec["time"] = split_planned(t0, end, ev)
         rec["forecast"] = planned_forecast(plan)
@@ -378,10 +381,8 @@ def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work
                          "wall_seconds": seconds}
         rec["details"] = {"plan_summary": plan_summary(model_dir), "history": history}
     else:
-        forecast = json.loads((model_dir / "forecast.json").read_text()) if (model_dir / "forecast.json").is_file() \
-            else {}
-        summary = json.loads((model_dir / "summary.json").read_text()) if (model_dir / "summary.json").is_file() \
-            else {}
+        forecast = json.loads(folder.forecast.read_text()) if folder.forecast.is_file() else {}
+        summary = json.loads(folder.summary.read_text()) if folder.summary.is_file() else {}
         rec["time"] = split_search(t0, end, ev, forecast)
         rec["forecast"] = {k: forecast.get(k) for k in ("text", "search_seconds", "final_seconds", "total_seconds",
                                                          "trial_seconds", "trials", "fitted")}

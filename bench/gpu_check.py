@@ -112,7 +112,9 @@ def failed_trials(study_dir: Path) -> list[tuple[int, str, str]]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{study_dir / 'study.db'}"
+    from AutoSegCore.search.storage import default_storage_url
+
+    storage = default_storage_url(study_dir)
     rows = []
     for name in optuna.get_all_study_names(storage):
         for t in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):

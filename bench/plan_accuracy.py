@@ -165,7 +165,9 @@ def compare(a: dict, b: dict, labels=("planned", "fixed")) -> str:
 
 
 def plan_summary(model: Path) -> str:
-    path = model / "plan.json"
+    from AutoSegCore.search.search_dir import PLAN_FILE
+
+    path = model / PLAN_FILE
     if not path.is_file():
         return "–"
     c = json.loads(path.read_text())["config"]

@@ -35,6 +35,7 @@ from AutoSegCore.data.dataset import load_dataset, read_case
 from AutoSegCore.data.splits import holdout_split
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.runner import SearchRunner
+from AutoSegCore.search.search_dir import SearchDir
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.trial_process import read_metrics
 from AutoSegCore.training.api import train_model
@@ -122,7 +123,7 @@ def time_breakdown(work: Path, clock: TrialClock) -> dict:
     """
     out = {"trials": 0, "wall": 0.0, "startup": 0.0, "data": 0.0, "epochs": 0.0, "validate": 0.0, "n_epochs": 0}
     for number, t0 in clock.start.items():
-        res_path = work / "trials" / f"{number:04d}" / "result.json"
+        res_path = SearchDir(work).trial(number) / "result.json"
         wall = clock.end.get(number, t0) - t0
         out["trials"] += 1
         out["wall"] += wall
@@ -148,8 +149,8 @@ class StepClock:
     STEPS = (("AutoSegCore.data.dataset", "load_dataset", "check"),
              ("AutoSegCore.search.storage", "open_storage", "storage"),
              ("AutoSegCore.search.storage", "create_or_load_study", "storage"),
-             ("AutoSegCore.search.setup", "StudySetup._select_cases", "select"),
-             ("AutoSegCore.search.setup", "stage_fingerprint", "fingerprint"),
+             ("AutoSegCore.search.prepare", "select_cases", "select"),
+             ("AutoSegCore.search.prepare", "stage_fingerprint", "fingerprint"),
              ("AutoSegCore.search.runner", "preprocessor_file", "preprocessing"))
 
     def __init__(self) -> None:
@@ -204,12 +205,12 @@ def run_search_arm(label: str, work: Path, args, holdout: list[str], proxy_data:
         t1 = time.perf_counter()
         summary = runner.run_trials()
         t2 = time.perf_counter()
-    best = runner.study.best_trial
+    best = runner.prepared.study.best_trial
     counts = {k: v for k, v in summary["counts"].items() if v}
     return {"label": label, "prepare": t1 - t0, "trials_s": t2 - t1, "total": t2 - t0, "counts": counts,
             "best_number": best.number, "best_value": best.value, "best_params": best.params,
-            "full_config": best.user_attrs["full_config"], "n_train": len(runner.train_cases),
-            "n_val": len(runner.val_cases), "breakdown": time_breakdown(work, clock), "steps": steps.seconds}
+            "full_config": best.user_attrs["full_config"], "n_train": len(runner.prepared.train_cases),
+            "n_val": len(runner.prepared.val_cases), "breakdown": time_breakdown(work, clock), "steps": steps.seconds}
 
 
 def final_train(full_config: dict, ds, pool: list[str], out: Path, *, epochs: int, steps: int, seed: int) -> dict:

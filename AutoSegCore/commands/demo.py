@@ -1,8 +1,7 @@
 """`autoseg demo --out DIR` → AutoSegCore.demo.run_demo."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
-from AutoSegCore.utils.cli_types import device, positive_int
+from AutoSegCore.utils.cli_types import add_events_option, device, positive_int
 
 
 def register(sub) -> None:
@@ -22,7 +21,7 @@ def register(sub) -> None:
 def run(args, events) -> int:
     from AutoSegCore.demo import DEMO_SEARCH, run_demo
     from AutoSegCore.search.settings import parse_duration
-    from AutoSegCore.utils.progress import console, search_progress
+    from AutoSegCore.progress import console, search_progress
 
     with search_progress(events, args.trials or DEMO_SEARCH["trials"]):
         metrics = run_demo(args.out, events=events, device=args.device, trials=args.trials,
@@ -30,6 +29,6 @@ def run(args, events) -> int:
                            jobs=args.jobs)
     console.print(f"demo: held-out mean Dice {metrics['mean_dice']:.4f} per class {metrics['dice_per_class']}\n"
                   f"  predictions: {args.out}/predictions (.nii.gz and .seg.nrrd)\n"
-                  f"  report:      {args.out}/search/report.html")
+                  f"  report:      {metrics['report']}")
     events.emit("done", mean_dice=metrics["mean_dice"])
     return 0

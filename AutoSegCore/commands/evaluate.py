@@ -1,7 +1,7 @@
 """`autoseg evaluate PRED_DIR DATA [--out metrics.json]` → training.api.evaluate_folder."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 
 
 def register(sub) -> None:
@@ -18,7 +18,7 @@ def run(args, events) -> int:
 
     from AutoSegCore.training.api import evaluate_folder
     from AutoSegCore.utils.io import write_json
-    from AutoSegCore.utils.progress import console
+    from AutoSegCore.progress import console
 
     summary = evaluate_folder(args.predictions, args.data)
     ignored = summary.get("ignored") or []

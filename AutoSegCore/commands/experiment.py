@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.utils.cli_types import device, positive_int
 from AutoSegCore.utils.folder_lock import add_private_option

@@ -1,7 +1,7 @@
 """`autoseg fingerprint DATA [--out FILE]`: dataset statistics as a table, and as JSON written atomically."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 
 
 def register(subparsers) -> None:

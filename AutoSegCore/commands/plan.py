@@ -2,7 +2,7 @@
 why for each choice, written as DIR/plan.json."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.durations import format_duration
 from AutoSegCore.utils.cli_types import device, positive_float
 
@@ -43,7 +43,7 @@ def plan_table(plan: dict):
 
 def print_plan(plan: dict) -> None:
     """The plan as a table on a terminal, as plain ``plan: choice value — why`` lines in a log (no box drawing)."""
-    from AutoSegCore.utils.progress import console, on_terminal
+    from AutoSegCore.progress import console, on_terminal
 
     if on_terminal():
         console.print(plan_table(plan))
@@ -70,7 +70,7 @@ def run(args, events) -> int:
 
     from AutoSegCore.planning import PLAN_FILE, plan_dataset, save_plan
     from AutoSegCore.utils.io import check_output_file
-    from AutoSegCore.utils.progress import console
+    from AutoSegCore.progress import console
 
     if args.out:
         check_output_file(Path(args.out) / PLAN_FILE)

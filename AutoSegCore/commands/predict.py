@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.cli_types import device
 from AutoSegCore.utils.folder_lock import add_private_option
 
@@ -48,7 +48,7 @@ def run(args, events) -> int:
 def _run(args, events) -> int:
     from AutoSegCore.prediction import predict_files
     from AutoSegCore.training.inference import Predictor
-    from AutoSegCore.utils.progress import predict_progress
+    from AutoSegCore.progress import predict_progress
     from AutoSegCore.utils.signals import stop_signals_interrupt
 
     with stop_signals_interrupt():                                   # SIGTERM/SIGHUP act as Ctrl-C

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.proxy.fidelity import SELECTION_METHODS
 from AutoSegCore.utils.cli_types import device
 from AutoSegCore.utils.folder_lock import add_private_option
@@ -56,7 +56,7 @@ def _run(args, events) -> int:
     if args.preview:
         png = render_preview(selection, args.data, out / "proxy_preview.png")
         events.emit("artifact", kind="proxy_preview", path=png)
-    path = save_proxy(selection, out / "proxy.json")
+    path = save_proxy(selection, out)
     events.emit("artifact", kind="proxy", path=path)
     table = Table(title=f"proxy data: {selection.method}, roi={selection.roi}, "
                         f"{selection.budget} of {len(selection.cases)} cases ({selection.seconds:.1f} s)")

@@ -1,7 +1,7 @@
 """`autoseg report DIR` → AutoSegCore.report.build_report: report.html + summary.json of a search folder."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 
 
 def register(sub) -> None:

@@ -1,7 +1,7 @@
 """`autoseg search DATA --space S --strategy T [...] --out DIR` → AutoSegCore.pipeline.run_search."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.cli_types import device, folds, positive_float, positive_int
 from AutoSegCore.utils.folder_lock import add_private_option
 
@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--no-plan", action="store_true",
                    help="do not plan the dataset: points merged over the fixed defaults (a space's relative ranges "
                         "then apply to those)")
+    p.add_argument("--no-plan-trial", action="store_true",
+                   help="do not queue the planned recipe as the first trial (by default a searched config must beat "
+                        "it at the trials' fidelity to win)")
     p.add_argument("--trial-timeout", help="kill a trial after this long, e.g. 20m")
     p.add_argument("--trial-memory-gb", type=positive_float,
                    help="memory limit per trial: its address space on the CPU (Linux); on a GPU a cap of the "
@@ -78,7 +81,8 @@ def settings_from_args(args):
         base_config=args.config or {}, final_top_k=args.final_top_k, final_epochs=args.final_epochs,
         final_time=parse_duration(args.final_time, "--final-time"),
         final_steps_per_epoch=args.final_steps_per_epoch,
-        final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final, plan=not args.no_plan)
+        final_folds=args.final_folds, final_tta=args.final_tta, final=not args.no_final, plan=not args.no_plan,
+        plan_trial=not args.no_plan_trial)
 
 
 def run(args, events) -> int:
@@ -92,7 +96,7 @@ def _run(args, events) -> int:
     from AutoSegCore.pipeline import run_search
     from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.utils.signals import stop_signals_interrupt
-    from AutoSegCore.utils.progress import console, search_progress
+    from AutoSegCore.progress import console, search_progress
 
     budget_first = args.trials is None and args.time is None
     settings = settings_from_args(args)            # every value checked here (SearchSettings), before any work
@@ -139,7 +143,7 @@ def _nothing_completed(summary: dict) -> int:
     exits 0 and says how to go on."""
     from AutoSegCore.errors import SearchFailed
     from AutoSegCore.search.runner import describe_summary
-    from AutoSegCore.utils.progress import console
+    from AutoSegCore.progress import console
 
     failure = summary.get("last_error")
     if failure is None:

@@ -6,7 +6,7 @@ import errno
 import os
 from pathlib import Path
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.cli_types import device, positive_int
 from AutoSegCore.utils.folder_lock import add_private_option
 
@@ -45,7 +45,7 @@ def _run(args, events) -> int:
     from AutoSegCore.errors import ConfigError
     from AutoSegCore.search.settings import parse_duration
     from AutoSegCore.training.api import train_model
-    from AutoSegCore.utils.progress import console, epoch_progress
+    from AutoSegCore.progress import console, epoch_progress
 
     override = read_config(args.config) if args.config else {}
     training = override.setdefault("training", {})

@@ -1,7 +1,7 @@
 """`autoseg validate DATA`: check a dataset folder and print OK (plus warnings) or the first problem (exit 2)."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.cli_types import positive_int
 
 

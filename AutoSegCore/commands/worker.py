@@ -1,7 +1,7 @@
 """`autoseg worker --storage URL --study NAME` → AutoSegCore.search.api.run_worker (joins a study)."""
 from __future__ import annotations
 
-from AutoSegCore.cli import add_events_option
+from AutoSegCore.utils.cli_types import add_events_option
 from AutoSegCore.utils.cli_types import positive_int
 from AutoSegCore.utils.folder_lock import add_private_option
 
@@ -32,7 +32,7 @@ def _run(args, events) -> int:
     from AutoSegCore.search.api import run_worker
     from AutoSegCore.search.runner import describe_summary
     from AutoSegCore.utils.signals import stop_signals_interrupt
-    from AutoSegCore.utils.progress import console
+    from AutoSegCore.progress import console
 
     with stop_signals_interrupt():                                    # SIGTERM/SIGHUP act as Ctrl-C
         summary = run_worker(args.storage, args.study, args.out, trials=args.trials, events=events, jobs=args.jobs)

@@ -32,30 +32,37 @@ def conv_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     return output.numel() * (module.in_channels // module.groups) * k
 
 
+def _meta_forward(net_cfg: dict, in_channels: int, out_channels: int, patch, *, train: bool, modules, on_call) -> None:
+    """One forward of a 1-patch batch through the network built on the ``meta`` device, with ``on_call(module,
+    inputs, output)`` hooked on every module ``modules(m)`` selects; what both measures below share."""
+    from AutoSegCore.networks.build import build_network
+    with torch.device("meta"):
+        model = build_network(net_cfg, in_channels, out_channels).train(train)
+        x = torch.empty(1, in_channels, *[int(p) for p in patch])
+    handles = [m.register_forward_hook(on_call) for m in model.modules() if modules(m)]
+    try:
+        with torch.set_grad_enabled(train):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def flops_per_voxel(net_cfg: dict, in_channels: int, out_channels: int,
                     patch: tuple[int, int, int] = (48, 64, 48)) -> float:
     """Forward FLOPs (2 × conv multiply-adds) of one patch in eval mode, divided by the patch's voxel count."""
-    from AutoSegCore.networks.build import build_network, size_divisor
+    from AutoSegCore.networks.build import size_divisor
     div = size_divisor(net_cfg)
     # round the patch up to the divisor so any net can be measured at the requested size
     patch = tuple(int(math.ceil(p / d) * d) for p, d in zip(patch, div))
-    with torch.device("meta"):
-        model = build_network(net_cfg, in_channels, out_channels).eval()
-        x = torch.empty(1, in_channels, *patch)
     total = 0
 
     def hook(module, inputs, output):
         nonlocal total
         total += conv_macs(module, inputs, output)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd,))]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    _meta_forward(net_cfg, in_channels, out_channels, patch, train=False, on_call=hook,
+                  modules=lambda m: isinstance(m, nn.modules.conv._ConvNd))
     return 2.0 * total / math.prod(patch)
 
 
@@ -66,10 +73,6 @@ def saved_activation_bytes(net_cfg: dict, in_channels: int, out_channels: int, p
     step's peak (0.44 vs 0.57 GB measured for a 16-channel depth-4 U-Net at 64³ × 8).  Lets a caller refuse a step
     that cannot fit before running it: a 160³ × 8 batch of a 64-channel U-Net would otherwise swap for minutes
     before failing.  Measured on the ``meta`` device: milliseconds, no memory."""
-    from AutoSegCore.networks.build import build_network
-    with torch.device("meta"):
-        model = build_network(net_cfg, in_channels, out_channels).train()
-        x = torch.empty(1, in_channels, *[int(p) for p in patch])
     total = 0
 
     def hook(module, inputs, output):
@@ -78,10 +81,6 @@ def saved_activation_bytes(net_cfg: dict, in_channels: int, out_channels: int, p
             if isinstance(t, torch.Tensor):
                 total += t.numel()
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    _meta_forward(net_cfg, in_channels, out_channels, patch, train=True, on_call=hook,
+                  modules=lambda m: not list(m.children()))
     return int(total) * int(batch) * int(bytes_per_element)

@@ -52,7 +52,7 @@ def probe_step_seconds(config: dict, in_channels: int, out_channels: int, device
     import torch
 
     from AutoSegCore.networks.build import build_network
-    from AutoSegCore.training.device_setup import amp_dtype, loss_layout, use_channels_last
+    from AutoSegCore.training.numerics import amp_dtype, loss_layout, use_channels_last
     from AutoSegCore.training.fused_loss import FusedDiceCELoss
     from AutoSegCore.training.fused_loss import available as fused_available
     from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss

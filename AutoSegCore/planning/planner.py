@@ -16,10 +16,10 @@ import numpy as np
 from AutoSegCore.config import DEFAULT_CONFIG, EPOCH_CAP_WITH_TIME_LIMIT, deep_merge, validate_config
 from AutoSegCore.errors import ConfigError
 from AutoSegCore.planning import cost, rules
+from AutoSegCore.search.search_dir import PLAN_FILE  # noqa: F401 - the plan's file name, in any folder
 from AutoSegCore.utils.durations import format_duration
 from AutoSegCore.utils.io import read_json, write_json
 
-PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
 DEFAULT_BUDGET = {"cpu": 20 * 60.0, "cuda": 60 * 60.0}   # seconds of training when the user names none
 # CPU: the step-time target is the budget / this.  The fixed recipe that reaches 0.875 on Hippocampus in 15 CPU-min

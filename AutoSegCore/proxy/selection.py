@@ -29,10 +29,10 @@ from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.proxy import similarity as sim
 from AutoSegCore.proxy.fidelity import SELECTION_METHODS
+from AutoSegCore.search.search_dir import PROXY_FILE       # the selection's file, alone or in a search folder
 from AutoSegCore.utils.device import pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
-METHODS = SELECTION_METHODS        # mi | ncc | random, owned by the --proxy-data rule (torch-free)
 CACHE_VERSION = 1
 
 
@@ -78,7 +78,7 @@ def save_proxy(selection: ProxySelection, path: str | Path) -> Path:
     """Write ``proxy.json`` atomically (a file path, or a folder to put ``proxy.json`` in)."""
     p = Path(path)
     if p.suffix.lower() != ".json":
-        p = p / "proxy.json"
+        p = p / PROXY_FILE
     return write_json(p, selection.to_json())
 
 
@@ -86,7 +86,7 @@ def load_proxy(path: str | Path) -> ProxySelection:
     """Read a ``proxy.json`` written by ``save_proxy``."""
     p = Path(path)
     if p.is_dir():
-        p = p / "proxy.json"
+        p = p / PROXY_FILE
     try:
         return ProxySelection.from_json(json.loads(p.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -242,7 +242,7 @@ def pairwise_matrix(dataset, method: str = "mi", *, roi: str = "label", size: in
                     cache_dir: str | Path | None = None, device: str = "auto",
                     events: EventWriter = NULL_EVENTS, show_progress: bool = False) -> tuple[np.ndarray, bool]:
     """(N, N) MI or NCC matrix of a dataset's cases, from the on-disk cache when present; returns (matrix, hit)."""
-    if method not in sim.METHODS:
+    if method not in sim.MEASURES:
         raise ConfigError(f"method = {method!r} is not a similarity measure", "use 'mi' or 'ncc'")
     sim.check_roi(roi)
     if not (isinstance(size, int) and size >= 8):
@@ -271,8 +271,8 @@ def select_proxy_data(dataset, method: str = "mi", roi: str = "label", budget: i
                       window: int = sim.DEFAULT_WINDOW, include_self: bool = False,
                       events: EventWriter = NULL_EVENTS, show_progress: bool = False) -> ProxySelection:
     """Choose the ``budget`` least redundant cases of ``dataset`` (folder, pairs or Dataset) by MI, NCC or at random."""
-    if method not in METHODS:
-        raise ConfigError(f"method = {method!r} is not one of {list(METHODS)}",
+    if method not in SELECTION_METHODS:
+        raise ConfigError(f"method = {method!r} is not one of {list(SELECTION_METHODS)}",
                           "use mi (mutual information), ncc (local cross-correlation) or random")
     sim.check_roi(roi)
     if not isinstance(seed, int) or isinstance(seed, bool):

@@ -26,6 +26,7 @@ from AutoSegCore.report.statistics import (FEW_TRIALS, anova_one_at_a_time, impo
                                            kendall_tau_over_epochs, tau_z_score)
 from AutoSegCore.report.trials import (_completed, _is_multi, _maximize, _trial_epochs,  # noqa: F401
                                       _trial_seconds, json_safe, trial_curve, trial_score)
+from AutoSegCore.search.summary import PLANNED_ATTR
 from AutoSegCore.strategies.penalty import state_counts
 
 __all__ = ["kendall_tau_over_epochs", "tau_z_score", "anova_one_at_a_time", "importance", "proxy_vs_full",
@@ -36,7 +37,7 @@ __all__ = ["kendall_tau_over_epochs", "tau_z_score", "anova_one_at_a_time", "imp
 def proxy_vs_full(final_summary: dict | None) -> dict:
     """Pearson and Spearman correlation of proxy-fidelity vs full-fidelity validation Dice of retrained trials.
 
-    ``final_summary`` is ``DIR/final/summary.json``; each member with both ``proxy_val_dice`` and
+    ``final_summary`` is ``DIR/final/final.json``; each member with both ``proxy_val_dice`` and
     ``full_val_dice`` is a pair.  Correlations need ≥ 3 pairs with some spread, else ``note`` says why.
     """
     members = (final_summary or {}).get("members") or []
@@ -45,7 +46,7 @@ def proxy_vs_full(final_summary: dict | None) -> dict:
     out = {"n": len(pairs), "pairs": [{"trial": t, "proxy": p, "full": f} for p, f, t in pairs],
            "pearson_r": None, "pearson_p": None, "spearman_r": None, "spearman_p": None, "note": None}
     if not final_summary:
-        out["note"] = "no final training (final/summary.json missing)"
+        out["note"] = "no final training (final/final.json missing)"
     elif len(pairs) < 3:
         out["note"] = f"needs at least 3 retrained trials with both Dice values (have {len(pairs)})"
     elif len({p for p, _, _ in pairs}) < 2 or len({f for _, f, _ in pairs}) < 2:
@@ -116,7 +117,8 @@ def _best_trial(study: optuna.Study) -> dict | None:
     else:
         t, how = study.best_trial, "best objective"
     ua = t.user_attrs
-    return json_safe({"number": t.number, "chosen_by": how, "value": t.value if not _is_multi(study) else None,
+    return json_safe({"number": t.number, "planned": bool(ua.get(PLANNED_ATTR)), "chosen_by": how,
+                      "value": t.value if not _is_multi(study) else None,
                       "values": list(t.values), "params": dict(t.params), "val_dice": ua.get("val_dice"),
                       "val_dice_per_class": ua.get("val_dice_per_class"), "num_params": ua.get("num_params"),
                       "seconds": ua.get("seconds"), "epochs": _trial_epochs(t), "fidelity": ua.get("fidelity"),
@@ -128,7 +130,9 @@ def _read_final(work_dir: Path | None) -> dict | None:
 
     if work_dir is None:
         return None
-    path = Path(work_dir) / "final" / "summary.json"
+    from AutoSegCore.search.search_dir import SearchDir
+
+    path = SearchDir(work_dir).final_record
     if not path.is_file():
         return None
     try:
@@ -144,7 +148,7 @@ def summarize(study: optuna.Study, work_dir: str | Path | None = None) -> dict:
     Keys: study, directions, space/strategy/proxy fidelity (study user attributes), counts per state (and
     REQUEUED: the FAILs that were trials stopped and queued again),
     total epochs / trial seconds / elapsed wall-clock, best trial, kendall_tau, anova, importance, best_so_far,
-    pareto_front, final (``DIR/final/summary.json`` when present), proxy_vs_full and ``missing`` (what could not
+    pareto_front, final (``DIR/final/final.json`` when present), proxy_vs_full and ``missing`` (what could not
     be analysed and why).
     """
     trials = study.get_trials(deepcopy=False)
@@ -181,6 +185,6 @@ def summarize(study: optuna.Study, work_dir: str | Path | None = None) -> dict:
     if not summary["importance"]["importances"]:
         missing.append(f"importance: {summary['importance']['note']}")
     if final is None:
-        missing.append("final training: final/summary.json not found (search run without final training?)")
+        missing.append("final training: final/final.json not found (search run without final training?)")
     summary["missing"] = missing
     return json_safe(summary)

@@ -16,9 +16,8 @@ from AutoSegCore.report import plots
 from AutoSegCore.report.overlays import prediction_overlays
 from AutoSegCore.report.workdir import open_search_folder
 from AutoSegCore.report.analysis import json_safe, summarize
-from AutoSegCore.utils.io import write_json, write_text
-
-REPORT_HTML, SUMMARY_JSON = "report.html", "summary.json"
+from AutoSegCore.search.search_dir import SearchDir
+from AutoSegCore.utils.io import read_json, write_json, write_text
 
 
 def build_summary(work_dir: str | Path, storage: str | None = None) -> dict:
@@ -32,7 +31,7 @@ def build_summary(work_dir: str | Path, storage: str | None = None) -> dict:
                    search={k: folder.settings.get(k) for k in ("space", "strategy", "proxy_data", "proxy_net",
                                                                "trials", "time_limit", "jobs", "epochs",
                                                                "min_epochs", "seed") if k in folder.settings})
-    forecast = Path(work_dir) / "forecast.json"       # search/forecast.py: written before the first trial
+    forecast = SearchDir(work_dir).forecast       # search/forecast.py: written before the first trial
     if forecast.is_file():
         f = json.loads(forecast.read_text())
         summary["forecast"] = {k: f.get(k) for k in ("search_seconds", "final_seconds", "trials", "trial_seconds",
@@ -70,8 +69,10 @@ def build_report(work_dir: str | Path, events: EventWriter = NULL_EVENTS, *,
     summary = json_safe(summary)
     page = render(summary, images, per_class_source, overlays)
     events.emit("progress", fraction=0.9, message="writing report")
-    summary_path = write_json(work / SUMMARY_JSON, summary)
-    html_path = write_text(work / REPORT_HTML, page)
+    folder_paths = SearchDir(work)
+    run = read_json(folder_paths.summary) if folder_paths.summary.is_file() else {}    # the run's own, if any
+    summary_path = write_json(folder_paths.summary, {**(run if isinstance(run, dict) else {}), **summary})
+    html_path = write_text(folder_paths.report, page)
     events.emit("artifact", kind="report", path=str(html_path))
     events.emit("artifact", kind="summary", path=str(summary_path))
     return html_path, summary_path
@@ -125,7 +126,8 @@ def _best(s: dict, multi: bool) -> str:
     if not b:
         return H.section("Best configuration", H.note("no completed trial yet"), "best")
     rows = [(k, v) for k, v in b["params"].items()]
-    info = [("trial", f"#{b['number']}"), ("chosen by", b["chosen_by"]),
+    trial = f"#{b['number']}" + (" — the planned recipe (the search's first trial)" if b.get("planned") else "")
+    info = [("trial", trial), ("chosen by", b["chosen_by"]),
             ("objective value(s)" if multi else "objective value", b["values"] if multi else b["value"]),
             ("validation Dice (search fidelity)", b.get("val_dice")), ("parameters", b.get("num_params")),
             ("epochs", b.get("epochs")), ("trial time", H.Raw(H.duration(b.get("seconds")))),
@@ -164,7 +166,7 @@ def _final(s: dict, images: dict, source: str) -> str:
                 [(m.get("trial"), m.get("tag"), m.get("proxy_val_dice"), m.get("full_val_dice"),
                   H.Raw(H.duration(m.get("seconds")))) for m in members], numeric=[2, 3])
     else:
-        body += H.note("no final training found (final/summary.json missing): the numbers below are the best "
+        body += H.note("no final training found (final/final.json missing): the numbers below are the best "
                        "search trial's, at search fidelity")
     if images.get("per_class"):
         body += f"<p class='muted'>Per-class Dice — {escape(source)}</p>" + H.img(images["per_class"], "per-class Dice")

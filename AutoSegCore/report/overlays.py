@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from AutoSegCore.report.plots import new_figure, to_data_uri
+from AutoSegCore.search.search_dir import SearchDir
 
 
 def _slice_index(label: np.ndarray, axis: int = 2) -> int:
@@ -56,7 +57,7 @@ def prediction_overlays(work_dir: Path, data: str | None, max_cases: int = 3) ->
     """``([(case, data_uri)…], note)`` for up to ``max_cases`` predictions; ``note`` says what was missing."""
     import nibabel as nib
 
-    pred_dir = Path(work_dir) / "predictions"
+    pred_dir = SearchDir(work_dir).predictions
     files = sorted(pred_dir.glob("*.nii.gz")) if pred_dir.is_dir() else []
     if not files:
         return [], "no predictions/ folder with validation predictions (search run without final training?)"

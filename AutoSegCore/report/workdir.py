@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 
 from AutoSegCore.errors import ConfigError, StorageError
+from AutoSegCore.search.search_dir import STUDY_DB, SearchDir
 
 
 @dataclass
@@ -30,7 +31,7 @@ def read_search_json(work_dir: str | Path) -> dict:
     work = Path(work_dir)
     if not work.is_dir():
         raise ConfigError(f"{work} is not a folder", "pass the --out folder of an 'autoseg search' run")
-    path = work / "search.json"
+    path = SearchDir(work).settings
     if not path.is_file():
         raise ConfigError(f"{path} not found: {work} is not a search work folder",
                           "pass the --out folder of an 'autoseg search' run (it holds search.json)")
@@ -59,7 +60,7 @@ def _is_default_storage(data: dict) -> bool:
     if not url.startswith("sqlite:///") or not out:
         return False
     db = Path(url[len("sqlite:///"):])
-    return db.name == "study.db" and db.parent.name == Path(str(out)).name
+    return db.name == STUDY_DB and db.parent.name == Path(str(out)).name
 
 
 def open_search_folder(work_dir: str | Path, storage: str | None = None) -> SearchFolder:

@@ -46,35 +46,34 @@ def fit_trials(settings, forecast: dict | None) -> dict | None:
             "trial_seconds": fixed + new_epochs * new_steps * step, "trials": want}
 
 
-def apply_fit(runner, forecast: dict | None, events: EventWriter = NULL_EVENTS) -> bool:
-    """Size the runner's trials to its budget (``fit_trials``), tell the user, rebuild the pruner for the new
+def apply_fit(p, forecast: dict | None, events: EventWriter = NULL_EVENTS) -> bool:
+    """Size the prepared study's trials (``prepare.PreparedStudy``) to its budget (``fit_trials``), tell the user, rebuild the pruner for the new
     epochs; True when the search is skipped (no trial can finish: the final training trains the planned recipe)."""
     from AutoSegCore.config import make_config
     from AutoSegCore.planning import planned_config
-    from AutoSegCore.search.forecast import FORECAST_FILE
     from AutoSegCore.search.trial_spec import study_pruner
     from AutoSegCore.utils.io import read_json, write_json
 
-    path = runner.work / FORECAST_FILE
+    path = p.folder.forecast
     saved = read_json(path) if path.is_file() else {}
-    fit = saved.get("fitted") if "fitted" in saved else fit_trials(runner.settings, forecast)
+    fit = saved.get("fitted") if "fitted" in saved else fit_trials(p.settings, forecast)
     if fit is None:
         return False
     if "fitted" not in saved and path.is_file():
         write_json(path, {**saved, "fitted": fit})
-    s = runner.settings
+    s = p.settings
     if fit["skip"]:
         events.emit("log", message=f"budget: no trial can finish in --time {format_duration(s.time_limit)} "
                                    f"({fit['reason']}): the planned recipe is trained instead, for the search's "
                                    "time and the final training's")
         return True
     # the final training keeps the size asked for (or the plan's): only the trials shrink
-    base = planned_config(runner.plan, s.base_config) if runner.plan else make_config(s.base_config)
+    base = planned_config(p.plan, s.base_config) if p.plan else make_config(s.base_config)
     s.final_epochs = s.final_epochs or s.epochs
     s.final_steps_per_epoch = s.final_steps_per_epoch or s.steps_per_epoch or base["training"]["steps_per_epoch"]
     s.epochs, s.steps_per_epoch = fit["epochs"], fit["steps_per_epoch"]
     s.min_epochs = min(s.min_epochs, s.epochs)
-    runner.study.pruner = study_pruner(s.strategy, len(runner.directions), s.min_epochs, s.epochs)
+    p.study.pruner = study_pruner(s.strategy, len(p.directions), s.min_epochs, s.epochs)
     events.emit("log", message=f"budget: trials sized to fit {fit['trials']} in {format_duration(s.time_limit)}: "
                                f"{fit['epochs']} epochs × {fit['steps_per_epoch']} steps (asked "
                                f"{fit['was'][0]} × {fit['was'][1]}), ≈ {format_duration(fit['trial_seconds'])} each")

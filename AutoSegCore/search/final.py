@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import optuna
 
 from AutoSegCore.config import EPOCH_CAP_WITH_TIME_LIMIT
 from AutoSegCore.events import NULL_EVENTS, EventWriter
+from AutoSegCore.search.search_dir import SearchDir
 from AutoSegCore.utils.io import DISK_FULL, private, read_json, write_json
 
 
@@ -41,9 +43,10 @@ def install_best(work: Path, members: list[Path], labels: dict, largest_componen
     ``largest_component`` and ``tta`` are the inference settings decided from validation.  The staging and the
     replaced folders are named for this process (``.best.tmp-PID-RANDOM``), so two runs never delete each other's;
     a full disk while staging leaves ``best/`` as it was and is an ``OSError`` naming ``best/``."""
-    best = work / "best"
-    _remove_dead_leftovers(work)
-    tmp, old = (work / f".best.{what}-{os.getpid()}-{secrets.token_hex(4)}" for what in ("tmp", "old"))
+    folder = SearchDir(work)
+    best = folder.best
+    _remove_dead_leftovers(folder)
+    tmp, old = (folder.best_staging(what, f"{os.getpid()}-{secrets.token_hex(4)}") for what in ("tmp", "old"))
     try:
         tmp.mkdir(parents=True, **({"mode": 0o700} if private() else {}))
         if len(members) == 1:
@@ -75,11 +78,11 @@ def install_best(work: Path, members: list[Path], labels: dict, largest_componen
     return best
 
 
-def _remove_dead_leftovers(work: Path) -> None:
+def _remove_dead_leftovers(folder: SearchDir) -> None:
     """Staging folders of an install_best killed midway (its process is gone; the folder lock keeps other runs out)."""
     import psutil
 
-    for p in work.glob(".best.*"):
+    for p in folder.best_stagings():
         pid = p.name.split("-")[1] if p.name.count("-") == 2 else ""
         if p.is_dir() and (p.name in (".best.tmp", ".best.old") or pid.isdigit() and not psutil.pid_exists(int(pid))):
             shutil.rmtree(p, ignore_errors=True)
@@ -95,28 +98,63 @@ class _PlannedRecipe:
         self.seconds = seconds
 
 
+@dataclass
+class FinalJob:
+    """One final training: the trial (or planned recipe) it retrains, its folder tag, its case split, and the
+    trial's model it starts from (None: from scratch)."""
+    trial: optuna.trial.FrozenTrial | _PlannedRecipe
+    tag: str
+    train: list[str]
+    val: list[str]
+    init_from: Path | None = None
+
+
+@dataclass
+class InferenceChoice:
+    """What validation decided: flip TTA and per-class largest component, with the predictions that decided it."""
+    tta: bool
+    tta_dice: dict[bool, float]
+    largest_component: list[int]
+    names: list[str]
+    predictions: list[np.ndarray]
+    truths: list[np.ndarray]
+    spacings: list[tuple]
+
+
 def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = NULL_EVENTS,
                     n_predictions: int = 4, plan: dict | None = None, extra_seconds: float = 0.0) -> dict:
-    """Retrain top-K (or K folds of the best), ensemble, decide post-processing, write best/, predictions/.
+    """Plan the final trainings → train them → choose inference on validation → install ``best/`` once → write
+    the validation predictions and ``final/final.json``.
 
-    With no completed trial and a ``plan``, the planned recipe (with the base config over it) is trained instead,
-    for ``final_time`` + ``extra_seconds`` (the plan's budget without a final time): a search always ends with a
-    model, and the user is told why it is not a searched one."""
-    from AutoSegCore.data.dataset import read_case
-    from AutoSegCore.data.splits import holdout_split, kfold_splits
-    from AutoSegCore.data.writers import save_prediction
-    from AutoSegCore.search.stages import preprocess_cache, stage_fingerprint
-    from AutoSegCore.training.api import train_model
-    from AutoSegCore.training.inference import Predictor
-    from AutoSegCore.training.metrics import dice_per_class, evaluate_pair
-    from AutoSegCore.training.postprocess import decide_largest_component, keep_largest_component
-
+    Retrains the top-K trials (or K folds of the best).  With no completed trial and a ``plan``, the planned recipe
+    (with the base config over it) is trained instead, for ``final_time`` + ``extra_seconds`` (the plan's budget
+    without a final time): a search always ends with a model, and the user is told why it is not a searched one."""
     t0 = time.time()
-    work = Path(settings.out).resolve()
-    top = rank_trials(study, max(1, settings.final_top_k))
-    if not top and plan is None:
+    folder = SearchDir(Path(settings.out).resolve())
+    jobs = plan_final(settings, study, ds, folder, plan, extra_seconds, events)
+    if not jobs:
         events.emit("log", message="no completed trial: nothing to retrain")
         return {"members": [], "error": "no completed trial"}
+    members, per_member = train_members(settings, ds, folder, jobs, events)
+    choice = choose_inference(settings, ds, members, jobs)
+    best = install_best(folder.root, members, ds.labels, choice.largest_component, choice.tta)
+    summary = write_final(settings, ds, folder, choice, per_member, n_predictions)
+    summary.update(seconds=time.time() - t0, best=str(best))
+    write_json(folder.final_record, summary)
+    events.emit("artifact", kind="model", path=str(best))
+    return summary
+
+
+def plan_final(settings, study: optuna.Study, ds, folder: SearchDir, plan: dict | None, extra_seconds: float,
+               events: EventWriter) -> list[FinalJob]:
+    """The final trainings: top-K trials on the search's holdout split, or K folds of the best; the planned
+    recipe when no trial completed (and a plan exists); [] when there is nothing to train.  Each starts from its
+    trial's weights where ``start_from`` allows it."""
+    from AutoSegCore.data.splits import holdout_split, kfold_splits
+
+    top = rank_trials(study, max(1, settings.final_top_k))
+    if not top and plan is None:
+        return []
     if not top:
         from AutoSegCore.planning import planned_config
 
@@ -125,48 +163,94 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
                                    f"{seconds / 60:.1f} min instead (a longer --time lets trials finish)")
         top = [_PlannedRecipe(planned_config(plan, settings.base_config), seconds)]
     names = sorted(c.name for c in ds.cases if c.name not in set(settings.holdout))
-    jobs: list[tuple[optuna.trial.FrozenTrial, str, list[str], list[str]]] = []
+    seen = set((study.user_attrs.get("cases") or {}).get("train") or [])
     if settings.final_folds and settings.final_folds > 1:
-        for f, (tr, va) in enumerate(kfold_splits(names, settings.final_folds, settings.seed)):
-            jobs.append((top[0], f"fold{f}", tr, va))
+        jobs = [FinalJob(top[0], f"fold{f}", tr, va)
+                for f, (tr, va) in enumerate(kfold_splits(names, settings.final_folds, settings.seed))]
     else:
         tr, va = holdout_split(names, settings.val_fraction, settings.seed)
-        for i, t in enumerate(top):
-            jobs.append((t, "planned" if isinstance(t, _PlannedRecipe) else f"rank{i}_trial{t.number}", tr, va))
+        jobs = [FinalJob(t, "planned" if isinstance(t, _PlannedRecipe) else f"rank{i}_trial{t.number}", tr, va)
+                for i, t in enumerate(top)]
+    for job in jobs:
+        job.init_from = start_from(folder, job, seen)
+    return jobs
+
+
+def start_from(folder: SearchDir, job: FinalJob, trial_train_cases: set[str]) -> Path | None:
+    """The trial's model folder a final training may start from: a trial (not the planned recipe) whose model is
+    kept, that trained the full network (not a proxy network) and never
+    trained on the final's validation cases — which k folds always do, and proxy data may — so the validation
+    that chooses TTA and post-processing stays unseen."""
+    if isinstance(job.trial, _PlannedRecipe) or job.trial.number is None:
+        return None
+    attrs = job.trial.user_attrs
+    if (attrs.get("config") or {}).get("network") != (attrs.get("full_config") or {}).get("network"):
+        return None                      # a proxy network: nothing to start the full one from
+    model = folder.trial(job.trial.number)
+    if not (model / "model.pt").is_file() or trial_train_cases & set(job.val):
+        return None
+    return model
+
+
+def member_config(settings, job: FinalJob, n_jobs: int) -> dict:
+    """The trial's full-fidelity config with the final budget: ``--final-time`` (or the planned recipe's
+    seconds) shared equally, else ``--final-epochs``; the search's seed and steps per epoch."""
+    cfg = copy.deepcopy(job.trial.user_attrs["full_config"])
+    cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
+    planned = isinstance(job.trial, _PlannedRecipe)
+    if settings.final_time or planned:         # equal shares, one training after another
+        cfg["training"]["time_limit"] = (job.trial.seconds if planned else float(settings.final_time)) / n_jobs
+    if cfg["training"].get("time_limit"):     # --final-time, or the base config's own limit for each member
+        cfg["training"]["epochs"] = int(settings.final_epochs or EPOCH_CAP_WITH_TIME_LIMIT)
+    cfg["training"]["seed"] = settings.seed
+    steps = settings.final_steps_per_epoch or settings.steps_per_epoch
+    if steps:
+        cfg["training"]["steps_per_epoch"] = steps
+    return cfg
+
+
+def train_members(settings, ds, folder: SearchDir, jobs: list[FinalJob],
+                  events: EventWriter) -> tuple[list[Path], list[dict]]:
+    """Train each final job into ``final/<tag>``, one after another; their folders and what each measured."""
+    from AutoSegCore.search.stages import preprocess_cache, stage_fingerprint
+    from AutoSegCore.training.api import train_model
+
     members, per_member = [], []
-    for i, (t, tag, tr, va) in enumerate(jobs):
-        cfg = copy.deepcopy(t.user_attrs["full_config"])
-        cfg["training"]["epochs"] = int(settings.final_epochs or settings.epochs)
-        planned = isinstance(t, _PlannedRecipe)
-        if settings.final_time or planned:         # equal shares, one training after another
-            cfg["training"]["time_limit"] = (t.seconds if planned else float(settings.final_time)) / len(jobs)
-        if cfg["training"].get("time_limit"):     # --final-time, or the base config's own limit for each member
-            cfg["training"]["epochs"] = int(settings.final_epochs or EPOCH_CAP_WITH_TIME_LIMIT)
-        cfg["training"]["seed"] = settings.seed
-        steps = settings.final_steps_per_epoch or settings.steps_per_epoch
-        if steps:
-            cfg["training"]["steps_per_epoch"] = steps
-        out = work / "final" / tag
-        events.emit("progress", fraction=i / len(jobs), message=f"final training {tag} ({i + 1}/{len(jobs)})")
-        fingerprint, _ = stage_fingerprint(ds, tr, work)        # the search's, when it trained on these cases
-        res = train_model(ds, cfg, out, train_cases=tr, val_cases=va, device=settings.device, events=events,
-                          cache=preprocess_cache(cfg, ds, tr, fingerprint, work / "cache"), trial=-1 - i)
+    for i, job in enumerate(jobs):
+        cfg = member_config(settings, job, len(jobs))
+        out = folder.final(job.tag)
+        events.emit("progress", fraction=i / len(jobs), message=f"final training {job.tag} ({i + 1}/{len(jobs)})")
+        fingerprint, _ = stage_fingerprint(ds, job.train, folder.root)      # the search's, when it trained on these cases
+        res = train_model(ds, cfg, out, train_cases=job.train, val_cases=job.val, device=settings.device,
+                          events=events, cache=preprocess_cache(cfg, ds, job.train, fingerprint, folder.cache),
+                          trial=-1 - i, init_from=job.init_from)
         members.append(out)
-        per_member.append({"trial": t.number, "tag": tag, "params": t.params, "full_val_dice": res.val_dice,
+        t = job.trial
+        per_member.append({"trial": t.number, "tag": job.tag, "params": t.params, "full_val_dice": res.val_dice,
                            "proxy_val_dice": t.user_attrs.get("val_dice"), "val_dice_per_class": res.val_dice_per_class,
-                           "train_cases": tr, "val_cases": va, "seconds": res.seconds})
-    # validation predictions (original geometry) of the ensemble — or out-of-fold for k-fold members
-    best = install_best(work, members, ds.labels, [])
+                           "train_cases": job.train, "val_cases": job.val, "seconds": res.seconds,
+                           "started_from": read_json(out / "model.json").get("started_from")})
+    return members, per_member
+
+
+def choose_inference(settings, ds, members: list[Path], jobs: list[FinalJob]) -> InferenceChoice:
+    """Predict the validation cases (original geometry) with the ensemble of ``members`` — out-of-fold for k-fold
+    members — with and without flip TTA (``--final-tta auto``), keep TTA only where it scores higher, then decide
+    largest-component post-processing per class on the chosen predictions (nnU-Net's rule)."""
+    from AutoSegCore.data.dataset import read_case
+    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.training.metrics import dice_per_class
+    from AutoSegCore.training.postprocess import decide_largest_component
+
     classes = [c for c in sorted(ds.labels) if c > 0]
-    truths, spacings, names_val = [], [], []
     if settings.final_folds and settings.final_folds > 1:
-        pairs = [(Predictor(m, device=settings.device), job[3]) for m, job in zip(members, jobs)]
+        pairs = [(Predictor([m], device=settings.device), job.val) for m, job in zip(members, jobs)]
     else:
-        pairs = [(Predictor(best, device=settings.device), jobs[0][3])]
-    # flip TTA: "auto" predicts validation both ways and keeps TTA only where it scores higher (as LCC below)
+        pairs = [(Predictor(members, device=settings.device), jobs[0].val)]
     can_flip = any(info.get("flip_axes") for p, _ in pairs for _, info, _ in p.members)
     modes = {"auto": [False, True] if can_flip else [False], "on": [True], "off": [False]}[settings.final_tta]
     by_mode: dict[bool, list] = {m: [] for m in modes}
+    truths, spacings, names = [], [], []
     for predictor, val_names in pairs:
         predictor.largest_component = []
         for n in val_names:
@@ -176,26 +260,34 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
                 by_mode[mode].append(predictor.predict_array(arr.image, arr.affine, n))
             truths.append(arr.label)
             spacings.append(arr.spacing)
-            names_val.append(n)
+            names.append(n)
     tta_dice = {mode: float(np.mean([np.mean(list(dice_per_class(p, t, classes).values()) or [0.0])
                                      for p, t in zip(preds, truths)])) if truths else 0.0
                 for mode, preds in by_mode.items()}
     tta = max(modes, key=lambda m: (tta_dice[m], not m))          # a tie keeps the cheaper prediction
-    preds = by_mode[tta]
-    lcc = decide_largest_component(preds, truths, classes)
-    best = install_best(work, members, ds.labels, lcc, tta)
-    final_preds = [keep_largest_component(p, lcc) for p in preds]
-    metrics = [evaluate_pair(p, t, ds.labels, sp) for p, t, sp in zip(final_preds, truths, spacings)]
+    lcc = decide_largest_component(by_mode[tta], truths, classes)
+    return InferenceChoice(tta, tta_dice, lcc, names, by_mode[tta], truths, spacings)
+
+
+def write_final(settings, ds, folder: SearchDir, choice: InferenceChoice, per_member: list[dict],
+                n_predictions: int) -> dict:
+    """The ensemble's validation scores with the chosen inference, the first ``n_predictions`` validation
+    predictions in ``predictions/``, and the record of the final training (returned; the caller writes it)."""
+    from AutoSegCore.data.dataset import read_case
+    from AutoSegCore.data.writers import save_prediction
+    from AutoSegCore.training.metrics import evaluate_pair
+    from AutoSegCore.training.postprocess import keep_largest_component
+
+    classes = [c for c in sorted(ds.labels) if c > 0]
+    final_preds = [keep_largest_component(p, choice.largest_component) for p in choice.predictions]
+    metrics = [evaluate_pair(p, t, ds.labels, sp) for p, t, sp in zip(final_preds, choice.truths, choice.spacings)]
     ens = {"val_dice": float(np.mean([m["mean_dice"] for m in metrics])),
            "val_dice_per_class": {ds.labels[c]: float(np.mean([m["dice"][ds.labels[c]] for m in metrics]))
                                   for c in classes},
-           "cases": dict(zip(names_val, [m["mean_dice"] for m in metrics]))}
-    for n, p in list(zip(names_val, final_preds))[:n_predictions]:
+           "cases": dict(zip(choice.names, [m["mean_dice"] for m in metrics]))}
+    for n, p in list(zip(choice.names, final_preds))[:n_predictions]:
         arr = read_case(ds.case(n))
-        save_prediction(p, arr.affine, ds.labels, work / "predictions", n)
-    summary = {"members": per_member, "ensemble": ens, "largest_component": lcc, "tta": tta,
-               "tta_val_dice": {("on" if m else "off"): v for m, v in tta_dice.items()}, "folds": settings.final_folds,
-               "top_k": settings.final_top_k, "seconds": time.time() - t0, "best": str(best)}
-    write_json(work / "final" / "summary.json", summary)
-    events.emit("artifact", kind="model", path=str(best))
-    return summary
+        save_prediction(p, arr.affine, ds.labels, folder.predictions, n)
+    return {"members": per_member, "ensemble": ens, "largest_component": choice.largest_component, "tta": choice.tta,
+            "tta_val_dice": {("on" if m else "off"): v for m, v in choice.tta_dice.items()},
+            "folds": settings.final_folds, "top_k": settings.final_top_k}

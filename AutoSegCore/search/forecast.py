@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from AutoSegCore.search.search_dir import SearchDir
 from AutoSegCore.utils.durations import format_duration
 from AutoSegCore.utils.io import read_json, write_json
 
-FORECAST_FILE = "forecast.json"
 TRIAL_STARTUP_SECONDS = 1.0      # a trial's process start (fork server) + imports: bench/search_speedup.py, ~1 s
 MEASURED_STEPS = 3               # timed steps per net (the fastest counts) after a warm-up step (2 if it took > 2 s)
 
@@ -213,7 +213,7 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
     if train_cases is None:
         train_cases, val_cases = holdout_split(pool, s.val_fraction, s.seed)
     val_cases = list(val_cases or [])
-    work = Path(s.out)
+    cache = SearchDir(s.out).cache
     if fingerprint is None:        # alone: not the search's stage output (its cases may differ from the search's)
         from AutoSegCore.data.fingerprint import compute_fingerprint
 
@@ -222,7 +222,7 @@ def forecast_search(settings, *, ds=None, train_cases: list[str] | None = None, 
     trial_cfg, full_cfg = _trial_config(space, params, s.base_config, fidelity, s.epochs, s.steps_per_epoch, plan)
     threads = s.threads_per_job()
     device = s.device
-    trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, work / "cache", device, threads,
+    trial_timing = _measure(trial_cfg, ds, train_cases, val_cases, fingerprint, cache, device, threads,
                             s.trial_memory_gb)
 
     # one trial: start-up + epochs × (steps × step + validation on val_every epochs and the last)
@@ -279,7 +279,7 @@ def forecast_final(s, full_cfg: dict, ds, fingerprint: dict, *, trial_timing: di
         and full_cfg["training"].get("batch_size") == trial_cfg["training"].get("batch_size")
     # the final training runs alone, with every core (a trial's step was timed with one trial's share)
     full = dict(trial_timing) if same_net and s.jobs == 1 else _measure(
-        full_cfg, ds, final_train, final_val, fingerprint, Path(s.out) / "cache", s.device,
+        full_cfg, ds, final_train, final_val, fingerprint, SearchDir(s.out).cache, s.device,
         s.threads_per_job() * s.jobs)
     fval_every = int(full_cfg["training"].get("val_every", 1))
     fval_epochs = len({e for e in range(1, fepochs + 1) if e % fval_every == 0} | {fepochs})
@@ -310,7 +310,7 @@ def describe_forecast(f: dict) -> str:
 
 def record_actual(work: str | Path, *, search_seconds: float | None = None, final_seconds: float | None = None) -> dict | None:
     """Add the measured wall-clock (and actual/forecast ratios) to ``work/forecast.json``; None without one."""
-    path = Path(work) / FORECAST_FILE
+    path = SearchDir(work).forecast
     if not path.is_file():
         return None
     f = read_json(path)

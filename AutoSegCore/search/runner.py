@@ -22,19 +22,19 @@ import optuna
 
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.search.launcher import TrialLauncher
-from AutoSegCore.search.packing import LongestFirstPacking
+from AutoSegCore.search.packing import pack_longest_first
+from AutoSegCore.search.prepare import PreparedStudy, prepare_study
 from AutoSegCore.search.processes import describe_exit, kill_tree  # noqa: F401 - kill_tree: part of the runner's API
-from AutoSegCore.search.recovery import DeadWorkerRecovery
+from AutoSegCore.search.recovery import recover_interrupted
 from AutoSegCore.search.settings import SearchSettings
-from AutoSegCore.search.setup import StudySetup
 from AutoSegCore.utils.signals import finish_stop_undisturbed
 from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.utils.storage_url import child_env, redact
-from AutoSegCore.search.summary import FINISHED, StudySummary, counted, describe_summary  # noqa: F401
+from AutoSegCore.search.summary import counted, describe_summary, study_summary  # noqa: F401 - describe_summary: API
 from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
 from AutoSegCore.search.trial_spec import TrialSpec
-from AutoSegCore.strategies.penalty import REQUEUED, REQUEUED_ATTR
+from AutoSegCore.strategies.penalty import FINISHED, REQUEUED, REQUEUED_ATTR
 from AutoSegCore.utils.io import read_json
 
 RECOVERY_SECONDS = GRACE_SECONDS       # how often a running study looks for trials of dead workers
@@ -52,19 +52,30 @@ class RunningTrial:
     reported_epochs: set = field(default_factory=set)
 
 
-class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySummary):
-    """Runs (or resumes, or joins) one study: ``prepare`` (search/setup.py) then ``run_trials``, the loop here;
-    dead-worker recovery, longest-first packing and the summary are in their own modules."""
+class SearchRunner:
+    """Runs (or resumes, or joins) one study: ``prepare`` (``search/prepare.py``: the study opened, the cases
+    selected, the plan made, once, as a :class:`PreparedStudy`) then ``run_trials``, the loop here; dead-worker
+    recovery, longest-first packing and the summary are plain functions of the prepared study."""
 
     def __init__(self, settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, join: bool = False) -> None:
         self.settings = settings
         self.events = events
         self.join = join
-        self.work = Path(settings.out).resolve()
         self.host = socket.gethostname()
         self.launcher = TrialLauncher()
+        self.prepared: PreparedStudy | None = None
         self.stop_requested = False
         self.parent_gpu: dict[str, tuple[int, int]] = {}    # what this process keeps per GPU (release_parent_gpu)
+
+    def prepare(self) -> PreparedStudy:
+        """Open or create the study, select the cases, plan (``prepare.prepare_study``); the fork server starts
+        meanwhile."""
+        self.prepared = prepare_study(self.settings, self.events, launcher=self.launcher, host=self.host,
+                                      join=self.join)
+        return self.prepared
+
+    def study_summary(self, seconds: float) -> dict:
+        return study_summary(self.prepared, seconds)
 
     # -------------------------------------------------------------------------------------------- loop
     def _out_of_time(self, started: float) -> bool:
@@ -75,61 +86,59 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             return False
         if self.settings.trials is None:
             return True
-        trials = self.study.get_trials(deepcopy=False)
+        trials = self.prepared.study.get_trials(deepcopy=False)
         if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
             return True        # re-queued trials always run
-        return self._counted(trials) < self.settings.trials
-
-    _counted = staticmethod(counted)
+        return counted(trials) < self.settings.trials
 
     def _start_trial(self, running: list[RunningTrial] | None = None) -> RunningTrial | None:
-
-        trial = self.study.ask()
-        params = self.space.suggest(trial)
-        if not self.space.is_legal(params):
-            pen = list(self.space.worst_objectives())
+        p = self.prepared
+        trial = p.study.ask()
+        params = p.space.suggest(trial)
+        if not p.space.is_legal(params):
+            pen = list(p.space.worst_objectives())
             trial.set_user_attr("error", "illegal architecture")
             trial.set_user_attr("penalty", pen)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            p.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=params,
                              error="illegal architecture", value=None)
             return None
-        full_config = self.space.to_config(params, self.settings.base_config, self.plan)
-        config = {**full_config, "network": self.fidelity.apply_network(full_config["network"])}
+        full_config = p.space.to_config(params, self.settings.base_config, p.plan)
+        config = {**full_config, "network": p.fidelity.apply_network(full_config["network"])}
         # trials are budgeted in epochs (their values are Dice at one fidelity): a base config's time_limit is
         # for trainings of a single config (the final one gets --final-time), never for a trial
         config["training"] = {**config["training"], "epochs": self.settings.epochs, "seed": self.settings.seed, "time_limit": None}
         if self.settings.steps_per_epoch:
             config["training"]["steps_per_epoch"] = self.settings.steps_per_epoch
-        trial_dir = self.work / "trials" / f"{trial.number:04d}"
+        trial_dir = p.folder.trial(trial.number)
         trial_dir.mkdir(parents=True, exist_ok=True)
         device, fraction = self._trial_device([rt.device for rt in running or []])
         spec = TrialSpec(
-            number=trial.number, trial_id=trial._trial_id, storage=self.storage_url, study_name=self.settings.study_name,
-            strategy=self.settings.strategy, directions=self.directions, data=str(Path(self.settings.data).resolve()),
-            config=config, train_cases=self.train_cases, val_cases=self.val_cases, min_epochs=self.settings.min_epochs,
+            number=trial.number, trial_id=trial._trial_id, storage=p.storage_url, study_name=self.settings.study_name,
+            strategy=self.settings.strategy, directions=p.directions, data=str(Path(self.settings.data).resolve()),
+            config=config, train_cases=p.train_cases, val_cases=p.val_cases, min_epochs=self.settings.min_epochs,
             threads=self.settings.threads_per_job(), device=device, memory_fraction=fraction,
-            memory_gb=self.settings.trial_memory_gb, cache_dir=str(self.work / "cache"),
-            resume_from=trial.user_attrs.get("resume_from"), fingerprint=str(self.fingerprint_path),
+            memory_gb=self.settings.trial_memory_gb, cache_dir=str(p.folder.cache),
+            resume_from=trial.user_attrs.get("resume_from"), fingerprint=str(p.fingerprint_path),
             preprocessor=self._preprocessor_file(config))
         spec.write(trial_dir)
         trial.set_user_attr("config", config)
         trial.set_user_attr("full_config", full_config)
-        trial.set_user_attr("fidelity", self.fidelity.to_dict())
+        trial.set_user_attr("fidelity", p.fidelity.to_dict())
         # the storage password (if the URL has one) travels in the child's environment, not in spec.json
-        proc = self.launcher.start(trial_dir, child_env(self.storage_url), trial_dir / "log.txt")
-        self.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
+        proc = self.launcher.start(trial_dir, child_env(p.storage_url), trial_dir / "log.txt")
+        p.study._storage.set_trial_system_attr(trial._trial_id, "autoseg_worker", {
             "host": self.host, "parent_pid": os.getpid(), "child_pid": proc.pid, "trial_dir": str(trial_dir)})
         self.events.emit("trial_started", trial=trial.number, params=params, pid=proc.pid,
-                         fidelity=self.fidelity.to_dict())
+                         fidelity=p.fidelity.to_dict())
         return RunningTrial(trial, proc, trial_dir, params, time.time(), device=device)
 
     def _preprocessor_file(self, config: dict) -> str | None:
         """The trial's fitted preprocessing as a stage output; None for a config that cannot build one (its trial
         then fails on it, in its own process, as any bad config does)."""
         try:
-            return str(preprocessor_file(config, self.ds, self.train_cases, self.fingerprint,
-                                         self.work / "preprocessing"))
+            p = self.prepared
+            return str(preprocessor_file(config, p.ds, p.train_cases, p.fingerprint, p.folder.preprocessing))
         except Exception:
             return None
 
@@ -204,9 +213,9 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                 error, kind = reason or describe_exit(code if code is not None else -9, tail), "killed"
             trial.set_user_attr("error", error)
             trial.set_user_attr("error_kind", kind)
-            trial.set_user_attr("penalty", list(self.space.worst_objectives()))
+            trial.set_user_attr("penalty", list(self.prepared.space.worst_objectives()))
             trial.set_user_attr("seconds", time.time() - rt.started)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.prepared.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.events.emit("trial_finished", trial=trial.number, state="FAIL", params=rt.params, error=error,
                              value=None)
             return
@@ -214,18 +223,18 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             trial.set_user_attr(key, result.get(key))
         trial.set_user_attr("history", read_metrics(rt.trial_dir))      # the study's one per-epoch record
         if result["status"] == "pruned":
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.prepared.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self.events.emit("trial_finished", trial=trial.number, state="PRUNED", params=rt.params,
                              value=result["val_dice"], epochs=result["epochs"])
             return
-        values = self.space.objectives(result)
-        self.study.tell(trial, values if len(values) > 1 else values[0])
+        values = self.prepared.space.objectives(result)
+        self.prepared.study.tell(trial, values if len(values) > 1 else values[0])
         self.events.emit("trial_finished", trial=trial.number, state="COMPLETE", params=rt.params,
                          value=values[0] if len(values) == 1 else list(values), val_dice=result["val_dice"],
                          epochs=result["epochs"], seconds=result["seconds"])
 
     def _heartbeat(self, running: list[RunningTrial]) -> None:
-        record = getattr(self.study._storage, "record_heartbeat", None)
+        record = getattr(self.prepared.study._storage, "record_heartbeat", None)
         if record:
             for rt in running:
                 try:
@@ -236,17 +245,17 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
     def run_trials(self) -> dict:
         """Run trials until the trial count or time budget is reached; resumable and safe to run on many hosts."""
         started = time.time()
-        requeued = self.recover_interrupted()
+        requeued = recover_interrupted(self.prepared.study, self.host)
         self.events.emit("study_started", study=self.settings.study_name, storage=self._public_storage(),
-                         space=self.settings.space, strategy=self.settings.strategy, fidelity=self.fidelity.to_dict(),
-                         trials=self.settings.trials, jobs=self.settings.jobs, resumed_trials=len(self.study.trials),
+                         space=self.settings.space, strategy=self.settings.strategy, fidelity=self.prepared.fidelity.to_dict(),
+                         trials=self.settings.trials, jobs=self.settings.jobs, resumed_trials=len(self.prepared.study.trials),
                          requeued=requeued)
-        if self.fixed_by_proxy_net:
-            self.events.emit("log", message=f"proxy net {self.fidelity.net_label}: not searching "
-                             f"{', '.join(self.fixed_by_proxy_net)} (every trial's proxy network has the same value); "
+        if self.prepared.fixed_by_proxy_net:
+            self.events.emit("log", message=f"proxy net {self.prepared.fidelity.net_label}: not searching "
+                             f"{', '.join(self.prepared.fixed_by_proxy_net)} (every trial's proxy network has the same value); "
                              "the final network takes them from the base config")
         if not self.join:
-            self._pack_longest_first()
+            pack_longest_first(self.prepared, self.events)
         self.release_parent_gpu()
         running: list[RunningTrial] = []
         last_beat, last_recovery = 0.0, time.time()
@@ -264,7 +273,7 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                     last_beat = time.time()
                 if time.time() - last_recovery > RECOVERY_SECONDS:      # a peer that died mid-study
                     last_recovery = time.time()
-                    reclaimed = self.recover_interrupted()
+                    reclaimed = recover_interrupted(self.prepared.study, self.host)
                     if reclaimed:
                         self.events.emit("log", message=f"re-queued {reclaimed} trial(s) of a dead worker; they "
                                                         "continue from their last checkpoint")
@@ -317,17 +326,17 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
                 rt.trial.set_user_attr("error", error)
                 rt.trial.set_user_attr(REQUEUED_ATTR, True)
                 rt.trial.set_user_attr("seconds", time.time() - rt.started)
-                self.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
+                self.prepared.study.tell(rt.trial, state=optuna.trial.TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 self._reclaimed_meanwhile(rt)
                 continue
-            self.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
+            self.prepared.study.enqueue_trial(rt.params, user_attrs={"resume_from": str(rt.trial_dir),
                                                             "requeued_from": rt.trial.number})
             self.events.emit("trial_finished", trial=rt.trial.number, state="FAIL", params=rt.params, error=error,
                              value=None, requeued=True)
 
     def _progress(self, started: float) -> None:
-        trials = self.study.get_trials(deepcopy=False, states=FINISHED)
+        trials = self.prepared.study.get_trials(deepcopy=False, states=FINISHED)
         if self.settings.trials:
             frac = min(1.0, len(trials) / self.settings.trials)
         elif self.settings.time_limit:
@@ -339,4 +348,4 @@ class SearchRunner(StudySetup, DeadWorkerRecovery, LongestFirstPacking, StudySum
             self.events.emit("progress", fraction=frac, message=f"{len(trials)} trials finished")
 
     def _public_storage(self) -> str:
-        return redact(self.storage_url)
+        return redact(self.prepared.storage_url)

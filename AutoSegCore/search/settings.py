@@ -101,6 +101,7 @@ class SearchSettings:
     final: bool = True
     holdout: list[str] = field(default_factory=list)   # cases the search and the final training never see
     plan: bool = True                         # trials merged over the dataset's plan (False: the bare defaults)
+    plan_trial: bool = True                   # a fresh study's first trial is the planned recipe (when expressible)
 
     def __post_init__(self) -> None:
         for name in ("jobs", "epochs", "seed", "final_top_k", "final_folds"):

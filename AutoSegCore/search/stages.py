@@ -12,9 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from AutoSegCore.search.search_dir import SearchDir
 from AutoSegCore.utils.io import read_json, write_json
 
-FINGERPRINT_FILE = "fingerprint.json"
 
 
 def _matches(path: Path, cases: list[str]) -> dict | None:
@@ -37,14 +37,14 @@ def stage_fingerprint(ds, cases: list[str], work: str | Path) -> tuple[dict, Pat
     search's cases), else computed, reading each case once."""
     from AutoSegCore.data.fingerprint import compute_fingerprint, save_fingerprint
 
-    work = Path(work)
-    main = work / FINGERPRINT_FILE
+    folder = SearchDir(work)
+    main = folder.fingerprint
     key = hashlib.sha1(json.dumps(list(cases)).encode()).hexdigest()[:16]
-    for path in (main, work / "fingerprints" / f"{key}.json"):
+    for path in (main, folder.fingerprint_of(key)):
         saved = _matches(path, cases) if path.is_file() else None
         if saved is not None:
             return saved, path
-    path = main if not main.is_file() else work / "fingerprints" / f"{key}.json"
+    path = main if not main.is_file() else folder.fingerprint_of(key)
     fp = compute_fingerprint(ds.subset(cases))
     save_fingerprint(fp, path)
     return fp, path
@@ -55,9 +55,9 @@ def stage_plan(fingerprint: dict, work: str | Path, *, device: str, budget: floa
     """The search's plan (``AutoSegCore.planning``) as ``work/plan.json``: ``saved`` (the study's own, for a
     resumed run or a joining worker), else the file a first run wrote, else made from the fingerprint now (on a
     CPU: a few timed steps)."""
-    from AutoSegCore.planning import PLAN_FILE, load_plan, plan_dataset, save_plan
+    from AutoSegCore.planning import load_plan, plan_dataset, save_plan
 
-    path = Path(work) / PLAN_FILE
+    path = SearchDir(work).plan
     plan = saved or (load_plan(path) if path.is_file() else None)
     if plan is None:
         plan = plan_dataset(fingerprint=fingerprint, device=device, budget=budget)

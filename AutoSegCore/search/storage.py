@@ -29,7 +29,10 @@ GRACE_SECONDS = 30
 
 
 def default_storage_url(work_dir: str | Path) -> str:
-    return f"sqlite:///{Path(work_dir).resolve() / 'study.db'}"
+    """The folder's own SQLite study (``--out``'s ``study.db``), by absolute path."""
+    from AutoSegCore.search.search_dir import SearchDir
+
+    return f"sqlite:///{SearchDir(Path(work_dir).resolve()).study_db}"
 
 
 def open_storage(url: str, *, heartbeat: bool = True, must_exist: bool = False) -> optuna.storages.BaseStorage:

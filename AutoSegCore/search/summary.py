@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import optuna
 
-from AutoSegCore.strategies.penalty import state_counts, was_requeued
+from AutoSegCore.strategies.penalty import FINISHED, state_counts, was_requeued
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+PLANNED_ATTR = "planned"        # user attribute of the trial that trains the planned recipe
 
 
 def describe_summary(summary: dict) -> str:
@@ -31,22 +31,22 @@ def counted(trials) -> int:
                for t in trials)
 
 
-class StudySummary:
-    """``study_summary`` of the runner (a mixin of :class:`~AutoSegCore.search.runner.SearchRunner`)."""
-
-    def study_summary(self, seconds: float) -> dict:
-        trials = self.study.get_trials(deepcopy=False)
-        counts = state_counts(trials)
-        best = None
-        if len(self.directions) == 1:
-            try:
-                bt = self.study.best_trial
-                best = {"number": bt.number, "value": bt.value, "params": bt.params,
-                        "folder": str(self.work / "trials" / f"{bt.number:04d}")}
-            except ValueError:
-                best = None
-        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
-        last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
-                       "folder": str(self.work / "trials" / f"{failed[-1].number:04d}")} if failed else None)
-        return {"study": self.settings.study_name, "out": str(self.work), "counts": counts, "best": best,
-                "seconds": seconds, "last_error": last_error}
+def study_summary(p, seconds: float) -> dict:
+    """Counts per state, the best trial (single objective) and the last real failure of the prepared study ``p``
+    (``prepare.PreparedStudy``) after ``seconds`` of running."""
+    trials = p.study.get_trials(deepcopy=False)
+    counts = state_counts(trials)
+    best = None
+    if len(p.directions) == 1:
+        try:
+            bt = p.study.best_trial
+            best = {"number": bt.number, "planned": bool(bt.user_attrs.get(PLANNED_ATTR)), "value": bt.value,
+                    "params": bt.params, "val_dice_per_class": bt.user_attrs.get("val_dice_per_class"),
+                    "folder": str(p.folder.trial(bt.number))}
+        except ValueError:
+            best = None
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and not was_requeued(t)]
+    last_error = ({"trial": failed[-1].number, "error": failed[-1].user_attrs.get("error", "unknown"),
+                   "folder": str(p.folder.trial(failed[-1].number))} if failed else None)
+    return {"study": p.settings.study_name, "out": str(p.folder.root), "counts": counts, "best": best,
+            "seconds": seconds, "last_error": last_error}

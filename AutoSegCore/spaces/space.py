@@ -177,6 +177,38 @@ class SearchSpace:
             cfg = fit_network(plan, cfg)
         return self._finish(cfg, used)
 
+    def planned_point(self, base: dict | None = None, plan: dict | None = None) -> dict | None:
+        """The point whose config is the one the space starts from — the plan under ``base`` and the space's
+        ``fixed`` values: relative offsets 0, scales 1, every other parameter at the value the config holds.
+
+        A search queues it first, so the recipe ``autoseg train`` would train competes at the trials' fidelity
+        and a searched config wins only by beating it.  None when the space cannot express that config (a value
+        outside a range or missing from a choice list, a parameter without a config key, e.g. a DAG space)."""
+        cfg = self._base_config(base, validate=False, plan=plan)
+        point: dict = {}
+        for p in self.params:
+            if not p.is_active(point):
+                continue
+            if not p.config:
+                return None
+            if p.relative:
+                value = 0 if p.relative == "offset" else 1
+            else:
+                try:
+                    value = get_key(cfg, p.config)
+                except (KeyError, IndexError, TypeError):
+                    return None
+                value = int(bool(value)) if p.cast == "bool" else value
+            try:
+                point[p.name] = p.check_value(value, "the plan")
+            except ConfigError:
+                return None
+        try:
+            self.to_config(point, base, plan)
+        except ConfigError:
+            return None
+        return point
+
     def is_legal(self, params: dict) -> bool:
         """Whether the point gives a buildable network and a valid config (e.g. False for illegal SegNAS DAGs)."""
         try:

@@ -16,9 +16,8 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from AutoSegCore.strategies.encoding import UnitCube, decode_value
-from AutoSegCore.strategies.penalty import failure_value, was_requeued
+from AutoSegCore.strategies.penalty import FINISHED, failure_value, was_requeued
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class UnitCubeSampler(BaseSampler):

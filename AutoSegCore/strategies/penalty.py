@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 DICE_FLOOR = 1e-4
 STRATEGY_PENALTY = float(math.ceil(-math.log(DICE_FLOOR)))   # 10.0
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)     # the states a trial ends in
 REQUEUED = "re-queued"      # how the runner ends the error text of a trial it stopped and queued again (for people)
 REQUEUED_ATTR = "requeued"  # the trial attribute (True) that says so (for code)
 

@@ -10,7 +10,8 @@ import numpy as np
 from AutoSegCore.config import make_config
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.trainer import Trainer, TrainResult
+from AutoSegCore.training.model_io import warm_start
+from AutoSegCore.training.trainer import CHECKPOINT, Trainer, TrainResult
 
 
 def split_cases(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -26,7 +27,8 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                 val_cases: list[str] | None = None, val_fraction: float = 0.2, device: str = "auto",
                 events: EventWriter = NULL_EVENTS, callback: Callable[[int, dict], None] | None = None,
                 cache=None, cache_dir: str | Path | None = None, resume: bool = True,
-                trial: int | None = None, plan: bool | dict = False) -> TrainResult:
+                trial: int | None = None, plan: bool | dict = False,
+                init_from: str | Path | None = None) -> TrainResult:
     """Train ``config`` (merged over defaults) on ``data`` (a folder, pair list or ``Dataset``) into ``out_dir``.
 
     ``config``: a dict of the sections to change (``{"training": {"epochs": 10}}``), the path of a YAML/JSON
@@ -37,7 +39,8 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
     ``plan``: True plans the dataset first (``AutoSegCore.planning.plan_dataset`` for ``device`` and the config's
     ``training.time_limit`` as budget; what ``autoseg train`` does) and merges ``config`` over the planned recipe;
     a plan dict (``plan.json``) is used as it is; False (default) merges ``config`` over the bare defaults.  The
-    plan used is written to ``out_dir/plan.json``.
+    plan used is written to ``out_dir/plan.json``.  ``init_from``: a model folder of the same network whose weights
+    start a fresh training (a search's final training starts from its winning trial); a resumed one ignores it.
     Returns the per-epoch history, validation Dice (mean and per class) and the model folder.
     """
     from AutoSegCore.data.dataset import Dataset, load_dataset
@@ -86,6 +89,12 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                       device=device, events=events, callback=callback, trial=trial,
                       extra_info={"preprocessor": cache.preprocessor.state(), "channel_names": ds.channel_names,
                                   "dataset": ds.name, "train_cases": list(train_cases), "val_cases": val_cases})
+    if init_from is not None and not (resume and (out / CHECKPOINT).exists()):
+        why = warm_start(trainer.net, init_from, trainer.config["network"], ds.num_channels, trainer.out_classes)
+        if why is None:
+            trainer.extra_info["started_from"] = str(init_from)
+        events.emit("log", message=f"starting from the weights of {init_from}" if why is None else
+                    f"not starting from the weights of {init_from}: {why}; training from scratch")
     return trainer.fit(resume=resume)
 
 

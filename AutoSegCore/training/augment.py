@@ -18,8 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from AutoSegCore.events import NULL_EVENTS, EventWriter
+
 FG_SAMPLES = 5000           # foreground voxels kept per case for oversampled crops (a regular subsample)
 FG_PROB = 1 / 3             # share of crops centred on a foreground voxel (volumes larger than the canvas)
+BANK_SHARE = 0.5            # the cases live on the GPU when they take at most this share of its free memory
 _BIG = 1 << 40              # an out-of-range axis index: the flat index turns negative → the zero voxel 0
 
 
@@ -328,3 +331,24 @@ def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
     ry = torch.stack([cb, zero, sb, zero, one, zero, -sb, zero, cb], 1).view(-1, 3, 3)
     rz = torch.stack([cc, -sc, zero, sc, cc, zero, zero, zero, one], 1).view(-1, 3, 3)
     return rz @ ry @ rx
+
+
+def bank_fits_device(need: int, device: torch.device) -> bool:
+    """Whether ``need`` bytes of cases may live on ``device``: at most ``BANK_SHARE`` of what this process may still
+    allocate there (its free memory, under a packed trial's memory share)."""
+    if device.type != "cuda":
+        return True
+    free, total = torch.cuda.mem_get_info(device)
+    fraction = torch.cuda.get_per_process_memory_fraction(device)
+    return need <= BANK_SHARE * min(free, fraction * total - torch.cuda.memory_reserved(device))
+
+
+def case_bank(cases: list, device: torch.device, events: EventWriter = NULL_EVENTS) -> CaseBank:
+    """The training cases on the training device — or, when they would take more than ``BANK_SHARE`` of the
+    GPU's free memory (a large CT dataset), in pinned host memory, each batch then copied over."""
+    need = sum(int(np.prod(c.image.shape)) * 4 + int(np.prod(c.label.shape)) for c in cases)
+    where = device if bank_fits_device(need, device) else torch.device("cpu")
+    if where != device:
+        events.emit("log", message=f"training cases ({need / 2**30:.1f} GiB) kept in host memory: "
+                                   f"more than {BANK_SHARE:.0%} of the GPU memory free for them")
+    return CaseBank([c.image for c in cases], [c.label for c in cases], where, pin=where != device)

@@ -109,14 +109,22 @@ class Predictor:
     Arrays here (:meth:`predict_array`); files and folders with :func:`AutoSegCore.prediction.predict_files`,
     which takes this object (or a model folder): one way to predict files, above this module, not two."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto", tta: bool | None = None) -> None:
+    def __init__(self, model_dir: str | Path | list[Path], device: str = "auto", tta: bool | None = None) -> None:
+        """``model_dir``: a model or ensemble folder, or a list of model folders averaged as an ensemble (the
+        final training's members, before ``best/`` is installed; labels and inference settings of the first)."""
         from AutoSegCore.data.preprocess import Preprocessor
         from AutoSegCore.data.volumes import short_error
 
-        self.model_dir = Path(model_dir)
+        if isinstance(model_dir, (list, tuple)):
+            paths, ensemble = [Path(m) for m in model_dir], None
+            for m in paths:
+                read_model_info(m)
+            self.model_dir = paths[0]
+        else:
+            self.model_dir = Path(model_dir)
+            paths, ensemble = _model_members(self.model_dir)
         self.device = pick_device(device)
         self.members = []
-        paths, ensemble = _model_members(self.model_dir)
         for member in paths:
             net, info = load_model(member, self.device)
             where = member / INFO_FILE

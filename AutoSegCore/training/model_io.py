@@ -204,6 +204,28 @@ def _materialise(net: torch.nn.Module, state: dict, info: dict) -> torch.nn.Modu
     return net
 
 
+def warm_start(net: torch.nn.Module, model_dir: str | Path, network: dict, in_channels: int,
+               out_channels: int) -> str | None:
+    """Copy the weights of the model in ``model_dir`` into ``net`` when it is the same network (its config and
+    channel counts); returns why not otherwise, None when copied.  A final training starts from its winning
+    trial's weights this way, so the trial's training is not thrown away."""
+    model_dir = Path(model_dir)
+    try:
+        info = read_model_info(model_dir)
+        if (info["config"].get("network") != network or info["in_channels"] != in_channels
+                or info["out_channels"] != out_channels):
+            return "it trained another network"
+        state = read_weights(model_dir / MODEL_FILE)
+        net.load_state_dict(state)
+    except ConfigError as exc:
+        return exc.message
+    except RuntimeError as exc:          # torch names the tensors that do not fit
+        from AutoSegCore.data.volumes import short_error
+
+        return f"its weights do not fit ({short_error(exc)})"
+    return None
+
+
 RESUME_HINT = ("train with the config that wrote it, choose another --out, or start over with --no-resume "
                "(which replaces that checkpoint)")
 

@@ -5,8 +5,8 @@ launch-bound (the casts cost more than tensor cores save), big ones are not, and
 measurement of one net on one GPU was wrong for the next.  So on first use per (GPU model, torch, net, canvas,
 batch) a few real training steps of each setting are timed (``planning.cost.probe_step_seconds``, the trainer's
 own step on random data), the fastest wins, and the table is cached in ``precision.json`` under the user's cache
-folder; later runs read it.  fp32 runs with TF32 (``device_setup.configure_backends``).  On a CPU the rules of
-``device_setup`` stand (measured once, docs/performance.md): there is nothing per-machine to find.
+folder; later runs read it.  fp32 runs with TF32 (``kernels.configure_backends``).  On a CPU the rules of
+``numerics`` stand (measured once, docs/performance.md): there is nothing per-machine to find.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def calibrated(config: dict, in_channels: int, out_channels: int, device: torch.
 def choose_precision(config: dict, in_channels: int, out_channels: int, device: torch.device,
                      events: EventWriter = NULL_EVENTS) -> tuple[str, str]:
     """``(training.amp, training.channels_last)`` with ``auto`` resolved: on a GPU by :func:`calibrated`; on the CPU
-    (or when the user chose) unchanged, for ``device_setup``'s rules to read."""
+    (or when the user chose) unchanged, for ``numerics``' rules to read."""
     t = config["training"]
     amp, layout = str(t.get("amp", "auto")), str(t.get("channels_last", "auto"))
     if device.type != "cuda" or (amp != "auto" and layout != "auto"):

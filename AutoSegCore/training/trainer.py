@@ -22,18 +22,18 @@ import numpy as np
 import torch
 
 from AutoSegCore.config import deep_merge
-from AutoSegCore.errors import ConfigError, StopTraining, TrainingDiverged  # noqa: F401 (importable here)
+from AutoSegCore.errors import ConfigError, OutOfDeviceMemory, StopTraining, TrainingDiverged  # noqa: F401
 from AutoSegCore.events import NULL_EVENTS, EventWriter
-from AutoSegCore.training.augment import augment_on_device, safe_flip_axes
+from AutoSegCore.training.augment import augment_on_device, case_bank, safe_flip_axes
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, available as fused_available, confusion
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
-from AutoSegCore.training.device_setup import (add_confusion, amp_dtype, case_bank, choose_patch, configure_backends,
-                                               deterministic_wanted, fast_argmax, loss_layout, out_of_memory,
-                                               use_channels_last)
+from AutoSegCore.training.canvas import choose_patch
+from AutoSegCore.training.kernels import configure_backends, deterministic_wanted
 from AutoSegCore.training.model_io import RESUME_HINT, read_checkpoint, save_model
+from AutoSegCore.training.numerics import amp_dtype, loss_layout, use_channels_last
 from AutoSegCore.training.precision import choose_precision
 from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
-from AutoSegCore.training.validation import labels_on, settle_largest_component, validate_cases
+from AutoSegCore.training.validation import add_confusion, fast_argmax, labels_on, settle_largest_component, validate_cases
 from AutoSegCore.utils.device import apply_memory_cap, pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
@@ -375,7 +375,7 @@ class Trainer:
         except StopTraining:          # a stop between epochs: keep every finished epoch for the resume
             self.save_checkpoint()
         except torch.OutOfMemoryError as exc:
-            raise out_of_memory(self.device, self.epoch + 1, self.training_config["batch_size"], self.patch, self.num_params,
+            raise OutOfDeviceMemory.in_training(self.device, self.epoch + 1, self.training_config["batch_size"], self.patch, self.num_params,
                                 exc) from None
         result = TrainResult(
             model_dir=self.out_dir, epochs_done=self.epoch, val_dice=float(last_val.get("val_dice", 0.0)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from AutoSegCore.training.device_setup import add_confusion, fast_argmax
+from AutoSegCore.training.augment import host_reads_are_free
 
 
 def labels_on(device: torch.device, cases: list) -> list[torch.Tensor]:
@@ -77,3 +77,21 @@ def settle_largest_component(trainer, config: dict) -> dict:
         trainer.events.emit("log", message=f"largest-component post-processing for label(s) {chosen or 'none'}: "
                                            f"decided on {len(preds)} validation case(s)")
     return {**config, "inference": {**config["inference"], "largest_component": chosen}}
+
+
+def fast_argmax(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Index of the largest value along ``dim``; ``max(dim).indices`` is ≈ 10× faster than ``argmax`` over a
+    non-innermost dim on CPU (100 ms vs 10 ms for a batch of 4 here) and picks the same first maximum."""
+    return logits.max(dim).indices
+
+
+def add_confusion(confusion: torch.Tensor, codes: torch.Tensor, k: int) -> None:
+    """``confusion`` (k, k) += counts of ``codes`` (prediction · k + label).  ``bincount`` on CPU; elsewhere
+    ``index_add_`` into the fixed k² bins, because CUDA's ``bincount`` reads the largest code back to size its
+    output (a host sync per step)."""
+    codes = codes.flatten()
+    if host_reads_are_free(codes.device):
+        confusion += torch.bincount(codes, minlength=k * k).view(k, k)
+    else:
+        ones = torch.ones(1, dtype=confusion.dtype, device=codes.device).expand(codes.numel())
+        confusion.view(-1).index_add_(0, codes, ones)

@@ -51,3 +51,8 @@ def device(text: str) -> str:
     if DEVICE_NAME.fullmatch(value):
         return value
     raise argparse.ArgumentTypeError(f"'{text}' is not a device: use auto, cpu, cuda or cuda:N")
+
+
+def add_events_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", metavar="FILE|-", default=None,
+                        help="write JSON-lines progress events to FILE, or to stdout with '-'")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .engine_outputs import search_dir
 from .errors import ConfigError, DatasetError
 from .process import EngineProcess, ProcessState, engine_command, engine_python
 
@@ -129,12 +130,13 @@ class EngineCommands:
         return args + ({True: ["--tta"], False: ["--no-tta"]}.get(tta, []))
 
     def resolve_model_dir(self, model_dir: str | Path) -> Path:
-        """A model folder (model.pt), or a search output folder whose best/ holds one."""
+        """A model folder (model.pt) or ensemble folder (ensemble.json), or a search output folder whose best/
+        holds one."""
         root = Path(model_dir)
-        for candidate in (root, root / "best"):
-            if (candidate / "model.pt").exists():
+        for candidate in (root, search_dir(root).best):
+            if (candidate / "model.pt").exists() or (candidate / "ensemble.json").exists():
                 return candidate
-        raise DatasetError(f"{root} holds no trained model (model.pt)",
+        raise DatasetError(f"{root} holds no trained model (model.pt or ensemble.json)",
                            "pick a search output folder (with best/) or an 'autoseg train' output folder")
 
     def start_engine(self, args: Sequence[str], work_dir: str | Path, on_event: Callable[[dict], None] | None = None,

@@ -34,12 +34,23 @@ class ProxyResult:
 
 
 
+def search_dir(out_dir: str | Path):
+    """The engine's layout of a search work folder (``AutoSegCore.search.search_dir.SearchDir``)."""
+    from AutoSegCore.search.search_dir import SearchDir  # noqa: PLC0415 - the engine is installed before a search
+
+    return SearchDir(out_dir)
+
+
 class EngineOutputs:
     """Parsers of the engine's output files, as methods so the logic object offers them to every front end."""
 
+    search_dir = staticmethod(search_dir)
+
     def read_proxy_result(self, out_dir: str | Path) -> ProxyResult:
         """Parse ``proxy.json`` written by ``autoseg proxy``; cases sorted by rank."""
-        path = Path(out_dir) / "proxy.json"
+        from AutoSegCore.search.search_dir import PROXY_FILE  # noqa: PLC0415 - autoseg proxy's file, as a search's
+
+        path = Path(out_dir) / PROXY_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -55,8 +66,9 @@ class EngineOutputs:
                            preview if preview.exists() else None)
 
     def read_search_summary(self, out_dir: str | Path) -> dict:
-        """``summary.json`` of a finished search (best value, params, trials), or {} while it does not exist."""
-        path = Path(out_dir) / "summary.json"
+        """``summary.json`` of a finished search (best value, parameters, per-class Dice, counts; written when
+        the run ends, with or without a report), or {} while it does not exist."""
+        path = search_dir(out_dir).summary
         if not path.exists():
             return {}
         try:

@@ -19,8 +19,6 @@ from typing import Callable
 from .process import EngineProcess, ProcessState
 from .run_parameters import SearchParameters
 
-PLAN_FILE, FORECAST_FILE = "plan.json", "forecast.json"      # AutoSegCore.planning / AutoSegCore.search.forecast
-
 
 @dataclass
 class PlanForecastResult:
@@ -49,14 +47,16 @@ class PlanForecastResult:
 
 def read_plan_forecast(folder: str | Path) -> PlanForecastResult:
     """The plan and forecast an ``autoseg search --forecast-only`` run wrote into ``folder`` (plain JSON)."""
+    from AutoSegCore.search.search_dir import SearchDir  # noqa: PLC0415 - the engine's layout of that folder
+
     folder = Path(folder)
     found = {}
-    for name in (PLAN_FILE, FORECAST_FILE):
+    for name, path in (("plan", SearchDir(folder).plan), ("forecast", SearchDir(folder).forecast)):
         try:
-            found[name] = json.loads((folder / name).read_text(encoding="utf-8"))
+            found[name] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             found[name] = None
-    return PlanForecastResult(folder, found[PLAN_FILE], found[FORECAST_FILE])
+    return PlanForecastResult(folder, found["plan"], found["forecast"])
 
 
 class PlanForecast:

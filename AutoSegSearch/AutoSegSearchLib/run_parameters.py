@@ -84,6 +84,14 @@ def proxy_data_spec(method: str = "mi", roi: bool = True, budget: float | int = 
     return f"{method}{'+roi' if roi else ''}:{budget}"
 
 
+def parse_proxy(choices: Mapping[str, Iterable[str]], method, budget, unit) -> tuple[str, float | int]:
+    """A panel's proxy-data fields — method, budget and its unit ("cases", "fraction", "%") — as the method and
+    the budget the engine takes (a count of cases or a fraction), each checked with a message naming its field."""
+    unit = choice(_UNIT_NAMES.get(unit, unit), PROXY_UNITS, "proxy budget unit")
+    return (choice(method, list(choices["proxy_methods"]), "proxy method"),
+            budget_value(number(budget, "proxy budget"), unit))
+
+
 @dataclass(frozen=True)
 class SearchParameters:
     """What one ``autoseg search`` runs with.  A time budget replaces the trial count (the engine takes one);
@@ -130,9 +138,8 @@ class SearchParameters:
         ``use_proxy_data``."""
         proxy_data = None
         if use_proxy_data:
-            unit = choice(_UNIT_NAMES.get(proxy_budget_unit, proxy_budget_unit), PROXY_UNITS, "proxy budget unit")
-            proxy_data = proxy_data_spec(choice(proxy_method, list(choices["proxy_methods"]), "proxy method"),
-                                         bool(proxy_roi), budget_value(number(proxy_budget, "proxy budget"), unit))
+            method, budget = parse_proxy(choices, proxy_method, proxy_budget, proxy_budget_unit)
+            proxy_data = proxy_data_spec(method, bool(proxy_roi), budget)
         time_minutes = optional_minutes(time_minutes, "search")
         return cls(space=choice(space, list(choices["spaces"]), "space"),
                    strategy=choice(strategy, list(choices["strategies"]), "strategy"),

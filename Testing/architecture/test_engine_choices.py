@@ -12,7 +12,7 @@ from AutoSegCore.choices import CHOICE_KEYS, engine_choices
 from AutoSegCore.cli import build_parser, main
 from AutoSegCore.networks.proxy import PROXY_NETS
 from AutoSegCore.proxy.fidelity import Fidelity
-from AutoSegCore.proxy.selection import METHODS
+from AutoSegCore.proxy.fidelity import SELECTION_METHODS
 from AutoSegCore.spaces import get_space, list_spaces
 from AutoSegCore.strategies.registry import list_strategies, make_sampler
 from shared_data import REPO
@@ -20,7 +20,7 @@ from shared_data import REPO
 
 def test_engine_choices_are_the_owners_lists():
     choices = engine_choices()
-    assert choices == {"spaces": list_spaces(), "strategies": list_strategies(), "proxy_methods": list(METHODS),
+    assert choices == {"spaces": list_spaces(), "strategies": list_strategies(), "proxy_methods": list(SELECTION_METHODS),
                        "proxy_nets": list(PROXY_NETS)}
     assert list(choices) == list(CHOICE_KEYS)
     choices["spaces"].clear()                              # fresh lists: the caller may change them

@@ -70,6 +70,17 @@ def test_lower_layers_never_import_the_front_ends():
     assert not up, "\n".join(up)
 
 
+def test_no_arrow_runs_back_up():
+    """The sub-commands never import the dispatcher that imports them (their shared option lives in
+    ``utils.cli_types``), and ``utils`` imports nothing of the engine but itself and ``errors`` (the progress bars,
+    which read events, sit beside ``cli.py``)."""
+    g = _graph()
+    up = sorted(f"{a} → {b}" for a, b in g.edges
+                if (_inside(a, ("AutoSegCore.commands",)) and b == "AutoSegCore.cli")
+                or (_inside(a, ("AutoSegCore.utils",)) and not _inside(b, ("AutoSegCore.utils", "AutoSegCore.errors"))))
+    assert not up, "\n".join(up)
+
+
 @pytest.mark.parametrize("part", LENGTH_CHECKED)
 def test_no_engine_file_is_over_400_lines(part):
     target = ENGINE / part

@@ -73,7 +73,7 @@ def test_search_and_demo_events_become_one_line_per_trial_and_stage():
     and per trial epoch (a search's log is never silent while its trials train), one per final-training epoch, one
     per stage."""
     from AutoSegCore.events import EventWriter
-    from AutoSegCore.utils.progress import plain_progress
+    from AutoSegCore.progress import plain_progress
 
     stream = io.StringIO()
     events = EventWriter(None)

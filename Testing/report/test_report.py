@@ -71,7 +71,7 @@ def test_report_single_objective(single_work, tmp_path):
     assert f"#{study.best_trial.number}" in html
     assert f"optuna-dashboard {summary['storage']}" in html
     # no final training in this folder: the report says so instead of failing
-    assert summary["final"] is None and "final/summary.json missing" in html
+    assert summary["final"] is None and "final/final.json missing" in html
     assert "no predictions/ folder" in html
     assert not list(work.glob(".*.tmp")) and not list(work.glob(".report.html*"))
 
@@ -95,7 +95,7 @@ def hippo3(tmp_path_factory) -> Path:
 
 
 def test_report_with_final_model_and_overlays(single_work, hippo3, tmp_path):
-    """A folder as a full search leaves it: final/summary.json, predictions/ of real cases, dataset in search.json."""
+    """A folder as a full search leaves it: final/final.json, predictions/ of real cases, dataset in search.json."""
     from AutoSegCore.data.dataset import load_dataset, read_case
     from AutoSegCore.data.writers import save_prediction
     from AutoSegCore.training.metrics import evaluate_pair
@@ -125,7 +125,7 @@ def test_report_with_final_model_and_overlays(single_work, hippo3, tmp_path):
                           "val_dice_per_class": {n: float(np.mean([m["dice"][n] for m in metrics])) for n in names}},
              "seconds": 36.0}
     (work / "final").mkdir()
-    (work / "final" / "summary.json").write_text(json.dumps(final))
+    (work / "final" / "final.json").write_text(json.dumps(final))
 
     html_path, summary_path = build_report(work)
     html = html_path.read_text()

@@ -30,7 +30,7 @@ def test_demo_runs_search_final_training_and_report(tmp_path):
     search = json.loads((out / "search" / "search.json").read_text())
     proxy_data = json.loads((out / "search" / "proxy.json").read_text())
     assert not set(held_out) & set(search["train_cases"] + search["val_cases"] + proxy_data["selected"])
-    final = json.loads((out / "search" / "final" / "summary.json").read_text())
+    final = json.loads((out / "search" / "final" / "final.json").read_text())
     member = final["members"][0]
     assert not set(held_out) & set(member["train_cases"] + member["val_cases"])
 

@@ -36,7 +36,7 @@ def test_proxy_search_to_best_model_and_report(dataset, tmp_path):
         assert t.user_attrs["full_config"]["network"]["channels"] > 4   # the final model uses the full net
         assert sorted(t.intermediate_values) == [1, 2]
         assert t.user_attrs["config"]["training"]["time_limit"] is None
-    final = json.loads((out / "final" / "summary.json").read_text())
+    final = json.loads((out / "final" / "final.json").read_text())
     assert final["members"][0]["trial"] == study.best_trial.number
     best_info = json.loads((out / "best" / "model.json").read_text())
     # --final-time: the final training ran for its wall-clock share with its lr schedule re-fitted to it

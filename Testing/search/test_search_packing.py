@@ -1,7 +1,8 @@
 """Longest-first packing of a random search on several jobs: real trials on real Hippocampus cases.
 
 The queued points must be exactly what the seeded random sampler draws (only the order changes), started from
-the most to the least estimated compute, and a resumed run packs only its new trials without redrawing."""
+the most to the least estimated compute, and a resumed run packs only its new trials without redrawing.  (The
+planned first trial, off here, is packed around in test_plan_first.)"""
 import optuna
 
 from AutoSegCore.events import EventWriter
@@ -13,7 +14,7 @@ from AutoSegCore.spaces import get_space
 def run(dataset, out, trials: int, jobs: int = 2):
     settings = SearchSettings(data=str(dataset), out=str(out), space="unet-pipeline", strategy="random",
                               proxy_net="levels=3,width=0.125", trials=trials, jobs=jobs, epochs=1, min_epochs=1,
-                              steps_per_epoch=1, seed=3, final=False)
+                              steps_per_epoch=1, seed=3, final=False, plan_trial=False)
     log: list[dict] = []
     events = EventWriter(None)
     events.listeners.append(log.append)
@@ -35,7 +36,7 @@ def key(params: dict) -> str:
 
 def test_random_search_on_two_jobs_starts_the_costliest_trials_first(dataset, tmp_path):
     runner, log = run(dataset, tmp_path / "s", trials=4)
-    trials = runner.study.get_trials(deepcopy=False)
+    trials = runner.prepared.study.get_trials(deepcopy=False)
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     # the same four points as the seeded sampler's stream, only reordered
     assert sorted(map(key, (t.params for t in trials))) == sorted(map(key, sampler_stream(4, seed=3)))
@@ -46,7 +47,7 @@ def test_random_search_on_two_jobs_starts_the_costliest_trials_first(dataset, tm
 
     # resuming with more trials packs only the new ones, drawn from a fresh (offset) stream
     runner, log = run(dataset, tmp_path / "s", trials=6)
-    trials = runner.study.get_trials(deepcopy=False)
+    trials = runner.prepared.study.get_trials(deepcopy=False)
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6
     assert len({key(t.params) for t in trials}) == 6
     started = [r["trial"] for r in log if r["event"] == "trial_started"]
@@ -55,7 +56,7 @@ def test_random_search_on_two_jobs_starts_the_costliest_trials_first(dataset, tm
 
 def test_one_job_keeps_the_sampling_order_and_packs_nothing(dataset, tmp_path):
     runner, log = run(dataset, tmp_path / "one", trials=3, jobs=1)
-    trials = runner.study.get_trials(deepcopy=False)
+    trials = runner.prepared.study.get_trials(deepcopy=False)
     assert [key(t.params) for t in trials] == list(map(key, sampler_stream(3, seed=3)))
     assert all("packed_cost" not in t.user_attrs for t in trials)
     assert not any("longest first" in r.get("message", "") for r in log if r["event"] == "log")

@@ -15,18 +15,18 @@ SIZE = {"depth", "channels", "n_convs"}
 
 @pytest.fixture
 def prepared(dataset, tmp_path, monkeypatch):
-    """prepare() a unet-pipeline random search with the given --proxy-net; closes what the runner started."""
+    """The prepared study (``PreparedStudy``) of a unet-pipeline random search with the given --proxy-net; closes
+    what the runner started."""
     monkeypatch.setenv("AUTOSEG_FORKSERVER", "0")          # prepare only: no trial process is ever started
     runners = []
 
-    def make(proxy_net: str) -> SearchRunner:
+    def make(proxy_net: str):
         settings = SearchSettings(data=str(dataset), out=str(tmp_path / proxy_net.replace(",", "_")),
                                   space="unet-pipeline", strategy="random", proxy_net=proxy_net, trials=4,
                                   epochs=2, min_epochs=1, seed=7)
         runner = SearchRunner(settings)
         runners.append(runner)
-        runner.prepare()
-        return runner
+        return runner.prepare()
 
     yield make
     for runner in runners:

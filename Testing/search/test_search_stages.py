@@ -29,7 +29,7 @@ def test_twenty_trials_read_each_training_case_once_for_the_fingerprint(dataset,
     prepare_reads = IO_STATS["data_reads"] - reads
     summary = runner.run_trials()
     assert summary["counts"]["COMPLETE"] + summary["counts"]["PRUNED"] == 20, summary["counts"]
-    train = runner.train_cases
+    train = runner.prepared.train_cases
     reads = IO_STATS["data_reads"]
     compute_fingerprint(load_dataset(dataset, validate=False).subset(train))
     one_fingerprint = IO_STATS["data_reads"] - reads

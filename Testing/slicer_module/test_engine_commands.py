@@ -206,3 +206,27 @@ def test_an_engine_python_that_cannot_answer_gives_a_clear_error(tmp_path):
         engine_choices(str(bare))
     assert "install the engine into that Python" in err.value.hint
     assert engine_commands._engine_choices.cache_info().currsize == cached      # failures are not cached
+
+
+def test_apply_finds_a_search_s_ensemble_best(tmp_path):
+    """A search with --final-top-k 2 leaves best/ as an ensemble folder (ensemble.json + members/, no model.pt):
+    Apply resolves the search folder to it, and the engine's Predictor loads both members from it."""
+    from shared_data import HIPPO
+    from AutoSegCore.data.dataset import load_dataset
+    from AutoSegCore.search.final import install_best
+    from AutoSegCore.training.api import train_model
+    from AutoSegCore.training.inference import Predictor
+
+    ds = load_dataset(HIPPO)
+    names = sorted(c.name for c in ds.cases)[:3]
+    cfg = {"network": {"depth": 2, "channels": 4, "n_convs": 1},
+           "training": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "warmup_steps": 0}}
+    members = [train_model(ds, cfg, tmp_path / f"m{i}", train_cases=names[:2], val_cases=names[2:], device="cpu").model_dir for i in range(2)]
+    best = install_best(tmp_path / "search", members, ds.labels, [])
+    assert not (best / "model.pt").exists() and (best / "ensemble.json").is_file()
+    args = build_parser().parse_args(commands.predict_args(tmp_path / "search", [tmp_path / "a.nii.gz"],
+                                                           tmp_path / "pred"))
+    assert args.model == str(best)
+    assert len(Predictor(args.model, device="cpu").members) == 2
+    with pytest.raises(DatasetError, match="model.pt or ensemble.json"):
+        commands.predict_args(tmp_path / "m0" / "missing", [tmp_path / "a.nii.gz"], tmp_path / "pred")

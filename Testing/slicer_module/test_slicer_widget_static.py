@@ -18,6 +18,53 @@ from slicer_testkit import MODULE_DIR, REPO
 MODULE_FILE = MODULE_DIR / "AutoSegSearch.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "AutoSegSearch.ui"
 
+# Widget names AutoSegSearch.py uses (``self.ui.<name>``) and the class each must have in Resources/UI/AutoSegSearch.ui
+UI_WIDGETS = {
+    "sceneSourceRadioButton": "QRadioButton",
+    "folderSourceRadioButton": "QRadioButton",
+    "imageVolumeSelector": "qMRMLNodeComboBox",
+    "labelSelector": "qMRMLNodeComboBox",
+    "addCaseButton": "QPushButton",
+    "removeCaseButton": "QPushButton",
+    "casesTable": "QTableWidget",
+    "datasetFolderPathLineEdit": "ctkPathLineEdit",
+    "modalityComboBox": "QComboBox",
+    "outputFolderPathLineEdit": "ctkPathLineEdit",
+    "labelNamesLabel": "QLabel",
+    "proxyMethodComboBox": "QComboBox",
+    "proxyRoiCheckBox": "QCheckBox",
+    "proxyBudgetSpinBox": "QDoubleSpinBox",
+    "proxyBudgetUnitComboBox": "QComboBox",
+    "proxySelectButton": "QPushButton",
+    "proxyTable": "QTableWidget",
+    "proxyPreviewButton": "QPushButton",
+    "spaceComboBox": "QComboBox",
+    "strategyComboBox": "QComboBox",
+    "proxyNetworkComboBox": "QComboBox",
+    "trialsSpinBox": "QSpinBox",
+    "timeLimitSpinBox": "QSpinBox",
+    "useProxyDataCheckBox": "QCheckBox",
+    "deviceComboBox": "QComboBox",
+    "storageLineEdit": "QLineEdit",
+    "planForecastButton": "QPushButton",
+    "planStatusLabel": "QLabel",
+    "planTable": "QTableWidget",
+    "startButton": "QPushButton",
+    "cancelButton": "QPushButton",
+    "progressBar": "QProgressBar",
+    "statusLabel": "QLabel",
+    "trialTable": "QTableWidget",
+    "logTextEdit": "QPlainTextEdit",
+    "bestDiceLabel": "QLabel",
+    "bestConfigLabel": "QLabel",
+    "reportPlotLabel": "QLabel",
+    "applyVolumeSelector": "qMRMLNodeComboBox",
+    "ttaComboBox": "QComboBox",
+    "applyButton": "QPushButton",
+    "openReportButton": "QPushButton",
+    "resultsCollapsibleButton": "ctkCollapsibleButton",
+}
+
 # signals the Widget may connect to, per widget class (Qt 5 / CTK / qMRML signatures)
 SIGNALS = {
     "QPushButton": {"clicked(bool)", "clicked()", "toggled(bool)"},
@@ -49,10 +96,7 @@ def ui_names_used_in_code() -> set[str]:
 
 
 def declared_ui_widgets() -> dict[str, str]:
-    for node in module_ast().body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "UI_WIDGETS":
-            return ast.literal_eval(node.value)
-    raise AssertionError("UI_WIDGETS not found in AutoSegSearch.py")
+    return UI_WIDGETS
 
 
 def test_every_widget_the_code_uses_exists_in_the_ui_with_the_expected_class():

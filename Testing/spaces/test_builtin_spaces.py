@@ -237,3 +237,36 @@ def test_a_proxy_net_search_leaves_out_what_the_proxy_overwrites(name, dropped):
         proxy_net = proxy_network(cfg["network"], levels=3)
         assert count_parameters(proxy_net, 1, 3) < count_parameters(cfg["network"], 1, 3)
     assert legal >= 3
+
+
+def test_the_planned_point_reproduces_the_plan_in_every_space_that_can_express_it(shared_fingerprints_small):
+    """A search's first trial is the plan (``SearchSpace.planned_point``): relative parameters at offset 0 /
+    scale 1, the others at the plan's values, so its config is the planned recipe's at every key the space sets.
+    A space that fixes another network (SegNAS's DAGs, EMONAS) reproduces its own default net over the plan, which
+    is not the planned recipe (the search then queues nothing); a base config outside a range has no point."""
+    from AutoSegCore.planning.planner import plan_dataset, planned_config
+    from AutoSegCore.spaces.paths import get_key
+
+    expressible = set()
+    for fp in shared_fingerprints_small:
+        plan = plan_dataset(fingerprint=fp, device="cuda", gpu_memory_gb=8, budget="1h")
+        recipe = planned_config(plan, {})
+        for name in BUILTINS:
+            space = get_space(name)
+            point = space.planned_point({}, plan)
+            if point is None:
+                continue
+            cfg = space.to_config(point, {}, plan)
+            if cfg["network"]["arch"] != recipe["network"]["arch"]:
+                continue
+            expressible.add(name)
+            for p in space.active_params(point):
+                if p.config not in ("training.epochs", "training.time_limit"):
+                    assert get_key(cfg, p.config) == get_key(recipe, p.config), (name, p.name)
+            assert cfg["network"]["depth"] == recipe["network"]["depth"]
+            assert cfg["training"]["patch_size"] == recipe["training"]["patch_size"]
+    assert {"unet-pipeline", "unet-recipe"} <= expressible
+    assert not expressible & {"segnas", "segnas4", "segnas7", "emonas"}
+    space = get_space("unet-pipeline")         # its normalisations leave out ct_window: a base config with it has
+    assert space.planned_point({"preprocessing": {"normalization": "ct_window"}}, plan) is None     # no point
+    assert space.planned_point({"network": {"channels": 4}}, plan)["channels"] == 1.0     # relative: still scale 1

@@ -17,7 +17,8 @@ from trainkit import preprocessed, tiny_config
 from AutoSegCore.config import deep_merge, make_config
 from AutoSegCore.planning.cost import probe_step_seconds
 from AutoSegCore.training import precision
-from AutoSegCore.training.device_setup import bank_fits_device, configure_backends
+from AutoSegCore.training.augment import bank_fits_device
+from AutoSegCore.training.kernels import configure_backends
 from AutoSegCore.training.inference import accumulation_device
 from AutoSegCore.utils.device import MEMORY_FRACTION_ENV, apply_memory_cap, pick_device
 

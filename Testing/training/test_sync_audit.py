@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from trainkit import preprocessed, tiny_config
 from AutoSegCore.config import make_config
-from AutoSegCore.training import augment, device_setup, fused_loss
+from AutoSegCore.training import augment, fused_loss, validation
 from AutoSegCore.training import trainer as trainer_module
 from AutoSegCore.training.trainer import Trainer
 
@@ -103,7 +103,7 @@ class SyncAudit(TorchFunctionMode):
 def gpu_path(monkeypatch):
     """The CPU on the GPU's code path: no value-dependent branches, MONAI's loss instead of the compiled one."""
     monkeypatch.setattr(augment, "host_reads_are_free", lambda device: False)
-    monkeypatch.setattr(device_setup, "host_reads_are_free", lambda device: False)
+    monkeypatch.setattr(validation, "host_reads_are_free", lambda device: False)
     monkeypatch.setattr(fused_loss, "available", lambda device: False)
     monkeypatch.setattr(trainer_module, "fused_available", lambda device: False)
 

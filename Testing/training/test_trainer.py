@@ -246,3 +246,37 @@ def test_largest_component_is_decided_on_the_last_validation_maps(hippo, tmp_pat
         assert np.array_equal(kept, again)
     saved = __import__("json").loads((tmp_path / "m" / "model.json").read_text())
     assert isinstance(saved["config"]["inference"]["largest_component"], list)
+
+
+def test_a_training_can_start_from_the_weights_of_a_model_of_the_same_network(hippo, tmp_path):
+    """``init_from`` (a search's final training starts from its winning trial): the same network starts from the
+    model's weights — with a vanishing lr they are still those weights after training, and model.json says where
+    they came from — while another network is told why not and trains from its own seeded initialisation."""
+    import json
+
+    from AutoSegCore.events import EventWriter
+
+    names = _names(hippo)
+    kwargs = dict(train_cases=names[:4], val_cases=names[4:6], device="cpu")
+    train_model(hippo, tiny_config(epochs=2, steps_per_epoch=2), tmp_path / "trial", **kwargs)
+    still = tiny_config(epochs=1, steps_per_epoch=1, lr=1e-12, weight_decay=0.0, seed=5)
+    log: list[dict] = []
+    events = EventWriter(None)
+    events.listeners.append(log.append)
+    train_model(hippo, still, tmp_path / "warm", init_from=tmp_path / "trial", events=events, **kwargs)
+    train_model(hippo, still, tmp_path / "cold", **kwargs)
+    trial, warm, cold = (torch.load(tmp_path / n / "model.pt", weights_only=True) for n in ("trial", "warm", "cold"))
+    weights = [k for k in trial if trial[k].is_floating_point() and "running" not in k]
+    assert all(torch.allclose(warm[k], trial[k], atol=1e-6) for k in weights)
+    assert not all(torch.allclose(cold[k], trial[k], atol=1e-3) for k in weights)
+    info = json.loads((tmp_path / "warm" / "model.json").read_text())
+    assert info["started_from"] == str(tmp_path / "trial")
+    assert any(r.get("message") == f"starting from the weights of {tmp_path / 'trial'}" for r in log)
+
+    log.clear()
+    wider = tiny_config(epochs=1, steps_per_epoch=1, lr=1e-12, weight_decay=0.0, seed=5)
+    wider["network"]["channels"] = 12
+    train_model(hippo, wider, tmp_path / "other", init_from=tmp_path / "trial", events=events, **kwargs)
+    assert any("not starting from the weights" in r.get("message", "") and "another network" in r["message"]
+               for r in log)
+    assert "started_from" not in json.loads((tmp_path / "other" / "model.json").read_text())
