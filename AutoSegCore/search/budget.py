@@ -69,7 +69,8 @@ def apply_fit(p, forecast: dict | None, events: EventWriter = NULL_EVENTS) -> bo
         return True
     # the final training keeps the size asked for (or the plan's): only the trials shrink
     base = planned_config(p.plan, s.base_config) if p.plan else make_config(s.base_config)
-    s.final_epochs = s.final_epochs or s.epochs
+    if not s.final_time:            # a --final-time governs the final training itself (its epochs then only cap)
+        s.final_epochs = s.final_epochs or s.epochs
     s.final_steps_per_epoch = s.final_steps_per_epoch or s.steps_per_epoch or base["training"]["steps_per_epoch"]
     s.epochs, s.steps_per_epoch = fit["epochs"], fit["steps_per_epoch"]
     s.min_epochs = min(s.min_epochs, s.epochs)

@@ -40,6 +40,25 @@ def test_a_budget_too_small_for_the_smallest_trial_skips_the_search():
     assert fit["skip"] is True and "smallest size" in fit["reason"]
 
 
+def test_sizing_the_trials_leaves_a_timed_final_training_its_time(tmp_path):
+    """Trials shrunk to --time keep the final training at the size asked for — but a --final-time is that size: its
+    epochs must not be capped at the trials' (the Hippocampus search arm's final stopped after 20 epochs, 248 s of
+    its 450 s, before this)."""
+    import optuna
+
+    from AutoSegCore.search.budget import apply_fit
+    from AutoSegCore.search.search_dir import SearchDir
+    from AutoSegCore.search.settings import SearchSettings
+
+    for final_time, final_epochs in ((450.0, None), (None, 20)):
+        s = SearchSettings(data=str(tmp_path), out=str(tmp_path), trials=None, time_limit=600.0,
+                           final_time=final_time)
+        p = SimpleNamespace(settings=s, folder=SearchDir(tmp_path), plan=None, directions=["maximize"],
+                            study=optuna.create_study(direction="maximize"))
+        assert apply_fit(p, forecast(260.0, 0.5)) is False                # trials shrunk, the search runs
+        assert s.epochs * s.steps_per_epoch < 20 * 25 and s.final_epochs == final_epochs
+
+
 @pytest.mark.slow
 def test_a_time_too_short_for_any_trial_still_ends_with_a_model(tmp_path):
     data = make_subset(tmp_path / "data", 8)
