@@ -101,6 +101,21 @@ class PlainLines:
 
 
 @contextmanager
+def _listening(progress: Progress, events: EventWriter, on_event) -> Iterator[None]:
+    """``progress`` on screen while ``on_event`` hears ``events``; hidden when the command fails (``_hide``)."""
+    events.listeners.append(on_event)
+    try:
+        with progress:
+            try:
+                yield
+            except BaseException:
+                _hide(progress)
+                raise
+    finally:
+        events.listeners.remove(on_event)
+
+
+@contextmanager
 def plain_progress(events: EventWriter, stream=None) -> Iterator[None]:
     """Plain progress lines for the events emitted inside the block (what the bars show, for a log)."""
     plain = PlainLines(stream)
@@ -161,16 +176,8 @@ def epoch_progress(events: EventWriter, total: int, description: str) -> Iterato
             progress.update(task, completed=rec["fraction"] * (progress.tasks[0].total or 1),
                             status=rec.get("message", ""))
 
-    events.listeners.append(on_event)
-    try:
-        with progress:
-            try:
-                yield progress
-            except BaseException:
-                _hide(progress)
-                raise
-    finally:
-        events.listeners.remove(on_event)
+    with _listening(progress, events, on_event):
+        yield progress
 
 
 @contextmanager
@@ -207,16 +214,8 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
             progress.console.print(rec.get("message") or rec.get("text", ""), markup=False, highlight=False,
                                    soft_wrap=True)
 
-    events.listeners.append(on_event)
-    try:
-        with progress:
-            try:
-                yield progress
-            except BaseException:
-                _hide(progress)
-                raise
-    finally:
-        events.listeners.remove(on_event)
+    with _listening(progress, events, on_event):
+        yield progress
 
 
 @contextmanager
@@ -243,13 +242,5 @@ def predict_progress(events: EventWriter) -> Iterator[None]:
         elif rec["event"] == "log" and rec.get("message"):
             progress.console.print(rec["message"], markup=False, highlight=False, soft_wrap=True)
 
-    events.listeners.append(on_event)
-    try:
-        with progress:
-            try:
-                yield None
-            except BaseException:
-                _hide(progress)
-                raise
-    finally:
-        events.listeners.remove(on_event)
+    with _listening(progress, events, on_event):
+        yield None

@@ -140,6 +140,8 @@ class PageGuard:
         except web.HTTPException as exc:     # the root's redirect to index.html, a 404
             self._finish(exc, sid, by_cookie)
             raise
+        except ConnectionResetError:         # a tab closed while its WebSocket was answered: nothing to answer
+            return web.Response(status=499)
         return self._finish(response, sid, by_cookie)
 
     def _finish(self, response, sid: str, by_cookie: bool):

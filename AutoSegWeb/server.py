@@ -2,6 +2,7 @@
 Origin, one browser session: :mod:`AutoSegWeb.guard`), the app object kept alive, the engine stopped on exit."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
@@ -89,6 +90,7 @@ def serve(data_dir: str | Path, work_dir: str | Path, host: str = "127.0.0.1", p
 
     server = get_server("autoseg-web", client_type="vue3")
     guard.attach(server)
+    logging.getLogger("wslink.protocol").addFilter(closed_tab_filter)
     app = AutoSegWebApp(data, work, server=server, guard=guard)   # keep this reference for the server's lifetime
     # trame reads its options from our command line and TRAME_ARGS (another --host, --ssl, --fs-endpoints...):
     # it gets none, only the arguments below; TRAME_ARGS is back as it was once trame has parsed it
@@ -107,6 +109,13 @@ def serve(data_dir: str | Path, work_dir: str | Path, host: str = "127.0.0.1", p
         app.shutdown()
         if opener is not None:
             opener.unlink(missing_ok=True)
+
+
+def closed_tab_filter(record: logging.LogRecord) -> bool:
+    """Drop wslink's report of a reply to a tab that closed meanwhile (its check for a closed connection races
+    with the close): a traceback in the server's log for a user closing a tab is noise, not an error."""
+    text = record.getMessage()
+    return "Cannot write to closing transport" not in text and "ClientConnectionResetError" not in text
 
 
 def _restore_env(name: str, value: str | None) -> None:
