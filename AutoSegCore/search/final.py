@@ -119,6 +119,7 @@ class InferenceChoice:
     predictions: list[np.ndarray]
     truths: list[np.ndarray]
     spacings: list[tuple]
+    affines: list[np.ndarray]
 
 
 def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = NULL_EVENTS,
@@ -181,13 +182,15 @@ def start_from(folder: SearchDir, job: FinalJob, trial_train_cases: set[str]) ->
     kept, that trained the full network (not a proxy network) and never
     trained on the final's validation cases — which k folds always do, and proxy data may — so the validation
     that chooses TTA and post-processing stays unseen."""
+    from AutoSegCore.training.model_io import MODEL_FILE
+
     if isinstance(job.trial, _PlannedRecipe) or job.trial.number is None:
         return None
     attrs = job.trial.user_attrs
     if (attrs.get("config") or {}).get("network") != (attrs.get("full_config") or {}).get("network"):
         return None                      # a proxy network: nothing to start the full one from
     model = folder.trial(job.trial.number)
-    if not (model / "model.pt").is_file() or trial_train_cases & set(job.val):
+    if not (model / MODEL_FILE).is_file() or trial_train_cases & set(job.val):
         return None
     return model
 
@@ -250,7 +253,7 @@ def choose_inference(settings, ds, members: list[Path], jobs: list[FinalJob]) ->
     can_flip = any(info.get("flip_axes") for p, _ in pairs for _, info, _ in p.members)
     modes = {"auto": [False, True] if can_flip else [False], "on": [True], "off": [False]}[settings.final_tta]
     by_mode: dict[bool, list] = {m: [] for m in modes}
-    truths, spacings, names = [], [], []
+    truths, spacings, affines, names = [], [], [], []
     for predictor, val_names in pairs:
         predictor.largest_component = []
         for n in val_names:
@@ -260,20 +263,20 @@ def choose_inference(settings, ds, members: list[Path], jobs: list[FinalJob]) ->
                 by_mode[mode].append(predictor.predict_array(arr.image, arr.affine, n))
             truths.append(arr.label)
             spacings.append(arr.spacing)
+            affines.append(arr.affine)
             names.append(n)
     tta_dice = {mode: float(np.mean([np.mean(list(dice_per_class(p, t, classes).values()) or [0.0])
                                      for p, t in zip(preds, truths)])) if truths else 0.0
                 for mode, preds in by_mode.items()}
     tta = max(modes, key=lambda m: (tta_dice[m], not m))          # a tie keeps the cheaper prediction
     lcc = decide_largest_component(by_mode[tta], truths, classes)
-    return InferenceChoice(tta, tta_dice, lcc, names, by_mode[tta], truths, spacings)
+    return InferenceChoice(tta, tta_dice, lcc, names, by_mode[tta], truths, spacings, affines)
 
 
 def write_final(settings, ds, folder: SearchDir, choice: InferenceChoice, per_member: list[dict],
                 n_predictions: int) -> dict:
     """The ensemble's validation scores with the chosen inference, the first ``n_predictions`` validation
     predictions in ``predictions/``, and the record of the final training (returned; the caller writes it)."""
-    from AutoSegCore.data.dataset import read_case
     from AutoSegCore.data.writers import save_prediction
     from AutoSegCore.training.metrics import evaluate_pair
     from AutoSegCore.training.postprocess import keep_largest_component
@@ -285,9 +288,8 @@ def write_final(settings, ds, folder: SearchDir, choice: InferenceChoice, per_me
            "val_dice_per_class": {ds.labels[c]: float(np.mean([m["dice"][ds.labels[c]] for m in metrics]))
                                   for c in classes},
            "cases": dict(zip(choice.names, [m["mean_dice"] for m in metrics]))}
-    for n, p in list(zip(choice.names, final_preds))[:n_predictions]:
-        arr = read_case(ds.case(n))
-        save_prediction(p, arr.affine, ds.labels, folder.predictions, n)
+    for n, p, affine in list(zip(choice.names, final_preds, choice.affines))[:n_predictions]:
+        save_prediction(p, affine, ds.labels, folder.predictions, n)
     return {"members": per_member, "ensemble": ens, "largest_component": choice.largest_component, "tta": choice.tta,
             "tta_val_dice": {("on" if m else "off"): v for m, v in choice.tta_dice.items()},
             "folds": settings.final_folds, "top_k": settings.final_top_k}

@@ -7,6 +7,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -21,6 +22,11 @@ from AutoSegCore.search.trial_spec import study_pruner
 from AutoSegCore.utils.io import read_json, write_json
 from AutoSegCore.utils.storage_url import redact
 
+if TYPE_CHECKING:
+    from AutoSegCore.data.dataset import Dataset
+    from AutoSegCore.proxy.fidelity import Fidelity
+    from AutoSegCore.spaces.space import SearchSpace
+
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,10 @@ class PreparedStudy:
     study: optuna.Study
     storage_url: str                 # with its password, if any: never written or shown (``redact``)
     directions: list[str]
-    space: object                    # SearchSpace, less the keys a fixed-size proxy network makes unrankable
-    fidelity: object                 # proxy.fidelity.Fidelity
+    space: SearchSpace               # less the keys a fixed-size proxy network makes unrankable
+    fidelity: Fidelity
     fixed_by_proxy_net: list[str]
-    ds: object                       # data.dataset.Dataset
+    ds: Dataset
     train_cases: list[str]           # names of the cases every trial trains on (proxy data, or a holdout split)
     val_cases: list[str]
     fingerprint: dict
