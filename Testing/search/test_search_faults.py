@@ -198,14 +198,15 @@ def test_a_live_worker_requeues_the_trial_of_a_machine_that_died(dataset, tmp_pa
     b = start("worker", "--storage", search["storage"], "--study", search["study_name"], "--out", tmp_path / "b",
               "--events", ev_b, log=tmp_path / "b.txt")
     wait_for(lambda: any(e["event"] == "epoch" for e in events(ev_b)), timeout=600)
-    machine_dies(a.pid)
-    a.wait()
     study = _study(out)
     dead = study.trials[0]
     assert dead.state.name == "RUNNING"
-    # one machine stands in for two: A's trial is marked as another host's, so only its heartbeat can tell
+    # one machine stands in for two: A's trial is marked as another host's, so only its heartbeat can tell.  Marked
+    # before A dies: marked after, B could see A's pid gone on its own host first and re-queue it as "worker died"
     worker = {**dead.system_attrs["autoseg_worker"], "host": "lost-machine"}
     study._storage.set_trial_system_attr(dead._trial_id, "autoseg_worker", worker)
+    machine_dies(a.pid)
+    a.wait()
     wait_for(lambda: any(e["event"] == "log" and "of a dead worker" in e["message"] for e in events(ev_b)),
              timeout=300)
     b.send_signal(signal.SIGINT)
