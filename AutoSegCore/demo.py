@@ -55,7 +55,7 @@ def run_demo(out_dir: str | Path, *, events: EventWriter = NULL_EVENTS, device: 
     from AutoSegCore.search.settings import SearchSettings
     from AutoSegCore.training.api import evaluate_folder
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
     from AutoSegCore.utils.io import write_json
 
     out = Path(out_dir)

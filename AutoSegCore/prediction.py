@@ -270,7 +270,7 @@ def predict_files(model, inputs, out_dir: str | Path, *, output_format: str = DE
     (``output_format``: ``nifti`` → ``.nii.gz``, ``input`` → the input's own format, ``nrrd``, ``mha``), in the
     input's geometry.
 
-    ``model`` is a model folder (or a :class:`~AutoSegCore.training.inference.Predictor`); ``inputs`` one path
+    ``model`` is a model folder (or a :class:`~AutoSegCore.inference.predictor.Predictor`); ``inputs`` one path
     or a list of image files, folders of images, dataset folders, or per-channel file lists (see
     :func:`find_inputs`; ``series`` picks a DICOM series).  Every input is checked before the first
     prediction (a ``DatasetError`` naming the file, nothing written); each case is then written as soon as it is
@@ -278,7 +278,7 @@ def predict_files(model, inputs, out_dir: str | Path, *, output_format: str = DE
     case: ``case``, ``status`` (``predicted`` | ``skipped``) and the paths it has (``label``, ``seg_nrrd``, plus
     ``nifti`` when the label map is NIfTI).
     """
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     predictor = model if isinstance(model, Predictor) else Predictor(model, device=device, tta=tta)
     out = Path(out_dir)

@@ -51,16 +51,16 @@ class PlainLines:
             where = rec.get("data") or rec.get("study") or rec.get("model") or ""
             self.enter(f"{what} started", f"{what}: started {where}".rstrip())
         elif ev == "epoch":
-            trial = rec.get("trial")
-            if trial is not None and trial >= 0:           # a search trial's epochs: the log is never silent
+            trial, member = rec.get("trial"), rec.get("member")
+            if trial is not None:                          # a search trial's epochs: the log is never silent
                 self.enter("trials", "search: trials running")
             else:
-                self.enter("final training" if trial is not None else "training")
+                self.enter("final training" if member is not None else "training")
             vd = rec.get("val_dice")
             total = f"/{rec['epochs']}" if rec.get("epochs") else ""
             loss = rec.get("loss")
-            what = (f"search: trial {trial}" if trial is not None and trial >= 0 else
-                    "final training" if trial is not None else "training")
+            what = (f"search: trial {trial}" if trial is not None else
+                    "final training" if member is not None else "training")
             self.line(f"{what}: epoch {rec.get('epoch')}{total}"
                       + (f" loss {loss:.4f}" if isinstance(loss, (int, float)) else "")
                       + (f" val Dice {vd:.4f}" if isinstance(vd, (int, float)) else "")
@@ -205,10 +205,10 @@ def search_progress(events: EventWriter, total_trials: int | None) -> Iterator[P
             v = rec.get("value")
             shown = f"{v:.3f}" if isinstance(v, float) else str(v)
             progress.update(trials, completed=state["done"], status=f"#{rec['trial']} {rec['state']} {shown}")
-        elif ev == "epoch" and rec.get("trial") is not None:
+        elif ev == "epoch" and (rec.get("trial") is not None or rec.get("member") is not None):
             vd = rec.get("val_dice")
             progress.update(epochs, completed=rec["epoch"], total=rec.get("epochs") or 1,
-                            description=f"trial {rec['trial']}" if rec["trial"] >= 0 else "final training",
+                            description=f"trial {rec['trial']}" if rec.get("trial") is not None else "final training",
                             status=f"Dice {vd:.3f}" if vd is not None else "")
         elif ev in ("log", "forecast"):   # the runner's notes (time limit, Ctrl-C, proxy net), the cost forecast
             progress.console.print(rec.get("message") or rec.get("text", ""), markup=False, highlight=False,

@@ -116,7 +116,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.proxyPreviewButton.connect("clicked(bool)", self.onProxyPreview)
         self.ui.proxyTable.connect("cellDoubleClicked(int,int)", lambda row, col: self.onProxyPreview())
         self.fillEngineChoices()
-        self._planForecast = PlanForecast(self.logic, on_result=self.showPlanForecast)
+        self._planForecast = PlanForecast(self.logic.engine, on_result=self.showPlanForecast)
         self.ui.planForecastButton.connect("clicked(bool)", self.onPlanForecast)
         self.ui.startButton.connect("clicked(bool)", self.onStartSearch)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
@@ -172,7 +172,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onAddCase(self):
         volume, label = self.ui.imageVolumeSelector.currentNode(), self.ui.labelSelector.currentNode()
         with slicer.util.tryWithErrorDisplay("Cannot add this case.", waitCursor=True):
-            self.logic.validate_cases([CasePair(volume, label)])
+            self.logic.exporter.validate_cases([CasePair(volume, label)])
             self._cases.append(CasePair(volume, label))
             self.refreshCases()
 
@@ -188,7 +188,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for row, pair in enumerate(self._cases):
             table.setItem(row, 0, qt.QTableWidgetItem(pair.volume.GetName()))
             table.setItem(row, 1, qt.QTableWidgetItem(pair.label.GetName()))
-        names = self.logic.label_names_of(self._cases) if self._cases else {}
+        names = self.logic.exporter.label_names_of(self._cases) if self._cases else {}
         self.ui.labelNamesLabel.text = ", ".join(f"{v}: {n}" for v, n in names.items()) or "(none yet)"
         self.updateGuiState()
 
@@ -198,10 +198,10 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.ui.folderSourceRadioButton.checked:
             folder = pathlib.Path(p.datasetFolder)
             self.ui.labelNamesLabel.text = ", ".join(
-                f"{v}: {n}" for v, n in self.logic.dataset_label_names(folder).items())
+                f"{v}: {n}" for v, n in self.logic.outputs.dataset_label_names(folder).items())
             return folder
         out = pathlib.Path(p.outputFolder) / time.strftime("dataset-%Y%m%d-%H%M%S")
-        exported = self.logic.export_dataset(self._cases, out, modality=p.modality)
+        exported = self.logic.exporter.export_dataset(self._cases, out, modality=p.modality)
         self._log(f"exported {len(exported.cases)} cases to {exported.path}")
         return exported.path
 
@@ -210,7 +210,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The engine's lists into the combo boxes (the .ui holds none), keeping each chosen value.  False, with
         the reason in the status line (and a dialog with ``show``), while the engine cannot answer (not installed)."""
         try:
-            choices = self.logic.engine_choices()
+            choices = self.logic.engine.engine_choices()
         except ConfigError as exc:
             self.ui.statusLabel.text = f"{exc.message} — {exc.hint}"
             if show:
@@ -253,7 +253,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setValue(0)
         self._onProcessDone = onDone
         env = {**(self.engineEnv() or {}), **(env or {})} or None
-        self._process = self.logic.start_engine(args, workDir, on_event=self.onEngineEvent, on_log=self._log,
+        self._process = self.logic.engine.start_engine(args, workDir, on_event=self.onEngineEvent, on_log=self._log,
                                                 on_finished=self.onEngineFinished, env=env)
         self._log("$ " + " ".join(self._process.command))
         self._timer.start()
@@ -310,11 +310,11 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._datasetDir = self.datasetForEngine()
             budget = budget_value(p.proxyBudget, p.proxyBudgetUnit)
             out = pathlib.Path(p.outputFolder) / time.strftime("proxy-%Y%m%d-%H%M%S")
-            args = self.logic.proxy_args(self._datasetDir, out, p.proxyMethod, p.proxyRoi, budget, preview=True)
+            args = self.logic.engine.proxy_args(self._datasetDir, out, p.proxyMethod, p.proxyRoi, budget, preview=True)
             self.startEngine(args, out, onDone=lambda: self.showProxyResult(out))
 
     def showProxyResult(self, out):
-        result = self.logic.read_proxy_result(out)
+        result = self.logic.outputs.read_proxy_result(out)
         table = self.ui.proxyTable
         table.setRowCount(len(result.cases))
         for row, case in enumerate(result.cases):
@@ -329,8 +329,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         case = self.ui.proxyTable.item(row, 0).text()
         with slicer.util.tryWithErrorDisplay(f"Cannot load case {case}.", waitCursor=True):
-            volume, segmentation = self.logic.load_case(self._datasetDir, case)
-            self.logic.show_in_views(volume, segmentation)
+            volume, segmentation = self.logic.importer.load_case(self._datasetDir, case)
+            self.logic.importer.show_in_views(volume, segmentation)
             slicer.util.resetSliceViews()
 
     # ------------------------------------------------------------------------------------------------ Search
@@ -338,7 +338,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The Search panel as one checked value: Start and Plan & forecast run the same search."""
         p = self._parameterNode
         return SearchParameters.from_panel(
-            self.logic.engine_choices(), space=p.space, strategy=p.strategy, trials=p.trials,
+            self.logic.engine.engine_choices(), space=p.space, strategy=p.strategy, trials=p.trials,
             time_minutes=p.timeLimitMinutes or None, final_time_minutes=p.finalTimeMinutes or None,
             use_proxy_data=p.useProxyData, proxy_method=p.proxyMethod, proxy_roi=p.proxyRoi,
             proxy_budget=p.proxyBudget, proxy_budget_unit=p.proxyBudgetUnit, proxy_net=p.proxyNetwork,
@@ -399,8 +399,8 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.startEngine(args, self._searchDir, onDone=self.showSearchResult, env=secret)
 
     def showSearchResult(self):
-        summary = self.logic.read_search_summary(self._searchDir) or (self._progress.done or {})
-        value, params = self.logic.best_of(summary)
+        summary = self.logic.outputs.read_search_summary(self._searchDir) or (self._progress.done or {})
+        value, params = self.logic.outputs.best_of(summary)
         self.ui.bestDiceLabel.text = "-" if value is None else f"{value:.4f}"
         self.ui.bestConfigLabel.text = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
         plots = sorted(self._searchDir.glob("**/*.png"))
@@ -416,20 +416,20 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volume = self.ui.applyVolumeSelector.currentNode()
         with slicer.util.tryWithErrorDisplay("Cannot apply the model.", waitCursor=True):
             work = self._searchDir / "apply" / time.strftime("%Y%m%d-%H%M%S")
-            image = self.logic.write_volume_for_engine(volume, work / "input")
-            args = self.logic.predict_args(self._searchDir, [image], work / "predictions",
+            image = self.logic.importer.write_volume_for_engine(volume, work / "input")
+            args = self.logic.engine.predict_args(self._searchDir, [image], work / "predictions",
                                            tta=TTA_CHOICES.get(self._parameterNode.tta),
                                            device=self._parameterNode.device)
 
             def load():
-                names = self.logic.dataset_label_names(self._datasetDir) if self._datasetDir else None
-                segmentation = self.logic.import_prediction(work / "predictions", volume, label_names=names)
-                self.logic.show_in_views(volume, segmentation)
+                names = self.logic.outputs.dataset_label_names(self._datasetDir) if self._datasetDir else None
+                segmentation = self.logic.importer.import_prediction(work / "predictions", volume, label_names=names)
+                self.logic.importer.show_in_views(volume, segmentation)
 
             self.startEngine(args, work, onDone=load)
 
     def onOpenReport(self):
-        report = self.logic.search_dir(self._searchDir).report if self._searchDir else None
+        report = self.logic.outputs.search_dir(self._searchDir).report if self._searchDir else None
         if report is None or not report.exists():
             slicer.util.errorDisplay("No report yet: run a search first.")
             return
@@ -449,7 +449,7 @@ class AutoSegSearchWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.startButton.enabled = haveData and not running
         self.ui.planForecastButton.enabled = haveData and not running
         self.ui.cancelButton.enabled = running and not self._process.cancelling
-        folder = self.logic.search_dir(self._searchDir) if self._searchDir is not None else None
+        folder = self.logic.outputs.search_dir(self._searchDir) if self._searchDir is not None else None
         self.ui.applyButton.enabled = folder is not None and folder.best.exists() and not running
         self.ui.openReportButton.enabled = folder is not None and folder.report.exists()
 
@@ -483,14 +483,14 @@ class AutoSegSearchTest(ScriptedLoadableModuleTest):
             label = volumes.AddArchetypeVolume(str(data / "labelsTr" / f"{case}.nii.gz"), f"{case}_label", 1)
             pairs.append(CasePair(volume, label))
         work = pathlib.Path(tempfile.mkdtemp(prefix="AutoSegSearchTest-"))
-        dataset = logic.export_dataset(pairs, work / "dataset", modality="MRI")
+        dataset = logic.exporter.export_dataset(pairs, work / "dataset", modality="MRI")
         self.assertEqual(len(dataset.cases), len(cases))
 
         self.delayDisplay("Training a tiny model in a child process")
         (work / "tiny.yaml").write_text("network: {depth: 2, channels: 4}\n"
                                         "training: {epochs: 2, steps_per_epoch: 2, batch_size: 2}\n")
         events = []
-        proc = logic.start_engine(logic.train_args(dataset.path, work / "model", config=work / "tiny.yaml",
+        proc = logic.engine.start_engine(logic.engine.train_args(dataset.path, work / "model", config=work / "tiny.yaml",
                                                    device="cpu"), work, on_event=events.append)
         while proc.running:
             proc.poll()
@@ -500,6 +500,6 @@ class AutoSegSearchTest(ScriptedLoadableModuleTest):
         self.assertIn("epoch", [e["event"] for e in events])
 
         self.delayDisplay("Applying the model")
-        segmentation = logic.apply_model(work / "model", pairs[0].volume, work / "apply", device="cpu")
+        segmentation = logic.importer.apply_model(work / "model", pairs[0].volume, work / "apply", device="cpu")
         self.assertGreaterEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
         self.delayDisplay("Test passed")

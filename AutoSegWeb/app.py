@@ -25,7 +25,7 @@ from trame_slicer.rca_view import register_rca_factories
 from AutoSegCore.errors import AutoSegError, DatasetError
 from AutoSegWeb.actions import user_action
 from AutoSegSearchLib.run_parameters import choice, parse_proxy
-from AutoSegWeb.checks import search_parameters
+from AutoSegWeb import checks
 from AutoSegWeb.forecast import PlanForecastPanel
 from AutoSegWeb.paths import ConfinedRoot
 from AutoSegWeb.slicer_lib import TTA_CHOICES, PanelLogic, EngineProcess, ProcessState, RunProgress
@@ -36,7 +36,7 @@ POLL_SECONDS = 0.4
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
-class AutoSegWebApp(PlanForecastPanel, TrameApp):
+class AutoSegWebApp(TrameApp):
     """One page = one Slicer scene. Keep a reference to this object while the server runs (trame-slicer pitfall:
     a freed SlicerApp leaves the views without colour tables)."""
 
@@ -57,7 +57,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self.logic = PanelLogic(self.slicer.scene, app_logic=self.slicer.app_logic)
         # the engine's own lists (AutoSegCore.choices.engine_choices): the page keeps no copies; values a client
         # sends are checked against this server-side copy, never against the (client-writable) state
-        self.choices = self.logic.engine_choices()
+        self.choices = self.logic.engine.engine_choices()
 
         self.dataset_dir: Path | None = None
         self.cases: list[str] = []          # the chosen dataset's cases (the state's case_names is a client's copy)
@@ -69,7 +69,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self._shown_nodes: list = []
         self.engines_started = 0
         self._init_state()
-        self._init_plan_forecast()
+        self.plan_panel = PlanForecastPanel(self)
         self.ui = build_ui(self.server, self.layout_manager, self)
         self.ctrl.on_server_ready.add(self._start_polling)
         if guard is not None:
@@ -133,8 +133,8 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         if not path.is_dir():
             raise DatasetError(f"dataset folder '{text}' is a file, not a folder",
                                "choose a folder holding dataset.json, imagesTr/ and labelsTr/")
-        meta = self.logic.read_dataset_json(path)
-        names = self.logic.dataset_label_names(path)
+        meta = self.logic.outputs.read_dataset_json(path)
+        names = self.logic.outputs.dataset_label_names(path)
         cases = self._case_names(path, meta)
         if not cases:
             raise DatasetError(f"{path / 'dataset.json'} lists no training cases", "check its 'training' list")
@@ -158,16 +158,16 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
             cases = sorted(case_name_from_file(p) for p in (path / "imagesTr").iterdir())
         return cases
 
-    def _require_dataset(self) -> Path:
+    def require_dataset(self) -> Path:
         if self.dataset_dir is None:
             raise DatasetError("no dataset chosen", "choose a dataset folder in the Data panel first")
         return self.dataset_dir
 
-    def _require_idle(self) -> None:
+    def require_idle(self) -> None:
         if self.proc is not None and self.proc.running:
             raise DatasetError(f"a {self.state.run_kind} run is still going", "wait for it or press Cancel")
 
-    def _run_dir(self, leaf: str) -> Path:
+    def run_dir(self, leaf: str) -> Path:
         name = str(self.state.run_name or "").strip()
         if not RUN_NAME.match(name):
             raise DatasetError(f"run name '{name}' is not a plain folder name",
@@ -177,18 +177,18 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     # ------------------------------------------------------------------------------------------------ Proxy data
     @user_action
     def run_proxy(self) -> None:
-        dataset = self._require_dataset()
-        self._require_idle()
-        out = self._run_dir("proxy")
+        dataset = self.require_dataset()
+        self.require_idle()
+        out = self.run_dir("proxy")
         s = self.state
         method, budget = parse_proxy(self.choices, s.proxy_method, s.proxy_budget, s.proxy_unit)
-        args = self.logic.proxy_args(dataset, out, method=method, roi=bool(s.proxy_roi), budget=budget, preview=True,
+        args = self.logic.engine.proxy_args(dataset, out, method=method, roi=bool(s.proxy_roi), budget=budget, preview=True,
                                      cache_dir=out / "cache")
         self.state.proxy_rows, self.state.proxy_preview = [], ""
         self._start("proxy", args, out, lambda: self._proxy_finished(out))
 
     def _proxy_finished(self, out: Path) -> None:
-        result = self.logic.read_proxy_result(out)
+        result = self.logic.outputs.read_proxy_result(out)
         self.state.proxy_rows = [{"name": c.name, "score": "" if c.score is None else f"{c.score:.4g}",
                                   "rank": c.rank, "selected": c.selected} for c in result.cases]
         if result.preview_png is not None:
@@ -197,7 +197,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
 
     @user_action
     def preview(self, case: str) -> None:
-        dataset = self._require_dataset()
+        dataset = self.require_dataset()
         if case not in self.cases:
             raise DatasetError(f"case '{case}' is not in the dataset", "pick a case from the proxy table")
         volume, segmentation = self._load_case(dataset, case)
@@ -207,9 +207,9 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
 
     def _load_case(self, dataset: Path, case: str):
         for node in self._shown_nodes:          # one case at a time: keeps names (= prediction files) unique
-            self.logic.remove_node(node)
+            self.logic.nodes.remove_node(node)
         self._shown_nodes = []
-        volume, segmentation = self.logic.load_case(dataset, case)
+        volume, segmentation = self.logic.importer.load_case(dataset, case)
         self._shown_nodes = [volume, segmentation]
         return volume, segmentation
 
@@ -233,17 +233,17 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
                                for i in range(seg.GetNumberOfSegments())]
 
     # ------------------------------------------------------------------------------------------------ Search / Run
-    def _search_parameters(self):
+    def search_parameters(self):
         """The Search panel, checked: Start and Plan & forecast run the same search."""
-        return search_parameters(self.state, self.choices)
+        return checks.search_parameters(self.state, self.choices)
 
     @user_action
     def start_search(self) -> None:
-        dataset = self._require_dataset()
-        self._require_idle()
-        out = self._run_dir("search")
-        args = self._search_parameters().search_args(dataset, out)
-        self._stop_plan_forecast()                 # the search forecasts again before its first trial
+        dataset = self.require_dataset()
+        self.require_idle()
+        out = self.run_dir("search")
+        args = self.search_parameters().search_args(dataset, out)
+        self.plan_panel.stop()                     # the search forecasts again before its first trial
         s = self.state
         s.trial_rows, s.best_value, s.best_params, s.best_dice, s.report_url = [], None, [], [], ""
         s.panels = ["run"]
@@ -262,16 +262,16 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         self._load_results(self.work_root.resolve(self.state.model_text, kind="results folder"))
 
     def _load_results(self, out: Path) -> None:
-        summary = self.logic.read_search_summary(out)
-        model = self.logic.resolve_model_dir(out)           # raises with a hint when there is no model
-        value, params = self.logic.best_of(summary or (self.progress.done or {}))
+        summary = self.logic.outputs.read_search_summary(out)
+        model = self.logic.engine.resolve_model_dir(out)           # raises with a hint when there is no model
+        value, params = self.logic.outputs.best_of(summary or (self.progress.done or {}))
         best = (summary or {}).get("best") or {}
         self.results_dir = out
         s = self.state
         s.best_value = None if value is None else round(float(value), 4)
         s.best_params = [{"name": k, "value": _fmt(v)} for k, v in sorted(params.items())]
         s.best_dice = [{"name": k, "value": _fmt(v)} for k, v in (best.get("val_dice_per_class") or {}).items()]
-        report = self.logic.search_dir(out).report
+        report = self.logic.outputs.search_dir(out).report
         s.report_url = f"/results/{report.relative_to(self.work_root.root).as_posix()}" if report.exists() else ""
         s.results_name = self.work_root.relative(out)
         s.model_text = self.work_root.relative(model)
@@ -293,26 +293,26 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
     # ------------------------------------------------------------------------------------------------ Apply
     @user_action
     def apply(self) -> None:
-        dataset = self._require_dataset()
-        self._require_idle()
+        dataset = self.require_dataset()
+        self.require_idle()
         if self.results_dir is None:
             raise DatasetError("no search results to apply", "run a search to the end or open a results folder")
         case = str(self.state.apply_case)
         if case not in self.cases:
             raise DatasetError(f"case '{case}' is not in the dataset", "pick a case of the chosen dataset")
         choice(self.state.apply_tta, tuple(TTA_CHOICES), "test-time flips")
-        image, _ = self.logic.dataset_files(dataset, case)
+        image, _ = self.logic.outputs.dataset_files(dataset, case)
         out = self.results_dir.parent / "apply" if self.results_dir.name == "search" else self.results_dir / "apply"
         out = self.work_root.resolve(self.work_root.relative(out), must_exist=False, kind="output folder")
-        args = self.logic.predict_args(self.results_dir, [image], out / "predictions",
+        args = self.logic.engine.predict_args(self.results_dir, [image], out / "predictions",
                                        tta=TTA_CHOICES[self.state.apply_tta])
         self._start("predict", args, out, lambda: self._apply_finished(dataset, case, out / "predictions"))
 
     def _apply_finished(self, dataset: Path, case: str, predictions: Path) -> None:
         volume, reference = self._load_case(dataset, case)
         reference.GetDisplayNode().SetVisibility(False)        # the prediction, not the reference labels
-        prediction = self.logic.import_prediction(predictions, volume,
-                                                  label_names=self.logic.dataset_label_names(dataset))
+        prediction = self.logic.importer.import_prediction(predictions, volume,
+                                                  label_names=self.logic.outputs.dataset_label_names(dataset))
         self._shown_nodes.append(prediction)
         self._show(volume, prediction)
         self.state.shown = f"{case}: image + predicted mask"
@@ -326,7 +326,7 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         s.run_status, s.run_log, s.notice = f"{kind} starting", "", ""
         self._on_done = on_success
         self.engines_started += 1
-        self.proc = self.logic.start_engine(args, out, on_event=self._on_event, on_log=self._on_log,
+        self.proc = self.logic.engine.start_engine(args, out, on_event=self._on_event, on_log=self._on_log,
                                             on_finished=self._on_finished)
         # once started (it finishes in a later poll): the run is this session's, and holds the page for it
         self.run_session = self.guard.run_started() if self.guard is not None else None
@@ -372,31 +372,30 @@ class AutoSegWebApp(PlanForecastPanel, TrameApp):
         while True:
             await asyncio.sleep(POLL_SECONDS)
             engine = self.proc is not None and self.proc.running
-            if engine or self.plan.active:
+            if engine or self.plan_panel.runner.active:
                 with self.state:
                     if engine:
                         self.proc.poll()
-                    self.plan.poll()
+                    self.plan_panel.runner.poll()
 
     def reset_page(self) -> None:
         """A new browser session owns the page: it starts from a fresh page, not the previous session's dataset,
         views, logs or results (nothing is running: a session holds the page while its run goes)."""
         with self.state:
-            self.plan.cancel()
+            self.plan_panel.runner.cancel()
             for node in self._shown_nodes:
-                self.logic.remove_node(node)
+                self.logic.nodes.remove_node(node)
             self._shown_nodes = []
             self.dataset_dir, self.cases, self.results_dir = None, [], None
             self.progress, self._on_done, self.run_session = RunProgress(), None, None
             self._init_state()
-            s = self.state
-            s.plan_rows, s.plan_status, s.plan_error, s.plan_busy, s.plan_stale = [], "", "", False, False
+            self.plan_panel.reset()
 
     def shutdown(self) -> None:
         """Stop a running engine and a plan & forecast (the server is going away)."""
         if self.proc is not None and self.proc.running:
             self.proc.cancel()
-        self.plan.close()
+        self.plan_panel.runner.close()
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -421,7 +420,7 @@ def _mask_centre(logic: PanelLogic, segmentation, volume):
                 for i in range(seg.GetNumberOfSegments())}
     if not value_of:
         return None
-    labels, _ = logic.segmentation_to_array(segmentation, volume, value_of)
+    labels, _ = logic.nodes.segmentation_to_array(segmentation, volume, value_of)
     where = np.argwhere(labels > 0)
     if where.size == 0:
         return None

@@ -17,40 +17,48 @@ PLAN_SETTINGS = ("dataset", *SEARCH_FIELDS.values())
 
 
 class PlanForecastPanel:
-    """Mixed into :class:`AutoSegWeb.app.AutoSegWebApp` (its state, logic, dataset and search settings)."""
+    """The panel's part of the page: its state keys, its button's action, the runner the app's loop polls
+    (``runner``).  ``app`` is the :class:`AutoSegWeb.app.AutoSegWebApp` whose dataset and search settings it reads."""
 
-    def _init_plan_forecast(self) -> None:
-        self.plan = PlanForecast(self.logic, on_result=self._plan_forecast_shown)
+    def __init__(self, app) -> None:
+        self.app, self.state = app, app.state
+        self.runner = PlanForecast(app.logic.engine, on_result=self._shown)
+        self.reset()
+        self.state.change(*PLAN_SETTINGS)(self._settings_changed)
+
+    def reset(self) -> None:
+        """No plan shown (a new page)."""
         s = self.state
         s.plan_rows, s.plan_status, s.plan_error, s.plan_busy, s.plan_stale = [], "", "", False, False
-        s.change(*PLAN_SETTINGS)(self._plan_settings_changed)
 
-    def _plan_key(self) -> tuple:
+    def _key(self) -> tuple:
         try:
-            return str(self.dataset_dir), self._search_parameters()
+            return str(self.app.dataset_dir), self.app.search_parameters()
         except AutoSegError:          # values being edited: no plan can be current for them
-            return str(self.dataset_dir), None
+            return str(self.app.dataset_dir), None
 
     @user_action
-    def plan_forecast(self) -> None:
-        dataset = self._require_dataset()
-        self._require_idle()
-        self.plan.request(dataset, self._run_dir(""), self._search_parameters(), key=self._plan_key())
+    def request(self) -> None:
+        """The button: plan and forecast the page's settings in a child process."""
+        dataset = self.app.require_dataset()
+        self.app.require_idle()
+        self.runner.request(dataset, self.app.run_dir(""), self.app.search_parameters(), key=self._key())
         s = self.state
         s.plan_rows, s.plan_error, s.plan_busy, s.plan_stale = [], "", True, False
         s.plan_status = "planning and forecasting in the background (a few timed training steps)…"
 
-    def _plan_forecast_shown(self, result: PlanForecastResult) -> None:
+    def _shown(self, result: PlanForecastResult) -> None:
         s = self.state
         s.plan_rows = [{"name": n, "value": v, "why": w} for n, v, w in result.rows()]
         s.plan_status, s.plan_error, s.plan_busy = result.summary(), result.error, False
-        self._plan_settings_changed()
+        self._settings_changed()
 
-    def _plan_settings_changed(self, **_) -> None:
-        self.state.plan_stale = bool(self.state.plan_rows) and self.plan.stale(self._plan_key())
+    def _settings_changed(self, **_) -> None:
+        self.state.plan_stale = bool(self.state.plan_rows) and self.runner.stale(self._key())
 
-    def _stop_plan_forecast(self) -> None:
-        if self.plan.running:
+    def stop(self) -> None:
+        """A search starts: it forecasts again before its first trial."""
+        if self.runner.running:
             self.state.plan_status = "stopped: the search forecasts again before its first trial"
-        self.plan.cancel()
+        self.runner.cancel()
         self.state.plan_busy = False

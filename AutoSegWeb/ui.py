@@ -162,7 +162,7 @@ def _search_panel(app):
 def _plan_forecast(app):
     """Before Start: the plan and the forecast for these settings, read-only; each row's why as its tooltip."""
     with html.Div(id="plan-forecast", classes="mt-2"):
-        v.VBtn("Plan & forecast", click=app.plan_forecast, size="small", block=True, variant="tonal",
+        v.VBtn("Plan & forecast", click=app.plan_panel.request, size="small", block=True, variant="tonal",
                color="primary", id="plan-forecast-button", disabled=("busy || !dataset",),
                prepend_icon="mdi-timer-sand")
         v.VProgressLinear(v_if=("plan_busy",), indeterminate=True, color="primary", classes="mt-1")

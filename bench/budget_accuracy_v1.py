@@ -49,6 +49,7 @@ from AutoSegCore.events import EventWriter  # noqa: E402
 from AutoSegCore.search.final import install_best, rank_trials  # noqa: E402
 from AutoSegCore.search.runner import SearchRunner  # noqa: E402
 from AutoSegCore.search.settings import SearchSettings  # noqa: E402
+from AutoSegCore.training.process import prepare_process  # noqa: E402
 from AutoSegCore.training.trainer import Trainer  # noqa: E402
 from AutoSegCore.utils.io import write_text  # noqa: E402
 
@@ -76,6 +77,7 @@ def train_until(ds, config: dict, out: Path, train: list[str], val: list[str], d
              "train_cases": list(train), "val_cases": list(val)}
     cfg["training"].update(seed=seed, steps_per_epoch=steps, epochs=EPOCH_CAP_WITH_TIME_LIMIT,
                            val_every=EPOCH_CAP_WITH_TIME_LIMIT, time_limit=max(1.0, deadline - time.time() - 5.0))
+    prepare_process("cpu", seed=seed)                 # the global seeds, as train_model sets them
     trainer = Trainer(cfg, train_pp, val_pp, labels=ds.labels, out_dir=out, in_channels=ds.num_channels,
                       device="cpu", extra_info=extra)
     t1 = time.perf_counter()

@@ -32,6 +32,7 @@ from AutoSegCore.config import make_config  # noqa: E402
 from AutoSegCore.data.dataset import load_dataset, read_case  # noqa: E402
 from AutoSegCore.data.preprocess import PreprocessedCase  # noqa: E402
 from AutoSegCore.errors import TrainingDiverged  # noqa: E402
+from AutoSegCore.training.process import prepare_process  # noqa: E402
 from AutoSegCore.training.trainer import MAX_BAD_STEPS, Trainer  # noqa: E402
 from AutoSegCore.utils.device import pick_device  # noqa: E402
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                     **({"amp": "fp16", "channels_last": "off"} if device.type == "cuda" else
                                        {"amp": "off"})}})
     with tempfile.TemporaryDirectory() as tmp:
+        prepare_process(str(device), seed=0)            # kernels and seeds as train_model sets them
         trainer = Trainer(cfg, cases[1:], cases[:1], labels=LABELS, out_dir=tmp, in_channels=1, device=str(device))
         if device.type == "cpu":        # the engine trains fp16 on CUDA only: a check of this script forces it
             trainer.amp = torch.float16

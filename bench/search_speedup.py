@@ -39,7 +39,7 @@ from AutoSegCore.search.search_dir import SearchDir
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.search.trial_process import read_metrics
 from AutoSegCore.training.api import train_model
-from AutoSegCore.training.inference import Predictor
+from AutoSegCore.inference.predictor import Predictor
 from AutoSegCore.training.metrics import evaluate_pair
 from AutoSegCore.utils.io import read_json, write_text
 

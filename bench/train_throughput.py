@@ -184,7 +184,12 @@ def our_config(net_name: str, epochs: int, block: int, **training) -> dict:
                      **training}})
 
 
-def make_trainer(cfg: dict, train, out_dir) -> Trainer:
+def make_trainer(cfg: dict, train, out_dir, gpu_share: float | None = None) -> Trainer:
+    """A Trainer in a process prepared as train_model prepares a trial's (kernels, seeds, its share of the GPU)."""
+    from AutoSegCore.training.process import prepare_process
+    from AutoSegCore.utils.device import GpuMemoryCap
+
+    prepare_process(str(DEVICE), seed=int(cfg["training"]["seed"]), gpu_memory=GpuMemoryCap(share=gpu_share))
     return Trainer(cfg, train, [], labels=LABELS, out_dir=out_dir, in_channels=1, device=str(DEVICE))
 
 
@@ -218,7 +223,7 @@ def interleaved(net_name: str, train, val, steps: int, block: int, work: Path) -
     trainer.callback = after_epoch
     trainer.fit(resume=False)
     t_val = time.perf_counter()
-    trainer.val_cases = val
+    trainer.val_data = val
     dice_ours = trainer.validate()["val_dice"]
     t_val_ours = time.perf_counter() - t_val
     dice_ref = ref.validate(val)
@@ -278,13 +283,13 @@ def packed(net_name: str, train, block: int, rounds: int, jobs: int, ref: LeanLo
            work: Path) -> dict:
     """``jobs`` trial processes with 1 thread each (as ``autoseg search --jobs`` runs them), in rounds of
     ``block`` steps each, alternating with ``block`` reference steps in this process."""
-    from AutoSegCore.utils.device import trial_device_env
+    from AutoSegCore.utils.device import memory_fraction
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", AUTOSEG_THREADS="1",
-               **trial_device_env([str(DEVICE)], jobs, str(DEVICE)))     # each trial's memory cap on a GPU
+    env = dict(os.environ, OMP_NUM_THREADS="1", AUTOSEG_THREADS="1")
+    share = memory_fraction([str(DEVICE)], jobs, str(DEVICE))              # each trial's memory cap on a GPU
     procs = [subprocess.Popen([sys.executable, str(CHILD_SCRIPT), "--child", net_name, "--data", data,
                                "--block", str(block), "--child-rounds", str(rounds + 1), "--device", str(DEVICE),
-                               "--work", str(work / f"child{i}")],
+                               "--work", str(work / f"child{i}"), *(["--gpu-share", str(share)] if share else [])],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
              for i in range(jobs)]
     for p in procs:
@@ -316,7 +321,8 @@ def child_main(args) -> int:
 
     threads = set_threads()                           # reads AUTOSEG_THREADS, as a search trial does
     train, _ = load_cases(args.data)
-    trainer = make_trainer(our_config(args.child, args.child_rounds, args.block), train, Path(args.work))
+    trainer = make_trainer(our_config(args.child, args.child_rounds, args.block), train, Path(args.work),
+                           args.gpu_share)
     print("ready", flush=True)
 
     def wait_for_go(epoch=None, record=None):
@@ -349,6 +355,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-rounds", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--gpu-share", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     global DEVICE
     from AutoSegCore.utils.device import pick_device

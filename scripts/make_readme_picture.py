@@ -73,7 +73,7 @@ def _case_dice(model: Path, ds, case: str) -> dict:
     import nibabel as nib
 
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
     from AutoSegCore.training.metrics import dice_per_class
 
     c = next(c for c in ds.cases if c.name == case)

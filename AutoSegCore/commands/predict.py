@@ -47,7 +47,7 @@ def run(args, events) -> int:
 
 def _run(args, events) -> int:
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
     from AutoSegCore.progress import predict_progress
     from AutoSegCore.utils.signals import stop_signals_interrupt
 

@@ -283,7 +283,8 @@ def run_proxy_correlation(data, out_dir: str | Path, *, grid: str | dict = "smal
             events.emit("trial_started", trial=index, config=cfg_point["id"], rung=rung.key,
                         train_cases=len(train_cases))
             result = train_model(ds, cfg, run_dir / "model", train_cases=train_cases, val_cases=test,
-                                 device=device, events=events, cache=cache, resume=True, trial=index)
+                                 device=device, events=events, cache=cache, resume=True,
+                                 study_run={"trial": index})
             trained += 1
             record = {
                 "digest": digest, "config": cfg_point["id"], "optimizer": cfg_point["optimizer"],

@@ -226,7 +226,7 @@ def train_members(settings, ds, folder: SearchDir, jobs: list[FinalJob],
         fingerprint, _ = stage_fingerprint(ds, job.train, folder.root)      # the search's, when it trained on these cases
         res = train_model(ds, cfg, out, train_cases=job.train, val_cases=job.val, device=settings.device,
                           events=events, cache=preprocess_cache(cfg, ds, job.train, fingerprint, folder.cache),
-                          trial=-1 - i, init_from=job.init_from)
+                          study_run={"member": i}, init_from=job.init_from)
         members.append(out)
         t = job.trial
         per_member.append({"trial": t.number, "tag": job.tag, "params": t.params, "full_val_dice": res.val_dice,
@@ -241,9 +241,9 @@ def choose_inference(settings, ds, members: list[Path], jobs: list[FinalJob]) ->
     members — with and without flip TTA (``--final-tta auto``), keep TTA only where it scores higher, then decide
     largest-component post-processing per class on the chosen predictions (nnU-Net's rule)."""
     from AutoSegCore.data.dataset import read_case
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
     from AutoSegCore.training.metrics import dice_per_class
-    from AutoSegCore.training.postprocess import decide_largest_component
+    from AutoSegCore.inference.postprocess import decide_largest_component
 
     classes = [c for c in sorted(ds.labels) if c > 0]
     if settings.final_folds and settings.final_folds > 1:
@@ -279,7 +279,7 @@ def write_final(settings, ds, folder: SearchDir, choice: InferenceChoice, per_me
     predictions in ``predictions/``, and the record of the final training (returned; the caller writes it)."""
     from AutoSegCore.data.writers import save_prediction
     from AutoSegCore.training.metrics import evaluate_pair
-    from AutoSegCore.training.postprocess import keep_largest_component
+    from AutoSegCore.inference.postprocess import keep_largest_component
 
     classes = [c for c in sorted(ds.labels) if c > 0]
     final_preds = [keep_largest_component(p, choice.largest_component) for p in choice.predictions]

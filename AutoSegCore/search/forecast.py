@@ -133,8 +133,10 @@ def _measure(config: dict, ds, train_cases: list[str], val_cases: list[str], fin
     import torch
 
     from AutoSegCore.search.stages import preprocess_cache
+    from AutoSegCore.training.process import prepare_process
     from AutoSegCore.training.trainer import Trainer
 
+    device = str(prepare_process(device, seed=int(config["training"].get("seed", 0))))   # as a trial's process
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:

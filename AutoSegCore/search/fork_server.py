@@ -33,7 +33,7 @@ def preload() -> None:
     import AutoSegCore.search.trial_process  # noqa: F401
     import AutoSegCore.strategies  # noqa: F401
     import AutoSegCore.training.api  # noqa: F401
-    import AutoSegCore.training.inference  # noqa: F401
+    import AutoSegCore.inference.predictor  # noqa: F401
 
 
 def _run_child(request: dict, keep: tuple[int, ...]) -> None:

@@ -21,9 +21,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from AutoSegCore.search.trial_spec import SPEC_FILE, TrialSpec, study_pruner
 from AutoSegCore.utils.io import write_json
+
+if TYPE_CHECKING:
+    from AutoSegCore.utils.device import GpuMemoryCap
 
 SPEC, RESULT, METRICS = SPEC_FILE, "result.json", "metrics.jsonl"
 EXIT_PARENT_GONE = 75      # the study/worker that started this trial is gone (EX_TEMPFAIL: retry later)
@@ -38,34 +42,33 @@ def read_metrics(trial_dir: str | Path) -> list[dict]:
 
 
 def memory_limits(on_gpu: bool, memory_gb: float | None, memory_fraction: float | None
-                  ) -> tuple[int | None, dict[str, str]]:
-    """``--trial-memory-gb`` and the trial's share of a packed GPU as (RLIMIT_AS bytes or None, environment for
-    the Trainer's ``apply_memory_cap``).  On the CPU the limit is the address space; on a GPU it is a cap of the
-    GPU's memory instead: CUDA's start-up maps far more virtual address space than the limit (it fails under
-    RLIMIT_AS), and GPU memory is what trials sharing a GPU compete for."""
-    from AutoSegCore.utils.device import MEMORY_FRACTION_ENV, MEMORY_GB_ENV
+                  ) -> tuple[int | None, GpuMemoryCap | None]:
+    """``--trial-memory-gb`` and the trial's share of a packed GPU as (RLIMIT_AS bytes or None, the cap on its GPU's
+    memory or None).  On the CPU the limit is the address space; on a GPU it is a cap of the GPU's memory instead:
+    CUDA's start-up maps far more virtual address space than the limit (it fails under RLIMIT_AS), and GPU memory
+    is what trials sharing a GPU compete for."""
+    from AutoSegCore.utils.device import GpuMemoryCap
 
-    env = {MEMORY_FRACTION_ENV: str(memory_fraction)} if memory_fraction else {}
-    if memory_gb and on_gpu:
-        return None, {**env, MEMORY_GB_ENV: str(memory_gb)}
-    return (int(memory_gb * 1024 ** 3) if memory_gb else None), env
+    if not on_gpu:
+        return (int(memory_gb * 1024 ** 3) if memory_gb else None), None
+    return None, (GpuMemoryCap(memory_fraction, memory_gb) if memory_fraction or memory_gb else None)
 
 
-def limit_memory(spec: TrialSpec) -> None:
-    """Apply :func:`memory_limits` to this trial process, before anything is allocated (the Trainer reads the
-    environment before its first CUDA allocation)."""
+def limit_memory(spec: TrialSpec) -> GpuMemoryCap | None:
+    """Apply :func:`memory_limits` to this trial process before anything is allocated: the address space here, the
+    GPU's cap returned for ``train_model`` (which applies it before its first CUDA allocation)."""
     device = spec.device.lower()
     on_gpu = device.startswith("cuda")
-    if device == "auto" and spec.memory_gb:          # resolved as the Trainer will; counting GPUs makes no CUDA context
+    if device == "auto" and (spec.memory_gb or spec.memory_fraction):  # resolved as train_model will; no CUDA context
         import torch
 
         on_gpu = torch.cuda.device_count() > 0
-    rlimit, env = memory_limits(on_gpu, spec.memory_gb, spec.memory_fraction)
-    os.environ.update(env)
+    rlimit, cap = memory_limits(on_gpu, spec.memory_gb, spec.memory_fraction)
     if rlimit:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (rlimit, rlimit))
+    return cap
 
 
 def apply_threads(threads: int) -> None:
@@ -150,7 +153,7 @@ def _run_trial(trial_dir: Path) -> int:
     from AutoSegCore.training.api import train_model
 
     spec = TrialSpec.read(trial_dir)
-    limit_memory(spec)
+    gpu_memory = limit_memory(spec)
     apply_threads(spec.threads)
     started = time.time()
     if spec.resume_from and not (trial_dir / "checkpoint.pt").exists() \
@@ -184,7 +187,7 @@ def _run_trial(trial_dir: Path) -> int:
     try:
         last = train_model(ds, spec.config, trial_dir, train_cases=spec.train_cases, val_cases=spec.val_cases,
                            device=spec.device, callback=on_epoch, cache=cache, cache_dir=spec.cache_dir,
-                           trial=spec.number)
+                           study_run={"trial": spec.number}, gpu_memory=gpu_memory)
     except optuna.TrialPruned:
         status = "pruned"
     history = read_metrics(trial_dir)

@@ -11,7 +11,9 @@ from AutoSegCore.config import make_config
 from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.training.model_io import warm_start
+from AutoSegCore.training.process import prepare_process
 from AutoSegCore.training.trainer import CHECKPOINT, Trainer, TrainResult
+from AutoSegCore.utils.device import GpuMemoryCap
 
 
 def split_cases(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -27,20 +29,26 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
                 val_cases: list[str] | None = None, val_fraction: float = 0.2, device: str = "auto",
                 events: EventWriter = NULL_EVENTS, callback: Callable[[int, dict], None] | None = None,
                 cache=None, cache_dir: str | Path | None = None, resume: bool = True,
-                trial: int | None = None, plan: bool | dict = False,
-                init_from: str | Path | None = None) -> TrainResult:
+                study_run: dict | None = None, plan: bool | dict = False,
+                init_from: str | Path | None = None, gpu_memory: GpuMemoryCap | None = None) -> TrainResult:
     """Train ``config`` (merged over defaults) on ``data`` (a folder, pair list or ``Dataset``) into ``out_dir``.
 
     ``config``: a dict of the sections to change (``{"training": {"epochs": 10}}``), the path of a YAML/JSON
     config file, or None for the defaults.  ``train_cases`` / ``val_cases``: case names (one name may be given
     as a string); by default ``val_fraction`` of the cases is held out for validation.  ``out_dir`` ends up a
-    model folder usable by :class:`~AutoSegCore.training.inference.Predictor`; an existing ``checkpoint.pt``
+    model folder usable by :class:`~AutoSegCore.inference.predictor.Predictor`; an existing ``checkpoint.pt``
     there is resumed exactly, and a finished model there is refused unless ``resume=False`` (then replaced).
     ``plan``: True plans the dataset first (``AutoSegCore.planning.plan_dataset`` for ``device`` and the config's
     ``training.time_limit`` as budget; what ``autoseg train`` does) and merges ``config`` over the planned recipe;
     a plan dict (``plan.json``) is used as it is; False (default) merges ``config`` over the bare defaults.  The
     plan used is written to ``out_dir/plan.json``.  ``init_from``: a model folder of the same network whose weights
     start a fresh training (a search's final training starts from its winning trial); a resumed one ignores it.
+    ``study_run``: which run of a study this training is, written into its ``epoch`` events: ``{"trial": n}`` (a
+    search's or a proxy experiment's trial) or ``{"member": i}`` (the final training's i-th member).  A study
+    decides ``largest_component: auto`` over its runs (the final, on its members); a plain training (None) decides
+    it on its own last validation.
+    ``gpu_memory``: this process's cap on its GPU's memory (a trial sharing its GPU).  The process-wide settings
+    (device, memory cap, CUDA kernels, global seeds) are applied here, once (``training.process.prepare_process``).
     Returns the per-epoch history, validation Dice (mean and per class) and the model folder.
     """
     from AutoSegCore.data.dataset import Dataset, load_dataset
@@ -59,6 +67,7 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
         raise ConfigError(f"{out} already holds a trained model", "choose another out_dir, or pass resume=False "
                           "(the command line: another --out) to replace it")
     ds = data if isinstance(data, Dataset) else load_dataset(data)
+    device = str(prepare_process(device, seed=int(cfg["training"]["seed"]), gpu_memory=gpu_memory))
     if plan is not False and plan is not None:
         cfg, plan = _with_plan(ds, config, plan, out, device, events)
     names = [c.name for c in ds.cases]
@@ -86,7 +95,7 @@ def train_model(data, config: dict | None, out_dir: str | Path, *, train_cases: 
     train_pp = cache.get_many([ds.case(n) for n in train_cases])
     val_pp = cache.get_many([ds.case(n) for n in val_cases])
     trainer = Trainer(cfg, train_pp, val_pp, labels=ds.labels, out_dir=out_dir, in_channels=ds.num_channels,
-                      device=device, events=events, callback=callback, trial=trial,
+                      device=device, events=events, callback=callback, study_run=study_run,
                       extra_info={"preprocessor": cache.preprocessor.state(), "channel_names": ds.channel_names,
                                   "dataset": ds.name, "train_cases": list(train_cases), "val_cases": val_cases})
     if init_from is not None and not (resume and (out / CHECKPOINT).exists()):

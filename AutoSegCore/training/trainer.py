@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,13 +27,12 @@ from AutoSegCore.training.augment import augment_on_device, case_bank, safe_flip
 from AutoSegCore.training.fused_loss import FusedDiceCELoss, available as fused_available, confusion
 from AutoSegCore.training.losses import DeepSupervisionWrapper, make_loss
 from AutoSegCore.training.canvas import choose_patch
-from AutoSegCore.training.kernels import configure_backends, deterministic_wanted
 from AutoSegCore.training.model_io import RESUME_HINT, read_checkpoint, save_model
 from AutoSegCore.training.numerics import amp_dtype, loss_layout, use_channels_last
 from AutoSegCore.training.precision import choose_precision
 from AutoSegCore.training.optim import make_optimizer, make_scheduler, replan_horizon, schedule_factor
 from AutoSegCore.training.validation import add_confusion, fast_argmax, labels_on, settle_largest_component, validate_cases
-from AutoSegCore.utils.device import apply_memory_cap, pick_device
+from AutoSegCore.utils.device import pick_device
 from AutoSegCore.utils.io import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -59,12 +57,13 @@ class TrainResult:
 
 
 class Trainer:
-    """Train one config on preprocessed cases. ``callback(epoch, record)`` may raise to stop/prune."""
+    """Train one config on preprocessed cases (``train_data``/``val_data``: their arrays, where ``train_model``'s
+    ``train_cases`` are names). ``callback(epoch, record)`` may raise to stop/prune."""
 
-    def __init__(self, config: dict, train_cases: list, val_cases: list, *, labels: dict[int, str],
+    def __init__(self, config: dict, train_data: list, val_data: list, *, labels: dict[int, str],
                  out_dir: str | Path, in_channels: int, device: str = "auto",
                  events: EventWriter = NULL_EVENTS, callback: Callable[[int, dict], None] | None = None,
-                 extra_info: dict | None = None, trial: int | None = None) -> None:
+                 extra_info: dict | None = None, study_run: dict | None = None) -> None:
         from AutoSegCore.networks import build_network, count_parameters, size_divisor
 
         self.config = config
@@ -72,26 +71,24 @@ class Trainer:
         self.labels = {int(k): v for k, v in labels.items()}
         self.out_classes = max(self.labels) + 1
         self.out_dir = Path(out_dir)
-        self.device = pick_device(device)
-        apply_memory_cap(self.device)               # a trial sharing its GPU (--jobs N on one device)
-        configure_backends(self.device, deterministic_wanted())
-        self.events, self.callback, self.trial, self.in_channels = events, callback, trial, in_channels
+        self.device = pick_device(str(device))      # process-wide settings: training.process.prepare_process
+        self.events, self.callback, self.in_channels = events, callback, in_channels
+        self.study_run = dict(study_run or {})      # {"trial": n} / {"member": i}: see train_model
         self.extra_info = extra_info or {}
-        if not train_cases:
+        if not train_data:
             raise ValueError("no training cases")
         seed = int(self.training_config.get("seed", 0))
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        self.net = build_network(config["network"], in_channels, self.out_classes).to(self.device)
+        with torch.random.fork_rng(devices=[]):     # the weights from the run's own seed; global state untouched
+            torch.random.default_generator.manual_seed(seed)
+            self.net = build_network(config["network"], in_channels, self.out_classes).to(self.device)
         self.num_params = count_parameters(config["network"], in_channels, self.out_classes)
         self.two_d = config["network"].get("conv") == "2d"
         divisor = size_divisor(config["network"])
-        self.patch = choose_patch([c.image.shape[1:] for c in train_cases], divisor, self.training_config.get("patch_size"))
+        self.patch = choose_patch([c.image.shape[1:] for c in train_data], divisor, self.training_config.get("patch_size"))
         flip = self.training_config["augmentation"].get("flip_axes", "auto")
-        self.flip_axes = safe_flip_axes([c.label for c in train_cases]) if flip == "auto" else list(flip)
-        self.train_cases, self.val_cases = train_cases, val_cases
-        self.bank = case_bank(train_cases, self.device, self.events)
+        self.flip_axes = safe_flip_axes([c.label for c in train_data]) if flip == "auto" else list(flip)
+        self.train_data, self.val_data = train_data, val_data
+        self.bank = case_bank(train_data, self.device, self.events)
         self.loss_fn = DeepSupervisionWrapper(make_loss(self.training_config["loss"]))
         self.fused_loss = isinstance(self.loss_fn.loss, FusedDiceCELoss) and fused_available(self.device)
         self.optimizer = make_optimizer(self.net.parameters(), self.training_config)
@@ -202,7 +199,7 @@ class Trainer:
         if measured:
             return float(measured[-1])
         train_s = [r["seconds"] for r in self.history[-5:]]
-        return 0.5 * len(self.val_cases) * (float(np.mean(train_s)) / self.training_config["steps_per_epoch"] if train_s else 0.0)
+        return 0.5 * len(self.val_data) * (float(np.mean(train_s)) / self.training_config["steps_per_epoch"] if train_s else 0.0)
 
     def _replan(self, epoch_seconds_now: float, cap: int) -> bool:
         """Re-fit the schedule's end to the time left (``replan_horizon``); True when this epoch is the last."""
@@ -320,10 +317,10 @@ class Trainer:
 
     def validate(self, last: bool = False) -> dict:
         if self._val_labels is None:
-            self._val_labels = labels_on(self.device, self.val_cases)
+            self._val_labels = labels_on(self.device, self.val_data)
         auto = self.config.get("inference", {}).get("largest_component") == "auto"  # decided on the last maps
-        self.val_predictions = [] if last and auto and self.trial is None else None
-        return validate_cases(self.net, self.val_cases, self._val_labels, self.labels, self.patch, device=self.device,
+        self.val_predictions = [] if last and auto and not self.study_run else None
+        return validate_cases(self.net, self.val_data, self._val_labels, self.labels, self.patch, device=self.device,
                               amp=self.amp, channels_last=self.channels_last, keep=self.val_predictions)
 
     def fit(self, resume: bool = True) -> TrainResult:
@@ -356,7 +353,7 @@ class Trainer:
                 if self.time_limit:
                     finished = self._replan(time.perf_counter() - t0, epochs) or finished
                     record["horizon"] = self.horizon
-                if self.val_cases and (self.epoch % self.training_config.get("val_every", 1) == 0 or finished):
+                if self.val_data and (self.epoch % self.training_config.get("val_every", 1) == 0 or finished):
                     t_val = time.perf_counter()
                     last_val = self.validate(last=finished)
                     record.update(last_val)
@@ -368,7 +365,7 @@ class Trainer:
                 if finished or now - self._last_checkpoint >= CHECKPOINT_SECONDS:
                     self.save_checkpoint()
                     self._last_checkpoint = now
-                self.events.emit("epoch", trial=self.trial, epoch=self.epoch, epochs=self.horizon, loss=record["loss"],
+                self.events.emit("epoch", **self.study_run, epoch=self.epoch, epochs=self.horizon, loss=record["loss"],
                                  val_dice=record.get("val_dice"), seconds=record["seconds"])
                 if self.callback:
                     self.callback(self.epoch, record)
@@ -388,7 +385,7 @@ class Trainer:
 
     def save_final(self, result: TrainResult) -> None:
         config = self.config
-        if config.get("inference", {}).get("largest_component") == "auto" and self.trial is None:
+        if config.get("inference", {}).get("largest_component") == "auto" and not self.study_run:
             config = settle_largest_component(self, config)
         info = {
             "format": "autoseg-model/1", "config": config, "labels": {str(k): v for k, v in self.labels.items()},

@@ -37,7 +37,7 @@ def validate_cases(net: torch.nn.Module, cases: list, device_labels: list[torch.
     shifts InstanceNorm statistics) of each case, scored against ``device_labels``; ``net`` in eval
     mode meanwhile, back in training mode after.  ``keep``: a list that receives each case's label map (uint8, on
     the host) — asked for once, on the final weights, so post-processing is decided without predicting again."""
-    from AutoSegCore.training.inference import predict_probs
+    from AutoSegCore.inference.sliding_window import predict_probs
 
     k = max(labels) + 1
     counts = torch.zeros(len(cases), k, k, dtype=torch.long, device=device)
@@ -60,19 +60,19 @@ def settle_largest_component(trainer, config: dict) -> dict:
     """``inference.largest_component: auto`` decided as nnU-Net does, once, when training ends: the classes for
     which keeping only the largest connected component does not lower the validation cases' mean Dice.  Returns
     the config with the list in its place ([] without validation cases)."""
-    from AutoSegCore.training.inference import predict_probs
-    from AutoSegCore.training.postprocess import decide_largest_component
+    from AutoSegCore.inference.sliding_window import predict_probs
+    from AutoSegCore.inference.postprocess import decide_largest_component
 
     chosen: list[int] = []
-    if trainer.val_cases:
+    if trainer.val_data:
         preds = getattr(trainer, "val_predictions", None)
-        if not preds or len(preds) != len(trainer.val_cases):     # resumed after its last validation: predict
+        if not preds or len(preds) != len(trainer.val_data):     # resumed after its last validation: predict
             trainer.net.eval()
             preds = [predict_probs(trainer.net, torch.from_numpy(np.ascontiguousarray(c.image)), trainer.patch,
                                    device=trainer.device, amp=trainer.amp, overlap=0.25,
-                                   channels_last=trainer.channels_last).argmax(0).numpy() for c in trainer.val_cases]
+                                   channels_last=trainer.channels_last).argmax(0).numpy() for c in trainer.val_data]
             trainer.net.train()
-        chosen = decide_largest_component(preds, [c.label for c in trainer.val_cases],
+        chosen = decide_largest_component(preds, [c.label for c in trainer.val_data],
                                           sorted(c for c in trainer.labels if c > 0))
         trainer.events.emit("log", message=f"largest-component post-processing for label(s) {chosen or 'none'}: "
                                            f"decided on {len(preds)} validation case(s)")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from AutoSegCore.errors import ConfigError
-from AutoSegCore.utils.env import env_number
 
 if TYPE_CHECKING:
     import torch
@@ -56,8 +56,6 @@ def set_threads(n: int | None = None) -> int:
 # its share of its GPU's memory as a cap (torch.cuda.set_per_process_memory_fraction), so that one trial's
 # out-of-memory fails that trial instead of its neighbours.  The search process itself may hold memory on a GPU
 # (the plan's probe, proxy selection and the forecast run there): what it keeps is taken off the trials' shares.
-MEMORY_FRACTION_ENV = "AUTOSEG_GPU_MEMORY_FRACTION"
-MEMORY_GB_ENV = "AUTOSEG_GPU_MEMORY_GB"      # --trial-memory-gb of a trial on a GPU (a cap, not RLIMIT_AS)
 MEMORY_HEADROOM = 0.9          # share of a GPU's memory the trials on it may take together (CUDA contexts etc.)
 CUDA_CONTEXT_BYTES = 512 * 2 ** 20   # a CUDA context's own memory, which torch's memory_reserved does not count
 MPS_PIPE_ENV, MPS_DEFAULT_PIPE = "CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"
@@ -127,12 +125,6 @@ def memory_fraction(devices: list[str], jobs: int, device: str, parent_bytes: in
     return fraction
 
 
-def trial_device_env(devices: list[str], jobs: int, device: str) -> dict[str, str]:
-    """Environment for a trial started on ``device``: its memory cap (read by :func:`apply_memory_cap`)."""
-    fraction = memory_fraction(devices, jobs, device)
-    return {MEMORY_FRACTION_ENV: str(fraction)} if fraction else {}
-
-
 def parent_held_bytes(reserved: int, has_context: bool) -> int:
     """What the search process keeps on a GPU: torch's cached blocks (``reserved``, after ``empty_cache``: its
     live tensors) plus its CUDA context, which no allocator statistic counts (``CUDA_CONTEXT_BYTES``)."""
@@ -190,22 +182,26 @@ def describe_gpu_sharing(devices: list[str], jobs: int, parent: dict[str, tuple[
     return "; ".join(parts)
 
 
-def gpu_memory_cap(share: float | None, gigabytes: float | None, total_bytes: int) -> float:
-    """A trial's cap as a fraction of its GPU's ``total_bytes``: its share of a packed GPU and ``--trial-memory-gb``,
-    whichever is smaller (at most the whole GPU)."""
-    return min(share or 1.0, gigabytes * 2 ** 30 / total_bytes if gigabytes else 1.0)
+@dataclass(frozen=True)
+class GpuMemoryCap:
+    """A training process's cap on its GPU's memory: its ``share`` of a GPU packed with other trials (``--jobs``)
+    and ``gigabytes`` (``--trial-memory-gb``); the smaller applies.  Part of the trial's spec, applied by
+    ``training.process.prepare_process``."""
+    share: float | None = None
+    gigabytes: float | None = None
+
+    def fraction(self, total_bytes: int) -> float:
+        """The cap as a fraction of a GPU of ``total_bytes`` (at most the whole GPU)."""
+        return min(self.share or 1.0, self.gigabytes * 2 ** 30 / total_bytes if self.gigabytes else 1.0)
 
 
-def apply_memory_cap(device) -> float | None:
-    """In a trial: cap this process's share of its GPU's memory (``AUTOSEG_GPU_MEMORY_FRACTION``, and
-    ``AUTOSEG_GPU_MEMORY_GB`` from ``--trial-memory-gb``), so that running out fails this trial with a CUDA
-    out-of-memory error.  Returns the cap applied, None if none."""
-    share = env_number(MEMORY_FRACTION_ENV, "e.g. 0.45", upper=1.0)
-    gigabytes = env_number(MEMORY_GB_ENV, "e.g. 8")
-    if (share is None and gigabytes is None) or getattr(device, "type", str(device)) != "cuda":
+def apply_memory_cap(device, cap: GpuMemoryCap | None) -> float | None:
+    """Cap this process's share of its GPU's memory, so that running out fails this training (a trial) with a
+    CUDA out-of-memory error instead of its neighbours on the GPU.  Returns the fraction applied, None if none."""
+    if cap is None or (cap.share is None and cap.gigabytes is None) or getattr(device, "type", str(device)) != "cuda":
         return None
     import torch
 
-    fraction = gpu_memory_cap(share, gigabytes, torch.cuda.get_device_properties(device).total_memory)
+    fraction = cap.fraction(torch.cuda.get_device_properties(device).total_memory)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction

@@ -39,8 +39,11 @@ class ExportedDataset:
 
 
 
-class DatasetExport(SceneNodes):
-    """Validation and MSD export of case pairs (image volume + label map or segmentation)."""
+class DatasetExport:
+    """Validation and MSD export of case pairs (image volume + label map or segmentation), through ``nodes``."""
+
+    def __init__(self, nodes: SceneNodes) -> None:
+        self.nodes = nodes
 
     def validate_cases(self, pairs: Sequence[CasePair | tuple]) -> list[CasePair]:
         """Check every pair; raise DatasetError naming the first bad case. Touches nothing."""
@@ -82,7 +85,7 @@ class DatasetExport(SceneNodes):
                 if lab.GetSegmentation().GetNumberOfSegments() == 0:
                     raise DatasetError(f"{where}: segmentation {node_label(lab)} has no segments",
                                        "add segments in the Segment Editor or remove the case")
-                label_array, _ = self.segmentation_to_array(lab, vol, None)
+                label_array, _ = self.nodes.segmentation_to_array(lab, vol, None)
                 if not np.any(label_array):
                     raise DatasetError(f"{where}: segmentation {node_label(lab)} is empty inside the volume",
                                        "paint the segments over this volume or remove the case")
@@ -152,11 +155,11 @@ class DatasetExport(SceneNodes):
             for case, pair in zip(case_names, checked):
                 image_file = tmp / "imagesTr" / f"{case}.nii.gz"
                 label_file = tmp / "labelsTr" / f"{case}.nii.gz"
-                self.write_volume(pair.volume, image_file)
+                self.nodes.write_volume(pair.volume, image_file)
                 if pair.label.IsA("vtkMRMLLabelMapVolumeNode"):
                     labels = voxel_array(pair.label)
                 else:
-                    labels, _ = self.segmentation_to_array(pair.label, pair.volume, value_of)
+                    labels, _ = self.nodes.segmentation_to_array(pair.label, pair.volume, value_of)
                 self._write_label_array(labels, pair.volume, label_file)
                 training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
             dataset = {
@@ -186,4 +189,4 @@ class DatasetExport(SceneNodes):
         matrix = vtk.vtkMatrix4x4()
         reference.GetIJKToRASMatrix(matrix)
         node.SetIJKToRASMatrix(matrix)
-        self.write_volume(node, path)
+        self.nodes.write_volume(node, path)

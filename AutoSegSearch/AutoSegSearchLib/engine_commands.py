@@ -74,9 +74,11 @@ def _engine_choices(python: str | None) -> dict[str, tuple[str, ...]]:
 
 
 class EngineCommands:
-    """Arguments of ``autoseg proxy|search|train|predict`` and running them (``self.python``: the interpreter)."""
+    """Arguments of ``autoseg proxy|search|train|predict`` and running them with ``python`` (None: the engine's
+    Python as :func:`.process.engine_python` finds it)."""
 
-    python: str | None = None
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python
 
     def engine_choices(self) -> dict[str, list[str]]:
         """The engine's choice lists for this logic's python (see :func:`engine_choices`)."""
@@ -99,12 +101,6 @@ class EngineCommands:
         if cache_dir:
             args += ["--cache-dir", str(cache_dir)]
         return args + (["--preview"] if preview else [])
-
-    @staticmethod
-    def best_of(summary: dict) -> tuple[float | None, dict]:
-        """(best objective value, its parameters) from ``summary.json`` or the search's ``done`` event."""
-        best = summary.get("best") or {}
-        return best.get("value"), dict(best.get("params") or {})
 
     def train_args(self, data_dir: str | Path, model_dir: str | Path, config: str | Path | None = None,
                    epochs: int | None = None, steps_per_epoch: int | None = None,

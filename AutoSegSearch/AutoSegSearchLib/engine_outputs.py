@@ -42,7 +42,7 @@ def search_dir(out_dir: str | Path):
 
 
 class EngineOutputs:
-    """Parsers of the engine's output files, as methods so the logic object offers them to every front end."""
+    """Parsers of the engine's output files: the panel logic's ``outputs``, one object for every front end."""
 
     search_dir = staticmethod(search_dir)
 
@@ -75,6 +75,12 @@ class EngineOutputs:
             return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return {}
+
+    @staticmethod
+    def best_of(summary: dict) -> tuple[float | None, dict]:
+        """(best objective value, its parameters) from ``summary.json`` or the search's ``done`` event."""
+        best = summary.get("best") or {}
+        return best.get("value"), dict(best.get("params") or {})
 
     def read_dataset_json(self, dataset_dir: str | Path) -> dict:
         path = Path(dataset_dir) / "dataset.json"

@@ -87,10 +87,11 @@ def case_name_from_file(path: str | Path) -> str:
 
 
 class SceneNodes:
-    """Node I/O bound to one scene (``self.scene``, optional ``self.volumes_logic``), shared by the logic's parts."""
+    """Node I/O bound to one scene (and, optionally, the Volumes module's logic, which loads volumes the way the app
+    does), shared by the panel logic's parts."""
 
-    scene: object
-    volumes_logic: object = None
+    def __init__(self, scene, volumes_logic=None) -> None:
+        self.scene, self.volumes_logic = scene, volumes_logic
 
     def write_volume(self, volume, path: Path) -> None:
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()   # not added to the scene: no trace left there

@@ -62,14 +62,14 @@ def read_plan_forecast(folder: str | Path) -> PlanForecastResult:
 class PlanForecast:
     """One panel's Plan & forecast: at most one child is current; :meth:`request` stops the one before.
 
-    ``logic`` is the panel's :class:`~.engine_commands.EngineCommands` (``forecast_args``, ``start_engine``);
+    ``engine`` is the panel logic's :class:`~.engine_commands.EngineCommands`, which starts the child;
     ``on_result(PlanForecastResult)`` runs from :meth:`poll`, in the caller's thread, once per request that was
     neither superseded nor cancelled.  The front end polls with its own timer or event loop, as for every child.
     Folders of superseded requests and of earlier results are removed (each holds a preprocessing cache).
     """
 
-    def __init__(self, logic, on_result: Callable[[PlanForecastResult], None]) -> None:
-        self.logic, self.on_result = logic, on_result
+    def __init__(self, engine, on_result: Callable[[PlanForecastResult], None]) -> None:
+        self.engine, self.on_result = engine, on_result
         self.proc: EngineProcess | None = None
         self.key: object = None                 # the settings of the latest request
         self.shown: PlanForecastResult | None = None
@@ -97,7 +97,7 @@ class PlanForecast:
         args = params.forecast_args(data_dir, folder)
         self.cancel()
         self.key = key
-        self.proc = self.logic.start_engine(args, folder, on_finished=self._finished, env=env)
+        self.proc = self.engine.start_engine(args, folder, on_finished=self._finished, env=env)
         return self.proc
 
     def cancel(self) -> None:

@@ -59,11 +59,13 @@ class RunProgress:
         elif kind == "epoch":
             self.last_epoch = event
             dice = event.get("val_dice")
-            where = f"trial {trial}, " if trial is not None else ""
+            member = event.get("member")
+            where = (f"trial {trial}, " if trial is not None else
+                     "final training, " if member is not None else "")
             total = f"/{event['epochs']}" if event.get("epochs") else ""
             self.status = (f"{where}epoch {event.get('epoch')}{total}: loss {_short(event.get('loss'))}"
                            + (f", val Dice {_short(dice)}" if dice is not None else ""))
-            if trial is None and event.get("epochs"):
+            if trial is None and member is None and event.get("epochs"):
                 self.fraction = max(self.fraction, float(event["epoch"]) / float(event["epochs"]))
         elif kind == "trial_finished" and trial is not None:
             row = self.trials.setdefault(trial, TrialRow(trial))

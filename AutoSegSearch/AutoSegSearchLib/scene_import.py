@@ -12,28 +12,32 @@ import numpy as np
 import slicer
 import vtk
 
+from .engine_commands import EngineCommands
+from .engine_outputs import EngineOutputs
 from .errors import DatasetError
 from .nodes import (PALETTE, SceneNodes, voxel_array, node_dims, ijk_to_ras, image_from_array, node_label, same_grid,
                     case_name_from_file, safe_case_name, check_volume_file)
 
 
-class SceneImport(SceneNodes):
-    """Loading cases and predictions into ``self.scene`` (uses the engine parts for ``apply_model``)."""
+class SceneImport:
+    """Loading cases and predictions into the scene of ``nodes``: dataset cases found through ``outputs``, masks
+    predicted by ``engine`` (``apply_model``); ``app_logic`` (optional) shows a case in the slice views."""
 
-    app_logic: object = None
+    def __init__(self, nodes: SceneNodes, engine: EngineCommands, outputs: EngineOutputs, app_logic=None) -> None:
+        self.nodes, self.engine, self.outputs, self.app_logic = nodes, engine, outputs, app_logic
 
     def load_case(self, dataset_dir: str | Path, case: str) -> tuple[object, object]:
         """Load one dataset case into the scene for preview: (image volume node, segmentation node of its label)."""
-        image_file, label_file = self.dataset_files(dataset_dir, case)
+        image_file, label_file = self.outputs.dataset_files(dataset_dir, case)
         if label_file is None or not label_file.exists():
             raise DatasetError(f"case '{case}' has no label file in {dataset_dir}", "check labelsTr/ of the dataset")
-        names = self.dataset_label_names(dataset_dir)
-        image = self.read_volume(image_file)                 # read + validate before touching the scene
-        volume = self.add_volume(image, image_file, case)
+        names = self.outputs.dataset_label_names(dataset_dir)
+        image = self.nodes.read_volume(image_file)                 # read + validate before touching the scene
+        volume = self.nodes.add_volume(image, image_file, case)
         try:
             segmentation = self.import_segmentation(label_file, volume, label_names=names, name=f"{case} label")
         except BaseException:
-            self.remove_node(volume)
+            self.nodes.remove_node(volume)
             raise
         return volume, segmentation
 
@@ -53,7 +57,7 @@ class SceneImport(SceneNodes):
         self.validate_reference(volume)
         path = Path(work_dir) / f"{safe_case_name(volume.GetName())}.nii.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.write_volume(volume, path)
+        self.nodes.write_volume(volume, path)
         return path
 
     def apply_model(self, model_dir: str | Path, volume, work_dir: str | Path, tta: bool | None = None,
@@ -62,7 +66,7 @@ class SceneImport(SceneNodes):
         """Blocking: run ``autoseg predict`` on ``volume`` and import its mask as a segmentation node over it."""
         image = self.write_volume_for_engine(volume, Path(work_dir) / "input")
         out = Path(work_dir) / "predictions"
-        self.run_engine(self.predict_args(model_dir, [image], out, tta=tta, device=device), work_dir,
+        self.engine.run_engine(self.engine.predict_args(model_dir, [image], out, tta=tta, device=device), work_dir,
                         on_event=on_event, timeout=timeout)
         return self.import_prediction(out, volume, label_names=label_names)
 
@@ -107,7 +111,7 @@ class SceneImport(SceneNodes):
         if path.name.endswith(".seg.nrrd"):
             labels, info = self._read_seg_nrrd(path, volume)
         else:
-            node = self.read_volume(path, labelmap=True)
+            node = self.nodes.read_volume(path, labelmap=True)
             if not same_grid(ijk_to_ras(node), node_dims(node), ijk_to_ras(volume), node_dims(volume)):
                 raise DatasetError(f"{path.name} does not lie on the grid of volume {node_label(volume)} "
                                    f"(size {node_dims(node)} vs {node_dims(volume)}, or different spacing/origin/direction)",
@@ -152,7 +156,7 @@ class SceneImport(SceneNodes):
                                    "predict on this very volume, or pick the matching volume")
         value_of = {seg.GetNthSegment(i).GetName(): seg.GetNthSegment(i).GetLabelValue()
                     for i in range(seg.GetNumberOfSegments())}
-        return self.segmentation_to_array(seg_node, volume, value_of)
+        return self.nodes.segmentation_to_array(seg_node, volume, value_of)
 
     def _add_segmentation(self, labels: np.ndarray, volume, segments: list[tuple], name: str):
         """Create the segmentation node (the only scene change of an import)."""
@@ -161,11 +165,11 @@ class SceneImport(SceneNodes):
         matrix = vtk.vtkMatrix4x4()
         volume.GetIJKToRASMatrix(matrix)
         labelmap.SetIJKToRASMatrix(matrix)
-        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.unique_name(name))
+        node = self.nodes.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.nodes.unique_name(name))
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         if segments and not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node, ""):
-            self.remove_node(node)
+            self.nodes.remove_node(node)
             raise DatasetError(f"could not import the label map into {name}", "check the label file")
         seg = node.GetSegmentation()
         by_value = {value: (seg_name, color) for value, seg_name, color in segments}
@@ -179,7 +183,7 @@ class SceneImport(SceneNodes):
 
     def _place_beside(self, node, volume) -> None:
         """Put ``node`` in the same subject-hierarchy folder/study as ``volume``."""
-        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.nodes.scene)
         if sh is None:
             return
         volume_item = sh.GetItemByDataNode(volume)

@@ -11,7 +11,7 @@ from datakit import make_msd_copy
 
 from AutoSegCore.data.dataset import load_dataset, read_case
 from AutoSegCore.errors import ConfigError, DatasetError
-from AutoSegCore.training.inference import Predictor
+from AutoSegCore.inference.predictor import Predictor
 
 
 def _rewrite_first_entry(root, key, value):

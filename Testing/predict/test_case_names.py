@@ -166,7 +166,7 @@ def two_channel(tmp_path_factory) -> dict:
 
 def test_a_two_channel_model_reads_x_0000_and_x_0001_as_one_case_x(two_channel, tmp_path):
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     model, scans = two_channel["model"], two_channel["scans"]
     assert Predictor(model, device="cpu").in_channels == 2

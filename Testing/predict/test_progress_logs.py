@@ -88,7 +88,7 @@ def test_search_and_demo_events_become_one_line_per_trial_and_stage():
             events.emit("progress", fraction=(t + 1) / 2, message=f"{t + 1} trials finished")
         events.emit("progress", fraction=0.0, message="final training top1 (1/1)")
         for e in (1, 2):
-            events.emit("epoch", trial=-1, epoch=e, epochs=2, loss=0.5, val_dice=0.8, seconds=3.0)
+            events.emit("epoch", member=0, epoch=e, epochs=2, loss=0.5, val_dice=0.8, seconds=3.0)
         for i in range(1, 6):
             events.emit("progress", fraction=0.0, stage="checking", done=i, total=5, message=f"checked {i}/5 inputs")
         for i in range(1, 6):

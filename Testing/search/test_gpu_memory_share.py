@@ -6,7 +6,6 @@ torch.cuda calls through stand-ins, RLIMIT_AS in a real child process."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,13 @@ import pytest
 import torch
 
 import AutoSegCore.utils.device as device_mod
-from AutoSegCore.errors import AutoSegError, ConfigError
+from AutoSegCore.errors import AutoSegError
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.trial_process import memory_limits
 from AutoSegCore.search.trial_spec import TrialSpec
-from AutoSegCore.utils.device import (CUDA_CONTEXT_BYTES, MEMORY_FRACTION_ENV, MEMORY_GB_ENV, MPS_PIPE_ENV,
-                                      apply_memory_cap, describe_gpu_sharing, gpu_memory_cap, memory_fraction,
-                                      mps_pipe_directory, parent_held_bytes, release_parent_memory)
+from AutoSegCore.utils.device import (CUDA_CONTEXT_BYTES, MPS_PIPE_ENV, GpuMemoryCap, apply_memory_cap,
+                                      describe_gpu_sharing, memory_fraction, mps_pipe_directory, parent_held_bytes,
+                                      release_parent_memory)
 
 GiB = 2 ** 30
 REPO = Path(__file__).resolve().parents[2]
@@ -120,30 +119,25 @@ def test_cuda_mps_is_detected_and_reported(tmp_path, monkeypatch):
 
 
 def test_trial_memory_gb_caps_gpu_memory_on_cuda_and_the_address_space_on_the_cpu():
-    """The decision: RLIMIT_AS only on the CPU; on a GPU the limit travels to the Trainer's memory cap."""
-    assert memory_limits(True, 8, 0.45) == (None, {MEMORY_FRACTION_ENV: "0.45", MEMORY_GB_ENV: "8"})
-    assert memory_limits(True, None, 0.45) == (None, {MEMORY_FRACTION_ENV: "0.45"})
-    assert memory_limits(False, 8, None) == (8 * GiB, {})
-    assert memory_limits(False, None, None) == (None, {})
-    assert gpu_memory_cap(0.45, 8, 80 * GiB) == pytest.approx(0.1)       # the smaller: 8 GiB of 80
-    assert gpu_memory_cap(0.05, 8, 80 * GiB) == pytest.approx(0.05)      # the smaller: its share
-    assert gpu_memory_cap(None, 200, 80 * GiB) == 1.0                    # at most the whole GPU
+    """The decision: RLIMIT_AS only on the CPU; on a GPU the limit is a cap of its memory, handed to train_model."""
+    assert memory_limits(True, 8, 0.45) == (None, GpuMemoryCap(share=0.45, gigabytes=8))
+    assert memory_limits(True, None, 0.45) == (None, GpuMemoryCap(share=0.45))
+    assert memory_limits(True, None, None) == (None, None)
+    assert memory_limits(False, 8, None) == (8 * GiB, None)
+    assert memory_limits(False, None, None) == (None, None)
+    assert GpuMemoryCap(0.45, 8).fraction(80 * GiB) == pytest.approx(0.1)       # the smaller: 8 GiB of 80
+    assert GpuMemoryCap(0.05, 8).fraction(80 * GiB) == pytest.approx(0.05)      # the smaller: its share
+    assert GpuMemoryCap(None, 200).fraction(80 * GiB) == 1.0                    # at most the whole GPU
 
 
-def test_the_trainer_applies_the_smaller_cap_on_its_gpu(fake_gpus, monkeypatch):
-    monkeypatch.setenv(MEMORY_FRACTION_ENV, "0.45")
-    monkeypatch.setenv(MEMORY_GB_ENV, "8")
+def test_the_smaller_cap_is_applied_on_a_gpu_and_nothing_on_the_cpu(fake_gpus):
     gpu = torch.device("cuda", 0)
-    assert apply_memory_cap(torch.device("cpu")) is None
-    assert apply_memory_cap(gpu) == pytest.approx(0.1)
+    assert apply_memory_cap(torch.device("cpu"), GpuMemoryCap(0.45, 8)) is None
+    assert apply_memory_cap(gpu, GpuMemoryCap(0.45, 8)) == pytest.approx(0.1)
     assert fake_gpus == [(pytest.approx(0.1), gpu)]
-    monkeypatch.delenv(MEMORY_FRACTION_ENV)
-    assert apply_memory_cap(gpu) == pytest.approx(0.1)                   # --trial-memory-gb alone caps too
-    for name, bad in ((MEMORY_GB_ENV, "0"), (MEMORY_GB_ENV, "lots"), (MEMORY_FRACTION_ENV, "1.5")):
-        monkeypatch.setenv(name, bad)
-        with pytest.raises(ConfigError, match=name):
-            apply_memory_cap(gpu)
-        monkeypatch.delenv(name)
+    assert apply_memory_cap(gpu, GpuMemoryCap(gigabytes=8)) == pytest.approx(0.1)  # --trial-memory-gb alone caps too
+    assert apply_memory_cap(gpu, None) is None and apply_memory_cap(gpu, GpuMemoryCap()) is None
+    assert len(fake_gpus) == 2
 
 
 CHILD = r"""
@@ -151,9 +145,9 @@ import json, os, resource, sys
 from AutoSegCore.search.trial_process import limit_memory
 from AutoSegCore.search.trial_spec import TrialSpec
 before = resource.getrlimit(resource.RLIMIT_AS)
-limit_memory(TrialSpec.read(sys.argv[1]))
+cap = limit_memory(TrialSpec.read(sys.argv[1]))
 print(json.dumps({"before": before, "after": resource.getrlimit(resource.RLIMIT_AS),
-                  "env": {k: v for k, v in os.environ.items() if k.startswith("AUTOSEG_GPU")}}))
+                  "cap": cap and [cap.share, cap.gigabytes], "env": sorted(os.environ)}))
 """
 
 
@@ -164,21 +158,21 @@ def _child_limits(tmp_path, device: str, memory_gb: float, fraction: float | Non
     TrialSpec(number=0, trial_id=1, storage="sqlite:///s.db", study_name="s", strategy="random",
               directions=["maximize"], data="/d", config={"training": {"epochs": 1}}, train_cases=["a"], val_cases=[],
               min_epochs=1, threads=1, device=device, memory_gb=memory_gb, memory_fraction=fraction).write(trial_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSEG_GPU")}
     out = subprocess.run([sys.executable, "-c", CHILD, str(trial_dir)], capture_output=True, text=True, timeout=120,
-                         check=True, cwd=REPO, env=env)
+                         check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
 def test_a_cpu_trial_limits_its_address_space_and_a_cuda_trial_does_not(tmp_path):
     cpu = _child_limits(tmp_path, "cpu", 3)
-    assert cpu["after"] == [3 * GiB, 3 * GiB] and cpu["env"] == {}
+    assert cpu["after"] == [3 * GiB, 3 * GiB] and cpu["cap"] is None
     gpu = _child_limits(tmp_path, "cuda:0", 3, 0.45)
     assert gpu["after"] == gpu["before"]                                  # CUDA's start-up keeps its address space
-    assert gpu["env"] == {MEMORY_FRACTION_ENV: "0.45", MEMORY_GB_ENV: "3"}
-    auto = _child_limits(tmp_path, "auto", 3)                            # resolved as the Trainer resolves it
+    assert gpu["cap"] == [0.45, 3]                                        # for train_model, in no environment variable
+    assert gpu["env"] == cpu["env"]
+    auto = _child_limits(tmp_path, "auto", 3)                            # resolved as train_model resolves it
     if torch.cuda.device_count():
-        assert auto["after"] == auto["before"] and auto["env"] == {MEMORY_GB_ENV: "3"}
+        assert auto["after"] == auto["before"] and auto["cap"] == [None, 3]
     else:
-        assert auto["after"] == [3 * GiB, 3 * GiB] and auto["env"] == {}
+        assert auto["after"] == [3 * GiB, 3 * GiB] and auto["cap"] is None

@@ -119,7 +119,7 @@ def mask_centre_ras(logic, segmentation, volume) -> np.ndarray:
     seg = segmentation.GetSegmentation()
     value_of = {seg.GetNthSegment(i).GetName(): seg.GetNthSegment(i).GetLabelValue()
                 for i in range(seg.GetNumberOfSegments())}
-    labels, _ = logic.segmentation_to_array(segmentation, volume, value_of)
+    labels, _ = logic.nodes.segmentation_to_array(segmentation, volume, value_of)
     k, j, i = np.argwhere(labels > 0).mean(axis=0)
     import vtk
 
@@ -145,10 +145,10 @@ def make_readme_screenshots(model_dir: Path, image: Path, dataset_dir: Path, out
 
     with OffscreenViewer(size=420) as viewer:
         logic = viewer.logic
-        volume = logic.add_volume(logic.read_volume(image), image, image.name.split(".")[0])
+        volume = logic.nodes.add_volume(logic.nodes.read_volume(image), image, image.name.split(".")[0])
         work = Path(tempfile.mkdtemp(prefix="autoseg-shots-"))
-        segmentation = logic.apply_model(model_dir, volume, work, device="cpu",
-                                         label_names=logic.dataset_label_names(dataset_dir))
+        segmentation = logic.importer.apply_model(model_dir, volume, work, device="cpu",
+                                         label_names=logic.outputs.dataset_label_names(dataset_dir))
         centre = mask_centre_ras(logic, segmentation, volume)
         views = [viewer.render(volume, segmentation, orientation, through_ras=centre)
                  for orientation in ("Axial", "Coronal", "Sagittal")]

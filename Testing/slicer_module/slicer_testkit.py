@@ -20,7 +20,7 @@ SPLEEN = DATA / "Task09_Spleen_crop"
 
 def load_pair(logic, dataset: Path, case: str, as_segmentation: bool = False):
     """Load a real case of a shared dataset the way a user would: volume + label map (or segmentation)."""
-    volumes = logic.volumes_logic
+    volumes = logic.nodes.volumes_logic
     image = volumes.AddArchetypeVolume(str(dataset / "imagesTr" / f"{case}.nii.gz"), case, 0)
     label = volumes.AddArchetypeVolume(str(dataset / "labelsTr" / f"{case}.nii.gz"), f"{case}_label", 1)
     assert image is not None and label is not None
@@ -50,7 +50,7 @@ def labels_on_volume_grid(logic, seg_node, volume):
     seg = seg_node.GetSegmentation()
     value_of = {seg.GetNthSegment(i).GetName(): seg.GetNthSegment(i).GetLabelValue()
                 for i in range(seg.GetNumberOfSegments())}
-    array, _ = logic.segmentation_to_array(seg_node, volume, value_of)
+    array, _ = logic.nodes.segmentation_to_array(seg_node, volume, value_of)
     return array
 
 

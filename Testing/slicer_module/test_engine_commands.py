@@ -215,7 +215,7 @@ def test_apply_finds_a_search_s_ensemble_best(tmp_path):
     from AutoSegCore.data.dataset import load_dataset
     from AutoSegCore.search.final import install_best
     from AutoSegCore.training.api import train_model
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     ds = load_dataset(HIPPO)
     names = sorted(c.name for c in ds.cases)[:3]

@@ -45,7 +45,7 @@ def export_cases(logic, out_dir):
         volume, label = load_pair(logic, HIPPO, case)
         label.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
         pairs.append(CasePair(volume, label))
-    return logic.export_dataset(pairs, out_dir, name="Hippo", modality="MRI"), pairs
+    return logic.exporter.export_dataset(pairs, out_dir, name="Hippo", modality="MRI"), pairs
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_train_then_apply_through_the_logic(logic, tmp_path):
     dataset, pairs = export_cases(logic, tmp_path / "dataset")
     (tmp_path / "tiny.yaml").write_text(TINY)
     received = []
-    proc = logic.start_engine(logic.train_args(dataset.path, tmp_path / "model", config=tmp_path / "tiny.yaml",
+    proc = logic.engine.start_engine(logic.engine.train_args(dataset.path, tmp_path / "model", config=tmp_path / "tiny.yaml",
                                                device="cpu"),
                               tmp_path / "work", on_event=received.append, env=CPU)
     assert proc.state == ProcessState.RUNNING and psutil.pid_exists(proc.pid)
@@ -81,7 +81,7 @@ def test_train_then_apply_through_the_logic(logic, tmp_path):
     sh, study = put_in_study(logic.scene, volume)
     n_before = logic.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
     seen = []
-    seg_node = logic.apply_model(tmp_path / "model", volume, tmp_path / "apply", device="cpu",
+    seg_node = logic.importer.apply_model(tmp_path / "model", volume, tmp_path / "apply", device="cpu",
                                  on_event=seen.append, timeout=120)
     assert {"study_started", "artifact", "done"} <= {e["event"] for e in seen}
     assert logic.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == n_before + 1
@@ -100,7 +100,7 @@ def test_cancel_kills_the_process_tree_and_leaves_the_scene(logic, tmp_path):
     dataset, _ = export_cases(logic, tmp_path / "dataset")
     before = node_ids(logic.scene)
     finished = []
-    proc = logic.start_engine(logic.train_args(dataset.path, tmp_path / "model", epochs=10000, device="cpu"),
+    proc = logic.engine.start_engine(logic.engine.train_args(dataset.path, tmp_path / "model", epochs=10000, device="cpu"),
                               tmp_path / "work", on_finished=finished.append, env=CPU)
     deadline = time.monotonic() + 60
     while not proc.events_of("study_started") and time.monotonic() < deadline and proc.running:
@@ -145,14 +145,14 @@ def test_engine_error_reaches_the_caller_with_its_hint(logic, tmp_path):
     (tmp_path / "model" / "model.pt").write_bytes(b"not a model")
     image = HIPPO / "imagesTr" / "hippocampus_003.nii.gz"
     with pytest.raises(DatasetError) as info:
-        logic.run_engine(logic.predict_args(tmp_path / "model", [image], tmp_path / "out", device="cpu"),
+        logic.engine.run_engine(logic.engine.predict_args(tmp_path / "model", [image], tmp_path / "out", device="cpu"),
                          tmp_path / "work", timeout=120, env=CPU)
     assert "predict" in info.value.message and info.value.hint
 
 
 def test_model_folder_without_model_is_refused(logic, tmp_path):
     with pytest.raises(DatasetError, match="no trained model"):
-        logic.predict_args(tmp_path, ["x.nii.gz"], tmp_path / "out")
+        logic.engine.predict_args(tmp_path, ["x.nii.gz"], tmp_path / "out")
 
 
 def _tiny_search_args(logic, tmp_path, dataset, final: bool):
@@ -168,7 +168,7 @@ def _tiny_search_args(logic, tmp_path, dataset, final: bool):
 def test_tiny_search_streams_events_and_its_best_model_applies(logic, tmp_path):
     dataset, pairs = export_cases(logic, tmp_path / "dataset")
     progress, changed_rows = RunProgress(), []
-    proc = logic.start_engine(_tiny_search_args(logic, tmp_path, dataset, final=True), tmp_path / "search",
+    proc = logic.engine.start_engine(_tiny_search_args(logic, tmp_path, dataset, final=True), tmp_path / "search",
                               on_event=lambda e: changed_rows.append(progress.update(e)), env=CPU)
     proc.wait(timeout=900)
     kinds = [e["event"] for e in proc.events]
@@ -180,14 +180,14 @@ def test_tiny_search_streams_events_and_its_best_model_applies(logic, tmp_path):
     assert trial == "0" and "optimizer=" in params and state == "complete" and float(value) >= 0
     assert proc.state == ProcessState.SUCCEEDED, proc.failure_message()
     assert "done" in kinds
-    best_value, best_params = logic.best_of(progress.done)
+    best_value, best_params = logic.outputs.best_of(progress.done)
     assert best_value == pytest.approx(float(value), rel=1e-3) and "lr" in best_params
     # the panel's "Final training" minutes reach the engine as --final-time: 6 s of retraining
     best_info = json.loads((tmp_path / "search" / "best" / "model.json").read_text())
     assert best_info["config"]["training"]["time_limit"] == pytest.approx(6.0)
 
     volume = pairs[1].volume
-    seg_node = logic.apply_model(tmp_path / "search", volume, tmp_path / "apply", device="cpu", timeout=300)
+    seg_node = logic.importer.apply_model(tmp_path / "search", volume, tmp_path / "apply", device="cpu", timeout=300)
     assert set(segments_of(seg_node)) <= {"Anterior", "Posterior"}
     predicted = file_labels_kji(tmp_path / "apply" / "predictions" / "hippocampus_007.nii.gz")
     np.testing.assert_array_equal(labels_on_volume_grid(logic, seg_node, volume), predicted)
@@ -198,13 +198,13 @@ def test_tiny_search_streams_events_and_its_best_model_applies(logic, tmp_path):
 def test_proxy_selection_then_preview_of_the_chosen_case(logic, tmp_path):
     dataset, pairs = export_cases(logic, tmp_path / "dataset")
     progress = RunProgress()
-    args = logic.proxy_args(dataset.path, tmp_path / "proxy", method="mi", roi=True, budget=2, device="cpu",
+    args = logic.engine.proxy_args(dataset.path, tmp_path / "proxy", method="mi", roi=True, budget=2, device="cpu",
                             cache_dir=tmp_path / "cache")
-    proc = logic.start_engine(args, tmp_path / "proxy", on_event=progress.update, env=CPU)
+    proc = logic.engine.start_engine(args, tmp_path / "proxy", on_event=progress.update, env=CPU)
     assert proc.wait(timeout=300) == ProcessState.SUCCEEDED, proc.failure_message()
     assert progress.fraction == 1.0 and "proxy" in progress.artifacts
 
-    result = logic.read_proxy_result(tmp_path / "proxy")
+    result = logic.outputs.read_proxy_result(tmp_path / "proxy")
     assert sorted(c.name for c in result.cases) == sorted(CASES)
     assert [c.rank for c in result.cases] == [1, 2, 3, 4]
     assert len(result.selected) == 2 and {c.name for c in result.cases if c.selected} == set(result.selected)
@@ -212,7 +212,7 @@ def test_proxy_selection_then_preview_of_the_chosen_case(logic, tmp_path):
 
     chosen = result.selected[0]
     n_volumes = logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
-    volume, seg_node = logic.load_case(dataset.path, chosen)
+    volume, seg_node = logic.importer.load_case(dataset.path, chosen)
     assert logic.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes + 1
     assert segments_of(seg_node) == {"Anterior": 1, "Posterior": 2}
     original = next(p.volume for p in pairs if p.volume.GetName() == chosen)

@@ -35,7 +35,7 @@ def test_export_labelmaps_keeps_geometry_and_label_values(logic, tmp_path):
         pairs.append(CasePair(volume, label))
     before = node_ids(logic.scene)
 
-    result = logic.export_dataset(pairs, tmp_path / "ds", name="Hippo", modality="MRI")
+    result = logic.exporter.export_dataset(pairs, tmp_path / "ds", name="Hippo", modality="MRI")
 
     assert node_ids(logic.scene) == before, "export must not add or remove scene nodes"
     meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
@@ -59,7 +59,7 @@ def test_export_segmentation_uses_segment_names_on_anisotropic_ct(logic, tmp_pat
     seg.GetSegmentation().GetNthSegment(0).SetName("spleen")
     before = node_ids(logic.scene)
 
-    logic.export_dataset([(volume, seg)], tmp_path / "spleen_ds")
+    logic.exporter.export_dataset([(volume, seg)], tmp_path / "spleen_ds")
 
     assert node_ids(logic.scene) == before
     meta = json.loads((tmp_path / "spleen_ds" / "dataset.json").read_text())
@@ -80,7 +80,7 @@ def test_segment_label_values_follow_names_across_cases(logic, tmp_path):
             seg.GetSegmentation().GetNthSegment(i).SetName(name)
     # reverse the order of the segments in the second case
     s2.GetSegmentation().SetSegmentIndex(s2.GetSegmentation().GetNthSegmentID(1), 0)
-    logic.export_dataset([(v1, s1), (v2, s2)], tmp_path / "ds")
+    logic.exporter.export_dataset([(v1, s1), (v2, s2)], tmp_path / "ds")
     meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert meta["labels"] == {"0": "background", "1": "Anterior", "2": "Posterior"}
     for case in ("hippocampus_003", "hippocampus_007"):
@@ -92,7 +92,7 @@ def test_segment_label_values_follow_names_across_cases(logic, tmp_path):
 def _assert_refused(logic, pairs, out_dir, *words):
     before_ids, before_mtime = node_ids(logic.scene), logic.scene.GetMTime()
     with pytest.raises(DatasetError) as info:
-        logic.export_dataset(pairs, out_dir)
+        logic.exporter.export_dataset(pairs, out_dir)
     text = str(info.value).lower()
     for word in words:
         assert word.lower() in text, f"{word!r} missing in {text!r}"
@@ -133,5 +133,5 @@ def test_non_empty_output_folder_is_refused(logic, tmp_path):
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "keep.txt").write_text("user file")
     with pytest.raises(DatasetError, match="not empty"):
-        logic.export_dataset([pair], tmp_path / "ds")
+        logic.exporter.export_dataset([pair], tmp_path / "ds")
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["keep.txt"]

@@ -53,7 +53,7 @@ logic = PanelLogic(scene, app_logic=app_logic)
 before, nodes = peak_mb(), scene.GetNumberOfNodes()
 start = time.perf_counter()
 try:
-    logic.load_case(sys.argv[2], sys.argv[3])
+    logic.importer.load_case(sys.argv[2], sys.argv[3])
     message = None
 except Exception as exc:
     message = f"{type(exc).__name__}: {exc}"

@@ -23,7 +23,7 @@ def test_nifti_prediction_becomes_named_segments_in_the_same_study(logic, tmp_pa
     prediction.parent.mkdir()
     shutil.copy(HIPPO / "labelsTr" / "hippocampus_003.nii.gz", prediction)
 
-    seg_node = logic.import_prediction(prediction.parent, volume, label_names=NAMES)
+    seg_node = logic.importer.import_prediction(prediction.parent, volume, label_names=NAMES)
 
     assert segments_of(seg_node) == {"Anterior": 1, "Posterior": 2}
     colors = {seg_node.GetSegmentation().GetNthSegment(i).GetColor() for i in range(2)}
@@ -54,7 +54,7 @@ def test_seg_nrrd_prediction_keeps_file_names_colours_and_values(logic, tmp_path
     path = tmp_path / "hippocampus_007.seg.nrrd"
     slicerio.write_segmentation(str(path), segmentation)
 
-    seg_node = logic.import_prediction(path, volume)
+    seg_node = logic.importer.import_prediction(path, volume)
 
     assert segments_of(seg_node) == {"anterior hippocampus": 1, "posterior hippocampus": 3}
     seg = seg_node.GetSegmentation()
@@ -77,15 +77,15 @@ def test_bad_prediction_changes_nothing(logic, tmp_path, bad):
         path.write_text("not an image")
     before, mtime = node_ids(logic.scene), logic.scene.GetMTime()
     with pytest.raises(DatasetError) as info:
-        logic.import_prediction(path, volume)
+        logic.importer.import_prediction(path, volume)
     assert path.name in str(info.value) and info.value.hint
     assert node_ids(logic.scene) == before and logic.scene.GetMTime() == mtime
 
 
 def test_proxy_preview_loads_case_with_named_labels(logic):
     before = logic.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
-    volume, seg_node = logic.load_case(HIPPO, "hippocampus_008")
-    logic.show_in_views(volume, seg_node)
+    volume, seg_node = logic.importer.load_case(HIPPO, "hippocampus_008")
+    logic.importer.show_in_views(volume, seg_node)
 
     assert volume.GetScene() is logic.scene and seg_node.GetScene() is logic.scene
     assert logic.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == before + 1
@@ -101,5 +101,5 @@ def test_proxy_preview_loads_case_with_named_labels(logic):
 def test_proxy_preview_of_unknown_case_changes_nothing(logic):
     before = node_ids(logic.scene)
     with pytest.raises(DatasetError, match="hippocampus_999"):
-        logic.load_case(HIPPO, "hippocampus_999")
+        logic.importer.load_case(HIPPO, "hippocampus_999")
     assert node_ids(logic.scene) == before

@@ -56,7 +56,7 @@ def test_the_childs_plan_and_forecast_fill_the_widget_before_start(module_with_s
                                       folderSourceRadioButton=types.SimpleNamespace(checked=True))
     widget._parameterNode = p = module_with_stubs.AutoSegSearchLogic().getParameterNode()
     p.datasetFolder, p.space, p.proxyNetwork, p.timeLimitMinutes, p.device = data, "proxy-hpo", "levels=3", 30, "cpu"
-    widget._planForecast = runner = PlanForecast(logic, on_result=widget.showPlanForecast)   # as setup() wires it
+    widget._planForecast = runner = PlanForecast(logic.engine, on_result=widget.showPlanForecast)   # as setup() wires it
 
     # an older request, then a newer one with other settings: only the newer answer reaches the Widget
     older = runner.request(data, tmp_path / "out", replace(widget.searchParameters(), trials=2), key="older", env=CPU)
@@ -99,7 +99,7 @@ def test_the_childs_plan_and_forecast_fill_the_widget_before_start(module_with_s
 def test_an_engine_refusal_is_shown_as_its_message_and_a_bad_value_starts_nothing(logic, tmp_path):
     data = make_subset(tmp_path / "Hippo4", 4)
     results = []
-    runner = PlanForecast(logic, on_result=results.append)
+    runner = PlanForecast(logic.engine, on_result=results.append)
     with pytest.raises(ConfigError, match="trials"):
         runner.request(data, tmp_path / "out", SearchParameters(trials=0))
     assert runner.proc is None and not (tmp_path / "out").exists()

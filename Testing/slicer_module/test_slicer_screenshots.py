@@ -20,7 +20,7 @@ def test_views_show_the_imported_mask_over_the_image(tmp_path):
     from slicer_screenshots import OffscreenViewer, mask_centre_ras, save_png
 
     with OffscreenViewer(size=256) as viewer:
-        volume, segmentation = viewer.logic.load_case(SPLEEN, "spleen_2")
+        volume, segmentation = viewer.logic.importer.load_case(SPLEEN, "spleen_2")
         centre = mask_centre_ras(viewer.logic, segmentation, volume)
 
         with_mask = viewer.render(volume, segmentation, "Axial", through_ras=centre)

@@ -179,7 +179,7 @@ def test_module_imports_with_stand_in_qt_and_its_logic_runs_on_real_mrml(module_
     assert logic.scene is slicer.mrmlScene
     # the module's Logic is the Lib logic: it refuses bad input the same way
     with pytest.raises(Exception, match="no cases"):
-        logic.export_dataset([], tmp_path / "ds")
+        logic.exporter.export_dataset([], tmp_path / "ds")
     params = logic.getParameterNode()
     assert params is not None
     assert issubclass(mod.AutoSegSearchTest, __import__("unittest").TestCase)

@@ -8,7 +8,7 @@ import torch
 from shared_data import HIPPO
 from AutoSegCore.training.augment import augment_batch, safe_flip_axes
 from AutoSegCore.training.metrics import dice_per_class, hd95_per_class
-from AutoSegCore.training.postprocess import decide_largest_component, keep_largest_component
+from AutoSegCore.inference.postprocess import decide_largest_component, keep_largest_component
 
 
 def _labels(n=30):

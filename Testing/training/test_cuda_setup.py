@@ -19,8 +19,9 @@ from AutoSegCore.planning.cost import probe_step_seconds
 from AutoSegCore.training import precision
 from AutoSegCore.training.augment import bank_fits_device
 from AutoSegCore.training.kernels import configure_backends
-from AutoSegCore.training.inference import accumulation_device
-from AutoSegCore.utils.device import MEMORY_FRACTION_ENV, apply_memory_cap, pick_device
+from AutoSegCore.inference.sliding_window import accumulation_device
+from AutoSegCore.training.process import prepare_process
+from AutoSegCore.utils.device import GpuMemoryCap, apply_memory_cap, pick_device
 
 GiB = 2 ** 30
 
@@ -60,10 +61,30 @@ def test_every_device_is_indexed_and_every_cuda_call_accepts_it(fake_cuda, monke
     # the case bank's memory check, the inference accumulation, a packed trial's memory share: torch's checks pass
     assert bank_fits_device(GiB, dev) and not bank_fits_device(6 * GiB, dev)     # ≤ half of the 8 GiB free
     assert accumulation_device(dev, (64, 64, 64), 3) == dev
-    monkeypatch.setenv(MEMORY_FRACTION_ENV, "0.45")
-    assert apply_memory_cap(dev) == 0.45 and fake_cuda["set_fraction"] == [(0.45, 0)]
+    assert apply_memory_cap(dev, GpuMemoryCap(share=0.45)) == 0.45 and fake_cuda["set_fraction"] == [(0.45, 0)]
     with pytest.raises(Exception, match="does not exist"):
         pick_device("cuda:3")
+
+
+def test_a_training_process_is_prepared_once_with_its_cap_kernels_and_seeds(fake_cuda, monkeypatch):
+    """``prepare_process`` (what train_model calls): the indexed device, the trial's cap through torch's checked
+    call, cuDNN autotuning, the global seeds; the Trainer sets none of them."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)        # restored after the test
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")             # what deterministic kernels set
+    precision_before = torch.get_float32_matmul_precision()
+    try:
+        dev = prepare_process("cuda", seed=7, gpu_memory=GpuMemoryCap(share=0.3, gigabytes=8))
+        assert dev == torch.device("cuda", 0) and fake_cuda["set_fraction"] == [(0.3, 0)]      # 0.3 < 8 of 16 GiB
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+        first = torch.rand(3)
+        prepare_process("cuda", seed=7, deterministic=True)
+        assert torch.equal(torch.rand(3), first)                                # seeded alike
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert fake_cuda["set_fraction"] == [(0.3, 0)]                          # no cap: nothing set
+    finally:
+        torch.set_float32_matmul_precision(precision_before)
+        torch.use_deterministic_algorithms(False)
 
 
 def test_tf32_is_set_so_that_the_legacy_flag_stays_readable():

@@ -211,7 +211,7 @@ def test_each_trial_spec_carries_its_device_and_gpu_memory_share(tmp_path):
 def test_inference_accumulates_on_the_gpu_only_when_its_maps_fit():
     """Sliding windows run on the model's device; their probabilities are summed there when 3 × (K + 1) float32
     volumes take at most half the GPU's free memory, else on the CPU (a large CT with many classes)."""
-    from AutoSegCore.training.inference import accumulation_device
+    from AutoSegCore.inference.sliding_window import accumulation_device
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda:0")
     assert accumulation_device(cpu, (512, 512, 400), 105) == cpu
@@ -228,7 +228,7 @@ def test_inference_accumulates_on_the_gpu_only_when_its_maps_fit():
 @needs_cuda
 def test_gpu_prediction_matches_cpu_accumulation():
     from AutoSegCore.networks import build_network
-    from AutoSegCore.training import inference
+    from AutoSegCore.inference import sliding_window as inference
 
     torch.manual_seed(0)
     net = build_network(make_config(tiny_config())["network"], 1, 3).eval()
@@ -329,14 +329,14 @@ def test_cuda_training_steps_never_wait_for_the_device(hippo, tmp_path):
 @needs_cuda
 def test_a_memory_cap_makes_cuda_out_of_memory_a_trial_fault(hippo, tmp_path, monkeypatch):
     from AutoSegCore.training.api import train_model
-    from AutoSegCore.utils.device import MEMORY_FRACTION_ENV
+    from AutoSegCore.utils.device import GpuMemoryCap
 
-    monkeypatch.setenv(MEMORY_FRACTION_ENV, "0.0005")      # ≈ 70 MB of an H200: the first big batch fails
     names = _names(hippo)
     cfg = tiny_config(epochs=1, steps_per_epoch=2, batch_size=64)
     try:
-        with pytest.raises(AutoSegError, match="CUDA out of memory"):
-            train_model(hippo, cfg, tmp_path, train_cases=names[:8], val_cases=[], device="cuda")
+        with pytest.raises(AutoSegError, match="CUDA out of memory"):         # ≈ 70 MB of an H200: the first big batch
+            train_model(hippo, cfg, tmp_path, train_cases=names[:8], val_cases=[], device="cuda",
+                        gpu_memory=GpuMemoryCap(share=0.0005))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
 

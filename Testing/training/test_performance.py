@@ -58,7 +58,7 @@ def test_channels_last_net_computes_the_same_logits(hippo, tmp_path):
 
 @pytest.mark.parametrize("amp,channels_last", SETTINGS)
 def test_every_speed_setting_trains_and_predicts(hippo, tmp_path, amp, channels_last):
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     names = _names(hippo)
     res = train_model(hippo, tiny_config(amp=amp, channels_last=channels_last, epochs=1, steps_per_epoch=3),

@@ -108,7 +108,7 @@ def test_a_failure_while_predicting_keeps_finished_cases_and_a_rerun_does_the_re
     before it, complete, and leaves no file of the failed one (not even a hidden temp file); an incomplete earlier
     output of a case is redone; a re-run predicts only what is missing."""
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     second = tmp_path / "second.nii.gz"
     shutil.copyfile(files / "good.nii.gz", second)

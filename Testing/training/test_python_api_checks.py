@@ -10,7 +10,7 @@ from AutoSegCore.errors import ConfigError, DatasetError
 from AutoSegCore.search.settings import SearchSettings
 from AutoSegCore.training.api import train_model
 from AutoSegCore.prediction import predict_files
-from AutoSegCore.training.inference import Predictor
+from AutoSegCore.inference.predictor import Predictor
 from shared_data import HIPPO
 from trainkit import tiny_config
 

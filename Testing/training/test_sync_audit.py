@@ -158,23 +158,23 @@ def test_validation_reads_once_and_keeps_the_maps_on_the_device(hippo, tmp_path,
     audit.watch_numpy(monkeypatch)
     with audit:
         record = tr.validate()
-    inputs = [w for n, w in audit.calls if n == "to(host tensor)" and w.startswith("training/inference.py")]
+    inputs = [w for n, w in audit.calls if n == "to(host tensor)" and w.startswith("inference/sliding_window.py")]
     reads = [(n, w) for n, w in audit.calls if w.startswith("training/validation.py")]
     others = [(n, w) for n, w in audit.calls if (n, w) not in reads and w not in inputs]
     assert others == [], "\n".join(f"{n}: {w}" for n, w in others)
-    assert len(inputs) == len(tr.val_cases) and [n for n, _ in reads] == ["cpu", "numpy"]
-    assert 0.0 <= record["val_dice"] <= 1.0 and len(record["val_dice_per_case"]) == len(tr.val_cases)
+    assert len(inputs) == len(tr.val_data) and [n for n, _ in reads] == ["cpu", "numpy"]
+    assert 0.0 <= record["val_dice"] <= 1.0 and len(record["val_dice_per_case"]) == len(tr.val_data)
 
 
 def test_device_side_dice_equals_monai_on_real_predictions(hippo, tmp_path):
     """The validation Dice counted on the device equals MONAI's compute_dice on the same argmax maps."""
-    from AutoSegCore.training.inference import predict_probs
+    from AutoSegCore.inference.sliding_window import predict_probs
     from AutoSegCore.training.metrics import dice_per_class
 
     tr = _trainer(hippo, tmp_path, epochs=1)
     tr.fit(resume=False)
     record = tr.validate()
-    for case, got in zip(tr.val_cases, record["val_dice_per_case"]):
+    for case, got in zip(tr.val_data, record["val_dice_per_case"]):
         probs = predict_probs(tr.net, torch.from_numpy(np.ascontiguousarray(case.image)), tr.patch,
                               device=tr.device, amp=tr.amp, overlap=0.25, channels_last=tr.channels_last)
         want = dice_per_class(probs.argmax(0).numpy(), case.label, [1, 2])

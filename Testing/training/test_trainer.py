@@ -114,7 +114,7 @@ def test_multichannel_training_and_prediction_geometry(tmp_path, root, channels)
 
     from AutoSegCore.data.dataset import load_dataset
     from AutoSegCore.prediction import predict_files
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
 
     ds = load_dataset(root)
     assert ds.num_channels == channels
@@ -225,7 +225,7 @@ def test_grad_clip_is_validated(hippo, tmp_path):
 def test_largest_component_is_decided_on_the_last_validation_maps(hippo, tmp_path, monkeypatch):
     """``largest_component: auto`` settles on the final validation's label maps — the same maps a fresh
     prediction of the saved weights gives — without a second sliding-window pass over the validation cases."""
-    from AutoSegCore.training import inference
+    from AutoSegCore.inference import sliding_window as inference
     from AutoSegCore.training.trainer import Trainer
     from trainkit import preprocessed
 
@@ -238,9 +238,9 @@ def test_largest_component_is_decided_on_the_last_validation_maps(hippo, tmp_pat
     real = inference.predict_probs
     monkeypatch.setattr(inference, "predict_probs", lambda *a, **k: windows.append(1) or real(*a, **k))
     tr.fit(resume=False)
-    assert len(windows) == len(tr.val_cases)            # the final validation only: nothing predicted twice
+    assert len(windows) == len(tr.val_data)            # the final validation only: nothing predicted twice
     assert len(tr.val_predictions) == 2 and all(p.dtype == np.uint8 for p in tr.val_predictions)
-    for case, kept in zip(tr.val_cases, tr.val_predictions):
+    for case, kept in zip(tr.val_data, tr.val_predictions):
         again = real(tr.net, torch.from_numpy(np.ascontiguousarray(case.image)), tr.patch, device=tr.device,
                      amp=tr.amp, overlap=0.25, channels_last=tr.channels_last).argmax(0).numpy()
         assert np.array_equal(kept, again)

@@ -65,7 +65,7 @@ def model(tmp_path_factory):
 
 def test_crafted_checkpoints_do_not_run_in_any_loader(model, tmp_path):
     from AutoSegCore.errors import ConfigError
-    from AutoSegCore.training.inference import Predictor
+    from AutoSegCore.inference.predictor import Predictor
     from AutoSegCore.training.model_io import load_model, read_checkpoint, read_weights
 
     marker = tmp_path / "pwned"
