@@ -39,10 +39,16 @@ def run_search(settings: SearchSettings, events: EventWriter = NULL_EVENTS, *, r
         summary = runner.run_trials()
     record_actual(settings.out, search_seconds=summary["seconds"])
     if settings.final:
-        forecast_winner(p, events)
+        stand_in = None if skipped else runner.no_signal      # the planned trial learned nothing (budget.no_signal)
+        if stand_in is None:
+            forecast_winner(p, events)
+        extra = (float(settings.time_limit or 0) if skipped else
+                 float(stand_in.get("seconds_left", 0.0)) if stand_in else 0.0)
         t0 = time.time()
-        summary["final"] = finalize_search(settings, p.study, p.ds, events=events, plan=p.plan,
-                                           extra_seconds=float(settings.time_limit or 0) if skipped else 0.0)
+        summary["final"] = finalize_search(settings, p.study, p.ds, events=events, plan=p.plan, extra_seconds=extra,
+                                           stand_in=stand_in["trial"] if stand_in else None)
+        if stand_in:
+            summary["no_signal"] = stand_in
         record_actual(settings.out, final_seconds=time.time() - t0)
     write_run_summary(settings.out, summary)
     if report:

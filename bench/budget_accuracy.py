@@ -390,7 +390,8 @@ def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work
         rec["actual"] = {**(forecast.get("actual") or {}), "wall_seconds": seconds}
         final = summary.get("final") or {}
         rec["details"] = {"search_share": share, "counts": summary.get("counts"), "best": summary.get("best"),
-                          "planned_recipe_stood_in": not (summary.get("counts") or {}).get("COMPLETE"),
+                          "planned_recipe_stood_in": any(m.get("tag") == "planned" for m in final.get("members", [])),
+                          "no_signal": summary.get("no_signal"),
                           "final_members": [{k: m.get(k) for k in ("trial", "tag", "full_val_dice", "seconds")}
                                             for m in final.get("members", [])],
                           "space": summary.get("space"), "strategy": summary.get("strategy"),
@@ -574,7 +575,11 @@ def compare_text(arms: dict[str, dict], dataset: str, device: str = "cpu") -> tu
     for a, r in arms.items():
         lines.append(f"  {a}: {r['started']}, load {r['load_before'][0]:.2f} → {r['load_after'][0]:.2f} "
                      f"(1-min average), {r['machine']['cores']} cores; {r['model']}")
-        if (r.get("details") or {}).get("planned_recipe_stood_in"):
+        if (r.get("details") or {}).get("no_signal"):
+            lines.append("    the planned first trial learned nothing, so the search stopped and the planned recipe "
+                         "trained for the rest of its time and the final training's: "
+                         + r["details"]["no_signal"].get("why", ""))
+        elif (r.get("details") or {}).get("planned_recipe_stood_in"):
             skipped = ((r.get("forecast") or {}).get("fitted") or {}).get("skip")
             lines.append("    no trial completed: the planned recipe stood in, trained for " + (
                 "the search's time and the final training's (not even the smallest trial fitted the --time)"

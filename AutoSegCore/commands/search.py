@@ -127,6 +127,11 @@ def _run(args, events) -> int:
         console.print(f"no trial completed in the search budget; the planned recipe was trained instead: validation "
                       f"Dice {final.get('val_dice', 0):.4f} {final.get('val_dice_per_class')} → {settings.out}/best")
         return 0
+    if summary.get("no_signal") and final:                   # its trials learned nothing: the plan got their time
+        console.print(f"the trials were too short to learn this data, so the search stopped and the planned recipe "
+                      f"was trained for the rest of the time: validation Dice {final.get('val_dice', 0):.4f} "
+                      f"{final.get('val_dice_per_class')} → {settings.out}/best")
+        return 0
     if not summary["counts"].get("COMPLETE"):
         return _nothing_completed(summary)
     best = summary.get("best")

@@ -1,5 +1,8 @@
 """Budget first: a search with a time budget sizes its trials so that several finish in it, and one whose budget
 cannot finish even the smallest trial trains the planned recipe instead — a ``--time`` always ends with a model.
+A search whose trials are too short to learn the data cannot rank configurations either: when its first trial,
+the planned recipe, ends without having learned (:func:`no_signal`), the search stops and gives the rest of its
+time to the planned recipe's final training.
 
 The sizes come from the cost forecast measured on the search's own data (``search/forecast.py``): a trial costs a
 fixed start-up plus epochs × steps of a measured step; epochs and steps shrink together until ``MIN_FINISHED``
@@ -8,10 +11,14 @@ the same forecast) trains the same trial sizes.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from AutoSegCore.events import NULL_EVENTS, EventWriter
 from AutoSegCore.utils.durations import format_duration
 
 MIN_FINISHED = 4            # trials per job that a time budget must finish (BOHB needs a few to compare)
+LEARNED_SHARE = 0.2         # of the way from the all-foreground guess to a perfect Dice: below it, nothing learned
+NO_SIGNAL_ATTR = "no_signal"    # study attribute: the planned trial that learned nothing, and the trial size
 MIN_STEPS = 5               # a trial's epochs are at least this many steps
 DEFAULT_SEARCH_SECONDS = {"cpu": 3600.0, "cuda": 3 * 3600.0}    # `autoseg search DATA` with no --trials/--time
 
@@ -87,3 +94,30 @@ def default_budget(device: str) -> float:
 
     return DEFAULT_SEARCH_SECONDS[device_kind(device)]
 
+
+
+def foreground_guess(fingerprint: dict | None) -> float | None:
+    """The validation Dice of a net that learned nothing about where the structures are: an all-foreground guess,
+    per class (its voxels against all voxels of the fingerprinted cases), averaged over the classes."""
+    stats, cases = (fingerprint or {}).get("label_stats") or {}, (fingerprint or {}).get("cases") or []
+    total = sum(float(np.prod(c["shape"])) for c in cases)
+    dice = [2.0 * float(s["voxels_total"]) / (total + float(s["voxels_total"])) for s in stats.values()]
+    return float(np.mean(dice)) if dice and total > 0 else None
+
+
+def no_signal(settings, val_dice: float | None, fingerprint: dict | None) -> str | None:
+    """Why the planned recipe's trial (the search's first) shows that trials of this size cannot rank
+    configurations, or None.  It has learned nothing when its validation Dice is below ``LEARNED_SHARE`` of the
+    way from the all-foreground guess (:func:`foreground_guess`) to 1: then every sampled configuration is compared
+    on noise (Prostate_PROMISE12 at 30 CPU-minutes: 720-step trials, the plan at 0.07, the 'best' trial at 0.09 a
+    net of nothing; docs/experiments.md).  Only for a time budget with a final training, which gets the time back."""
+    guess = foreground_guess(fingerprint)
+    if settings.time_limit is None or not settings.final or val_dice is None or guess is None:
+        return None
+    bar = guess + LEARNED_SHARE * (1.0 - guess)
+    if float(val_dice) >= bar:
+        return None
+    size = f"{settings.epochs} epochs" + (f" × {settings.steps_per_epoch} steps" if settings.steps_per_epoch else "")
+    return (f"the planned recipe reached validation Dice {float(val_dice):.3f} in a trial of {size}, below "
+            f"{bar:.3f} (an all-foreground guess scores {guess:.3f}): trials this short learn nothing here and "
+            "cannot rank configurations")

@@ -89,13 +89,15 @@ def _remove_dead_leftovers(folder: SearchDir) -> None:
 
 
 class _PlannedRecipe:
-    """Stands for a trial when none completed: the planned recipe, trained for ``seconds``."""
+    """Stands for the search's winner when none can be trusted: the planned recipe, trained for ``seconds`` —
+    from scratch when no trial completed, from the planned trial's weights (``source``) when that trial showed
+    the search had no signal (``budget.no_signal``)."""
     number = None
     params: dict = {}
 
-    def __init__(self, config: dict, seconds: float) -> None:
+    def __init__(self, config: dict, seconds: float, source: optuna.trial.FrozenTrial | None = None) -> None:
         self.user_attrs = {"full_config": config}
-        self.seconds = seconds
+        self.seconds, self.source = seconds, source
 
 
 @dataclass
@@ -123,16 +125,19 @@ class InferenceChoice:
 
 
 def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = NULL_EVENTS,
-                    n_predictions: int = 4, plan: dict | None = None, extra_seconds: float = 0.0) -> dict:
+                    n_predictions: int = 4, plan: dict | None = None, extra_seconds: float = 0.0,
+                    stand_in: int | None = None) -> dict:
     """Plan the final trainings → train them → choose inference on validation → install ``best/`` once → write
     the validation predictions and ``final/final.json``.
 
     Retrains the top-K trials (or K folds of the best).  With no completed trial and a ``plan``, the planned recipe
     (with the base config over it) is trained instead, for ``final_time`` + ``extra_seconds`` (the plan's budget
-    without a final time): a search always ends with a model, and the user is told why it is not a searched one."""
+    without a final time): a search always ends with a model, and the user is told why it is not a searched one.
+    ``stand_in``: the number of the planned trial that learned nothing (``budget.no_signal``): the planned recipe is
+    trained the same way, from that trial's weights."""
     t0 = time.time()
     folder = SearchDir(Path(settings.out).resolve())
-    jobs = plan_final(settings, study, ds, folder, plan, extra_seconds, events)
+    jobs = plan_final(settings, study, ds, folder, plan, extra_seconds, events, stand_in)
     if not jobs:
         events.emit("log", message="no completed trial: nothing to retrain")
         return {"members": [], "error": "no completed trial"}
@@ -147,16 +152,23 @@ def finalize_search(settings, study: optuna.Study, ds, *, events: EventWriter = 
 
 
 def plan_final(settings, study: optuna.Study, ds, folder: SearchDir, plan: dict | None, extra_seconds: float,
-               events: EventWriter) -> list[FinalJob]:
+               events: EventWriter, stand_in: int | None = None) -> list[FinalJob]:
     """The final trainings: top-K trials on the search's holdout split, or K folds of the best; the planned
-    recipe when no trial completed (and a plan exists); [] when there is nothing to train.  Each starts from its
-    trial's weights where ``start_from`` allows it."""
+    recipe when no trial completed or the planned trial ``stand_in`` learned nothing (and a plan exists); [] when
+    there is nothing to train.  Each starts from its trial's weights where ``start_from`` allows it."""
     from AutoSegCore.data.splits import holdout_split, kfold_splits
 
     top = rank_trials(study, max(1, settings.final_top_k))
     if not top and plan is None:
         return []
-    if not top:
+    if stand_in is not None and plan is not None:
+        source = study.trials[stand_in]
+        seconds = float(settings.final_time or plan["budget_seconds"]) + float(extra_seconds)
+        events.emit("log", message=f"final training: the planned recipe for {seconds / 60:.1f} min, from trial "
+                                   f"{stand_in}'s weights (the search stopped: its trials learned nothing; a longer "
+                                   "--time gives them more steps)")
+        top = [_PlannedRecipe(source.user_attrs["full_config"], seconds, source)]
+    elif not top:
         from AutoSegCore.planning import planned_config
 
         seconds = float(settings.final_time or plan["budget_seconds"]) + float(extra_seconds)
@@ -184,12 +196,13 @@ def start_from(folder: SearchDir, job: FinalJob, trial_train_cases: set[str]) ->
     that chooses TTA and post-processing stays unseen."""
     from AutoSegCore.training.model_io import MODEL_FILE
 
-    if isinstance(job.trial, _PlannedRecipe) or job.trial.number is None:
+    trial = job.trial.source if isinstance(job.trial, _PlannedRecipe) else job.trial
+    if trial is None or trial.number is None:
         return None
-    attrs = job.trial.user_attrs
+    attrs = trial.user_attrs
     if (attrs.get("config") or {}).get("network") != (attrs.get("full_config") or {}).get("network"):
         return None                      # a proxy network: nothing to start the full one from
-    model = folder.trial(job.trial.number)
+    model = folder.trial(trial.number)
     if not (model / MODEL_FILE).is_file() or trial_train_cases & set(job.val):
         return None
     return model

@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 
 from AutoSegCore.events import NULL_EVENTS, EventWriter
+from AutoSegCore.search.budget import NO_SIGNAL_ATTR, no_signal
 from AutoSegCore.search.launcher import TrialLauncher
 from AutoSegCore.search.packing import pack_longest_first
 from AutoSegCore.search.prepare import PreparedStudy, prepare_study
@@ -31,7 +32,7 @@ from AutoSegCore.utils.signals import finish_stop_undisturbed
 from AutoSegCore.search.stages import preprocessor_file
 from AutoSegCore.search.storage import GRACE_SECONDS
 from AutoSegCore.utils.storage_url import child_env, redact
-from AutoSegCore.search.summary import counted, describe_summary, study_summary  # noqa: F401 - describe_summary: API
+from AutoSegCore.search.summary import PLANNED_ATTR, counted, describe_summary, study_summary  # noqa: F401 - describe_summary: API
 from AutoSegCore.search.trial_process import METRICS, RESULT, read_metrics
 from AutoSegCore.search.trial_spec import TrialSpec
 from AutoSegCore.strategies.penalty import FINISHED, REQUEUED, REQUEUED_ATTR
@@ -65,6 +66,8 @@ class SearchRunner:
         self.launcher = TrialLauncher()
         self.prepared: PreparedStudy | None = None
         self.stop_requested = False
+        self.no_signal: dict | None = None       # the planned trial learned nothing: no more trials (budget.no_signal)
+        self._started = time.time()
         self.parent_gpu: dict[str, tuple[int, int]] = {}    # what this process keeps per GPU (release_parent_gpu)
 
     def prepare(self) -> PreparedStudy:
@@ -82,7 +85,7 @@ class SearchRunner:
         return self.settings.time_limit is not None and time.time() - started >= self.settings.time_limit
 
     def _budget_left(self, started: float) -> bool:
-        if self.stop_requested or self._out_of_time(started):
+        if self.stop_requested or self._out_of_time(started) or self.no_signal:
             return False
         if self.settings.trials is None:
             return True
@@ -229,6 +232,15 @@ class SearchRunner:
             return
         values = self.prepared.space.objectives(result)
         self.prepared.study.tell(trial, values if len(values) > 1 else values[0])
+        if trial.user_attrs.get(PLANNED_ATTR):
+            why = no_signal(self.settings, result.get("val_dice"), self.prepared.fingerprint)
+            if why:
+                left = float(self.settings.time_limit) - (time.time() - self._started)
+                self.no_signal = {"trial": trial.number, "epochs": self.settings.epochs, "why": why,
+                                  "seconds_left": max(0.0, left)}
+                self.prepared.study.set_user_attr(NO_SIGNAL_ATTR, self.no_signal)
+                self.events.emit("log", message=f"search stopped: {why}; the rest of the search's time trains "
+                                                f"the planned recipe, from trial {trial.number}'s weights")
         self.events.emit("trial_finished", trial=trial.number, state="COMPLETE", params=rt.params,
                          value=values[0] if len(values) == 1 else list(values), val_dice=result["val_dice"],
                          epochs=result["epochs"], seconds=result["seconds"])
@@ -244,8 +256,10 @@ class SearchRunner:
 
     def run_trials(self) -> dict:
         """Run trials until the trial count or time budget is reached; resumable and safe to run on many hosts."""
-        started = time.time()
+        started = self._started = time.time()
         requeued = recover_interrupted(self.prepared.study, self.host)
+        seen = self.prepared.study.user_attrs.get(NO_SIGNAL_ATTR)      # decided by an earlier run of this study
+        self.no_signal = seen if seen and int(seen.get("epochs", 0)) >= int(self.settings.epochs) else None
         self.events.emit("study_started", study=self.settings.study_name, storage=self._public_storage(),
                          space=self.settings.space, strategy=self.settings.strategy, fidelity=self.prepared.fidelity.to_dict(),
                          trials=self.settings.trials, jobs=self.settings.jobs, resumed_trials=len(self.prepared.study.trials),
@@ -289,6 +303,8 @@ class SearchRunner:
                     elif code is not None:
                         self._finish(rt, code)
                         running.remove(rt)
+                if running and self.no_signal:
+                    self._stop_and_requeue(running, "stopped: the planned recipe learned nothing at this trial size")
                 if running and self._out_of_time(started):
                     # --time is the search's budget, not a time after which no trial starts (Optuna's
                     # ``timeout``): what runs past it would delay the final training by up to a whole trial

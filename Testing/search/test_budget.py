@@ -87,3 +87,20 @@ def test_no_budget_given_says_the_chosen_one_first_and_the_log_shows_trial_epoch
                 "--out", tmp_path / "s2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "search: trial 0: epoch 1/2" in r.stderr and "search: trial 0: epoch 2/2" in r.stderr
+
+
+def test_the_foreground_guess_and_the_learning_bar():
+    from AutoSegCore.search.budget import foreground_guess, no_signal
+
+    fingerprint = {"cases": [{"shape": [10, 10, 10]}, {"shape": [10, 10, 10]}],
+                   "label_stats": {"1": {"voxels_total": 100}, "2": {"voxels_total": 0}}}
+    assert foreground_guess(fingerprint) == pytest.approx((2 * 100 / 2100 + 0.0) / 2)
+    assert foreground_guess({}) is None and foreground_guess(None) is None
+    guess = foreground_guess(fingerprint)
+    bar = guess + 0.2 * (1 - guess)
+    timed = settings(epochs=20, steps_per_epoch=36)
+    assert "below" in no_signal(timed, bar - 0.01, fingerprint) and "20 epochs × 36 steps" in no_signal(timed, 0.0, fingerprint)
+    assert no_signal(timed, bar + 0.01, fingerprint) is None                     # it learned: the search goes on
+    assert no_signal(settings(time_limit=None), 0.0, fingerprint) is None         # --trials: no time to give back
+    assert no_signal(settings(final=False), 0.0, fingerprint) is None             # --no-final: nothing to give it to
+    assert no_signal(timed, None, fingerprint) is None and no_signal(timed, 0.0, None) is None

@@ -6,6 +6,9 @@ that trial trained the same network without seeing the final's validation cases;
 for the front ends with or without a report."""
 import json
 
+import optuna
+import pytest
+
 from AutoSegCore.events import EventWriter
 from AutoSegCore.search.runner import SearchRunner
 from AutoSegCore.search.search_dir import SearchDir
@@ -88,3 +91,32 @@ def test_the_final_training_starts_from_the_winning_trial_and_the_summary_needs_
     assert written["best"]["value"] == summary["best"]["value"] and written["best"]["params"]
     assert set(written["best"]["val_dice_per_class"]) == {"Anterior", "Posterior"}
     assert written["final"]["members"][0]["started_from"] == member["started_from"]
+
+
+def test_a_search_whose_planned_trial_learns_nothing_gives_its_time_to_the_planned_recipe(dataset, tmp_path):
+    """Trials of 2 steps learn nothing: the planned first trial shows it (its Dice under the bar above the
+    all-foreground guess), the search stops instead of ranking noise, and the rest of its time goes to the planned
+    recipe's final training, which starts from that trial's weights."""
+    from AutoSegCore.pipeline import run_search
+    from AutoSegCore.search.budget import NO_SIGNAL_ATTR, foreground_guess
+
+    out = tmp_path / "nosignal"
+    log, events = recorder()
+    s = settings(dataset, out, trials=5, time_limit=40.0, final=True, final_time=4.0, final_steps_per_epoch=2)
+    run_search(s, events, report=False)
+    folder = SearchDir(out)
+    search = json.loads(folder.settings.read_text())
+    study = optuna.load_study(study_name=search["study_name"], storage=search["storage"])
+    decided = study.user_attrs[NO_SIGNAL_ATTR]
+    trials = study.get_trials(deepcopy=False)
+    assert decided["trial"] == 0 and trials[0].user_attrs.get("planned") is True
+    assert [t.state.name for t in trials] == ["COMPLETE"]               # nothing ranked on noise after it
+    guess = foreground_guess(json.loads(SearchDir(out).fingerprint.read_text()))
+    assert 0 < guess < 0.2 and trials[0].user_attrs["val_dice"] < guess + 0.2 * (1 - guess)
+    assert any(r.get("message", "").startswith("search stopped: the planned recipe reached validation Dice")
+               for r in log)
+    member = json.loads(folder.final_record.read_text())["members"][0]
+    assert member["tag"] == "planned" and member["started_from"] == str(folder.trial(0))
+    info = json.loads((folder.best / "model.json").read_text())
+    assert info["config"]["training"]["time_limit"] == pytest.approx(4.0 + decided["seconds_left"])
+    assert 0 < decided["seconds_left"] < 40.0
