@@ -95,7 +95,6 @@ def default_budget(device: str) -> float:
     return DEFAULT_SEARCH_SECONDS[device_kind(device)]
 
 
-
 def foreground_guess(fingerprint: dict | None) -> float | None:
     """The validation Dice of a net that learned nothing about where the structures are: an all-foreground guess,
     per class (its voxels against all voxels of the fingerprinted cases), averaged over the classes."""

@@ -161,9 +161,9 @@ def plan_final(settings, study: optuna.Study, ds, folder: SearchDir, plan: dict 
     top = rank_trials(study, max(1, settings.final_top_k))
     if not top and plan is None:
         return []
+    seconds = float(settings.final_time or (plan or {}).get("budget_seconds") or 0) + float(extra_seconds)
     if stand_in is not None and plan is not None:
         source = study.trials[stand_in]
-        seconds = float(settings.final_time or plan["budget_seconds"]) + float(extra_seconds)
         events.emit("log", message=f"final training: the planned recipe for {seconds / 60:.1f} min, from trial "
                                    f"{stand_in}'s weights (the search stopped: its trials learned nothing; a longer "
                                    "--time gives them more steps)")
@@ -171,7 +171,6 @@ def plan_final(settings, study: optuna.Study, ds, folder: SearchDir, plan: dict 
     elif not top:
         from AutoSegCore.planning import planned_config
 
-        seconds = float(settings.final_time or plan["budget_seconds"]) + float(extra_seconds)
         events.emit("log", message=f"no trial completed in the search budget: training the planned recipe for "
                                    f"{seconds / 60:.1f} min instead (a longer --time lets trials finish)")
         top = [_PlannedRecipe(planned_config(plan, settings.base_config), seconds)]
