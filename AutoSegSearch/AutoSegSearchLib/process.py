@@ -86,6 +86,11 @@ def own_python_slicer(executable: str, slicer_home: str | None = None) -> str | 
     return None
 
 
+# How long a cancelled engine may take to stop on its own before it is terminated: its own stop waits up to 5 s
+# for each trial process and 10 s for its fork server to exit, and on loaded cores it needs all of that
+CANCEL_GRACE_SECONDS = 30.0
+
+
 def engine_command(*args: str, python: str | None = None) -> list[str]:
     """``[python, -m, AutoSegCore, *args]`` with every argument as a string."""
     return [python or engine_python(), "-m", "AutoSegCore", *[str(a) for a in args]]
@@ -200,7 +205,7 @@ class EngineProcess:
         """Cancel was requested and the child is still stopping (``running`` stays True until it has)."""
         return self._cancel is not None and self.state == ProcessState.RUNNING
 
-    def request_cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
+    def request_cancel(self, timeout: float = 5.0, grace: float = CANCEL_GRACE_SECONDS) -> list[int]:
         """Start stopping the engine and return at once; :meth:`poll` finishes the job.  Returns the pids seen.
 
         First the engine gets Ctrl-C (SIGINT, POSIX): a search then stops its trials at their last checkpoint,
@@ -231,7 +236,7 @@ class EngineProcess:
         self._advance_cancel()
         return [p.pid for p in tree]
 
-    def cancel(self, timeout: float = 5.0, grace: float = 10.0) -> list[int]:
+    def cancel(self, timeout: float = 5.0, grace: float = CANCEL_GRACE_SECONDS) -> list[int]:
         """:meth:`request_cancel`, then wait until everything has stopped (scripts, tests, shutting down)."""
         pids = self.request_cancel(timeout=timeout, grace=grace)
         give_up = time.monotonic() + grace + 3 * timeout + 5

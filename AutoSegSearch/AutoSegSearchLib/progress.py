@@ -93,10 +93,11 @@ class RunProgress:
                 self.status = f"{event['stage']}: {event.get('done', '?')}/{event.get('total', '?')}"
         elif kind == "artifact" and event.get("kind"):
             self.artifacts[str(event["kind"])] = str(event.get("path", ""))
-        elif kind == "error" and event.get("message") == "interrupted":
-            # Ctrl-C or Cancel: not a failure; a search's summary ("interrupted: …") came just before as a log
+        elif kind == "error" and str(event.get("message", "")).startswith("interrupted"):
+            # Ctrl-C, Cancel or a stop signal ("interrupted (SIGTERM)": a cancel escalated while the engine was
+            # still stopping): not a failure; a search's summary ("interrupted: …") came just before as a log
             if not self.status.startswith("interrupted"):
-                self.status = "interrupted" + (f" — {event['hint']}" if event.get("hint") else "")
+                self.status = str(event["message"]) + (f" — {event['hint']}" if event.get("hint") else "")
         elif kind == "error":
             self.error = str(event.get("message", "engine error"))
             if event.get("hint"):

@@ -52,3 +52,16 @@ def test_a_requeued_trial_is_read_from_the_events_flag_not_its_wording():
     p.update({"event": "trial_finished", "time": 2, "trial": 6, "state": "FAIL", "params": {"lr": 0.2},
               "error": "diverged", "value": None})
     assert [r[3] for r in p.rows()] == ["stopped, re-queued", "fail"]
+
+
+def test_a_search_stopped_by_a_signal_is_interrupted_not_failed():
+    # what `autoseg search` emits when SIGTERM lands (test_search_signals.py runs it): the summary log, then the
+    # CLI's error "interrupted (SIGTERM)" — a front end whose cancel escalated to SIGTERM shows the summary
+    p = RunProgress()
+    p.update({"event": "log", "time": 1, "message": "interrupted: 1 stopped and re-queued, 1 queued after 5 s"})
+    p.update({"event": "error", "time": 2, "message": "interrupted (SIGTERM)", "hint": "re-run the same command to resume"})
+    assert p.status.startswith("interrupted: 1 stopped and re-queued") and p.error is None
+    # no summary came (the engine was stopped before its trial loop): the signal and the hint, still not a failure
+    p = RunProgress()
+    p.update({"event": "error", "time": 2, "message": "interrupted (SIGHUP)", "hint": "re-run the same command to resume"})
+    assert p.status == "interrupted (SIGHUP) — re-run the same command to resume" and p.error is None

@@ -252,7 +252,9 @@ def test_cancel_stops_the_search_at_once_and_the_page_stays_usable(page, server,
     assert "cancelling" in first_answer, first_answer
     wait_until(lambda: page.evaluate("window.trame.state.get('run_state')") == "cancelled", 60, "the cancel")
     status = page.inner_text("#run-status")
-    assert "search cancelled — interrupted:" in status and "stopped and re-queued" in status, status
+    assert "search cancelled — interrupted:" in status and "stopped and re-queued" in status, (
+        status, page.evaluate("window.__statuses"), events.read_text()[-3000:],
+        (run_dir / "search.log").read_text()[-3000:])
     # the time is loose: on 2 loaded CI cores (browser, server, engine and another test) the round trip took 6.7 s
     assert answered < 15, f"the page took {answered:.1f} s to answer Cancel"
     for p in engine:
