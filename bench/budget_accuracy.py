@@ -392,8 +392,11 @@ def run_ours(arm: str, args, pool_dir: Path, holdout: list[str], src: Path, work
         rec["details"] = {"search_share": share, "counts": summary.get("counts"), "best": summary.get("best"),
                           "planned_recipe_stood_in": any(m.get("tag") == "planned" for m in final.get("members", [])),
                           "no_signal": summary.get("no_signal"),
-                          "final_members": [{k: m.get(k) for k in ("trial", "tag", "full_val_dice", "seconds")}
+                          "final_members": [{k: m.get(k) for k in ("trial", "tag", "full_val_dice", "seconds",
+                                                                   "started_from")}
                                             for m in final.get("members", [])],
+                          "final_replanned": (json.loads(folder.final_plan.read_text())["choices"]
+                                              if folder.final_plan.is_file() else None),
                           "space": summary.get("space"), "strategy": summary.get("strategy"),
                           "proxy_data": summary.get("proxy_data"), "proxy_net": summary.get("proxy_net")}
     rec["score"] = score(pred, src, holdout, None)

@@ -162,30 +162,72 @@ def plan_final(settings, study: optuna.Study, ds, folder: SearchDir, plan: dict 
     if not top and plan is None:
         return []
     seconds = float(settings.final_time or (plan or {}).get("budget_seconds") or 0) + float(extra_seconds)
-    if stand_in is not None and plan is not None:
-        source = study.trials[stand_in]
-        events.emit("log", message=f"final training: the planned recipe for {seconds / 60:.1f} min, from trial "
-                                   f"{stand_in}'s weights (the search stopped: its trials learned nothing; a longer "
-                                   "--time gives them more steps)")
-        top = [_PlannedRecipe(source.user_attrs["full_config"], seconds, source)]
-    elif not top:
-        from AutoSegCore.planning import planned_config
-
-        events.emit("log", message=f"no trial completed in the search budget: training the planned recipe for "
-                                   f"{seconds / 60:.1f} min instead (a longer --time lets trials finish)")
-        top = [_PlannedRecipe(planned_config(plan, settings.base_config), seconds)]
     names = sorted(c.name for c in ds.cases if c.name not in set(settings.holdout))
     seen = set((study.user_attrs.get("cases") or {}).get("train") or [])
-    if settings.final_folds and settings.final_folds > 1:
-        jobs = [FinalJob(top[0], f"fold{f}", tr, va)
-                for f, (tr, va) in enumerate(kfold_splits(names, settings.final_folds, settings.seed))]
+    folds = settings.final_folds and settings.final_folds > 1
+    splits = (kfold_splits(names, settings.final_folds, settings.seed) if folds
+              else [holdout_split(names, settings.val_fraction, settings.seed)])
+    replanned = None
+    if plan is not None and (stand_in is not None or not top):
+        source = study.trials[stand_in] if stand_in is not None else None
+        config, seconds, replanned = planned_recipe(settings, ds, folder, plan, seconds, splits[0][0], source)
+        top = [_PlannedRecipe(config, seconds, source)]
+    if folds:
+        jobs = [FinalJob(top[0], f"fold{f}", tr, va) for f, (tr, va) in enumerate(splits)]
     else:
-        tr, va = holdout_split(names, settings.val_fraction, settings.seed)
-        jobs = [FinalJob(t, "planned" if isinstance(t, _PlannedRecipe) else f"rank{i}_trial{t.number}", tr, va)
+        jobs = [FinalJob(t, "planned" if isinstance(t, _PlannedRecipe) else f"rank{i}_trial{t.number}", *splits[0])
                 for i, t in enumerate(top)]
     for job in jobs:
         job.init_from = start_from(folder, job, seen)
+    if replanned is not None:
+        how = f" (planned again for that time: {replanned})" if replanned else ""
+        if stand_in is None:
+            events.emit("log", message=f"no trial completed in the search budget: training the planned recipe for "
+                                       f"{seconds / 60:.1f} min instead{how} (a longer --time lets trials finish)")
+        else:
+            other = top[0].user_attrs["full_config"]["network"] != top[0].source.user_attrs["full_config"]["network"]
+            start = (f"from trial {stand_in}'s weights" if jobs[0].init_from is not None else
+                     "from scratch" + (f" (another network than trial {stand_in}'s)" if other else ""))
+            events.emit("log", message=f"final training: the planned recipe for {seconds / 60:.1f} min{how}, {start} "
+                                       "(the search stopped: its trials learned nothing; a longer --time gives them "
+                                       "more steps)")
     return jobs
+
+
+# the planned recipe is planned again when its time differs from the plan's budget by more than this factor (on a
+# CPU the patch is sized to the time: the search's plan is made for --final-time, a stand-in gets the search's too)
+REPLAN_FACTOR = 1.25
+
+
+def planned_recipe(settings, ds, folder: SearchDir, plan: dict, seconds: float, train: list[str],
+                   source: optuna.trial.FrozenTrial | None) -> tuple[dict, float, str]:
+    """The planned recipe's config for a final training of ``seconds`` on ``train``, the seconds left for it, and
+    what re-planning changed ('' when it did not).  The search's plan was made for the final time alone; a
+    planned recipe that gets more (the search's time too) is planned again for its own time — on a CPU a larger
+    patch, often a deeper net — from the training cases' fingerprint (written to ``final/plan.json``); the time
+    that planning took (a few timed steps) comes out of its training.  Within ``REPLAN_FACTOR`` the search's own
+    recipe is kept: the planned trial's (``source``) config, whose weights the final then starts from."""
+    from AutoSegCore.planning import plan_dataset, planned_config, save_plan
+    from AutoSegCore.search.stages import stage_fingerprint
+
+    kept = source.user_attrs["full_config"] if source is not None else planned_config(plan, settings.base_config)
+    planned_for = float(plan.get("budget_seconds") or 0)
+    if planned_for <= 0 or seconds <= REPLAN_FACTOR * planned_for:
+        return kept, seconds, ""
+    t0 = time.time()
+    fingerprint, _ = stage_fingerprint(ds, train, folder.root)
+    again = plan_dataset(fingerprint=fingerprint, device=settings.device, budget=seconds)
+    save_plan(again, folder.final_plan)
+    config = planned_config(again, settings.base_config)
+    left = max(seconds - (time.time() - t0), 0.5 * seconds)
+    before, after = (("×".join(map(str, c["training"].get("patch_size") or [])) or "whole case")
+                     for c in (kept, config))
+    changed = [f"patch {before} → {after}" if before != after else "",
+               f"depth {kept['network']['depth']} → {config['network']['depth']}"
+               if kept["network"]["depth"] != config["network"]["depth"] else "",
+               f"batch {kept['training']['batch_size']} → {config['training']['batch_size']}"
+               if kept["training"]["batch_size"] != config["training"]["batch_size"] else ""]
+    return config, left, ", ".join(c for c in changed if c) or "the same patch and network"
 
 
 def start_from(folder: SearchDir, job: FinalJob, trial_train_cases: set[str]) -> Path | None:
@@ -201,6 +243,8 @@ def start_from(folder: SearchDir, job: FinalJob, trial_train_cases: set[str]) ->
     attrs = trial.user_attrs
     if (attrs.get("config") or {}).get("network") != (attrs.get("full_config") or {}).get("network"):
         return None                      # a proxy network: nothing to start the full one from
+    if job.trial.user_attrs["full_config"].get("network") != (attrs.get("full_config") or {}).get("network"):
+        return None                      # the planned recipe, planned again for its time, has another network
     model = folder.trial(trial.number)
     if not (model / MODEL_FILE).is_file() or trial_train_cases & set(job.val):
         return None

@@ -89,6 +89,11 @@ class SearchDir:
         return self.root / "final" if tag is None else self.root / "final" / tag
 
     @property
+    def final_plan(self) -> Path:
+        """The plan the final training's planned recipe was re-made with, for the time it was given."""
+        return self.final(PLAN_FILE)
+
+    @property
     def final_record(self) -> Path:
         """What the final training measured (members, ensemble validation, inference settings); the name an
         older search wrote when only that one exists, so its report still shows its final training."""
