@@ -14,11 +14,13 @@ per-class Dice of each arm's predictions in the cases' original geometry (``plan
 * ``nnunet``: nnU-Net v2 (pinned in the ``bench`` extra: ``nnunetv2==2.8.1``) in its own venv
   (``--nnunet-python``): the pool written as an nnU-Net raw dataset, ``nnUNetv2_plan_and_preprocess -c
   3d_fullres`` (its own plan), then ``nnUNetv2_train … all -device cpu`` with nnU-Net's default trainer whose
-  epoch count comes from the environment (``nnUNetTrainer_AutoSegBudget``, a small subclass the bench
-  writes into the venv's trainer folder; 250 iterations per epoch as nnU-Net's): a first run of 1 epoch
-  measures the epoch time and the run's start-up, the epochs are fitted to what is left of the budget
-  (``fit_nnunet_epochs``), and the training continues from that epoch (``--c``: the poly schedule then ends on
-  the fitted count, the first epoch had its initial rate either way). nnU-Net's final validation on fold
+  epoch count and iterations per epoch come from the environment (``nnUNetTrainer_AutoSegBudget``, a small
+  subclass the bench writes into the venv's trainer folder): a first run of one short epoch (10 iterations)
+  measures the iteration time and the run's start-up, then the schedule is fitted to what is left of the budget
+  (``fit_nnunet_schedule``): nnU-Net's 250 iterations per epoch while at least 10 such epochs fit, else the
+  iterations that make 10 epochs fit (on 2 CPU cores one 250-iteration epoch took 27 min on Hippocampus and more
+  than 30 on Prostate_PROMISE12); the training continues from the first epoch (``--c``: the poly schedule then
+  ends on the fitted count). nnU-Net's final validation on fold
   ``all`` (its own training cases) is skipped: it costs time and nothing the prediction uses. Conversion,
   planning and preprocessing count within the arm's minutes. ``nnUNetv2_predict`` (its defaults: mirroring
   TTA, step 0.5) predicts the held-out images, scored by our evaluation.
@@ -71,6 +73,12 @@ DEFAULT_NNUNET_PY = "/work/nnunet-venv/bin/python"
 NNUNET_ID = 501
 NNUNET_TRAINER = "nnUNetTrainer_AutoSegBudget"
 NNUNET_MAX_EPOCHS = 1000                 # nnU-Net's default training length: never more
+NNUNET_ITERATIONS = 250                  # nnU-Net's training iterations per epoch
+NNUNET_PROBE_ITERATIONS = 10             # the first run's one epoch: enough steps to time one, a sliver of the budget
+# fewer of nnU-Net's epochs than this fit the budget: its epochs get fewer iterations instead, so that its poly
+# schedule still decays over the budget (on 2 CPU cores one 250-iteration epoch took 27 min on Hippocampus and
+# more than the whole 30 minutes on Prostate_PROMISE12)
+NNUNET_MIN_EPOCHS = 10
 SEARCH_LOWER_BOUND = -0.005              # search − planned, paired 95 % lower bound
 PROSTATE_SEARCH_TARGET = 0.85
 GPU_SEARCH_TARGET, GPU_MARGIN = 0.890, 0.01
@@ -208,20 +216,31 @@ def subset(names: list[str], n: int | None, seed: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- nnU-Net helpers
-def fit_nnunet_epochs(remaining_s: float, first_run_s: float, epoch_s: float, done: int = 1,
-                      max_epochs: int = NNUNET_MAX_EPOCHS) -> dict:
-    """How many epochs nnU-Net trains in all, given what is left of the budget after its first run.
+def fit_nnunet_schedule(remaining_s: float, first_run_s: float, first_epoch_s: float, first_iterations: int,
+                        iterations: int | None = None, max_epochs: int = NNUNET_MAX_EPOCHS) -> dict:
+    """nnU-Net's iterations per epoch and epochs in all, given what is left of the budget after its first run.
 
-    The first run trained ``done`` epochs in ``first_run_s`` seconds of wall-clock, of which ``epoch_s`` per
-    epoch (the steady-state epoch the budget trainer logs); the rest is the run's start-up (imports, unpacking,
+    The first run trained one epoch of ``first_iterations`` in ``first_run_s`` seconds of wall-clock, of which
+    ``first_epoch_s`` the epoch itself (the steady-state epoch the budget trainer logs; validation runs a fifth of
+    the iterations, so the time scales with the iterations); the rest is the run's start-up (imports, unpacking,
     the wait for the data loader's worker processes, the final checkpoint), which the continued run pays again.
-    It trains ``epochs − done`` more epochs of ``epoch_s`` each; none when not even one fits (the first run's
-    model is then the arm's)."""
-    overhead = max(0.0, first_run_s - done * epoch_s)
-    more = int((remaining_s - overhead) // epoch_s) if epoch_s > 0 else 0
-    more = max(0, min(more, max_epochs - done))
-    return {"epochs": done + more, "more": more, "overhead_s": overhead, "epoch_s": epoch_s,
-            "remaining_s": remaining_s, "forecast_s": overhead + more * epoch_s if more else 0.0}
+    Epochs keep nnU-Net's ``NNUNET_ITERATIONS`` while at least ``NNUNET_MIN_EPOCHS`` of them fit, else get the
+    iterations that make ``NNUNET_MIN_EPOCHS`` fit (never fewer than the first run's); ``iterations`` fixes them
+    (a smoke run).  It trains ``epochs − 1`` more epochs; none when not even one fits (the first run's model is
+    then the arm's)."""
+    overhead = max(0.0, first_run_s - first_epoch_s)
+    per_iteration = first_epoch_s / max(1, first_iterations)
+    work = max(0.0, remaining_s - overhead)
+    if iterations is None:
+        iterations = NNUNET_ITERATIONS
+        if work < NNUNET_MIN_EPOCHS * NNUNET_ITERATIONS * per_iteration:
+            iterations = max(first_iterations, int(work / (NNUNET_MIN_EPOCHS * per_iteration)))
+    epoch_s = per_iteration * iterations
+    more = int(work // epoch_s) if epoch_s > 0 else 0
+    more = max(0, min(more, max_epochs - 1))
+    return {"epochs": 1 + more, "more": more, "iterations": int(iterations), "iteration_s": per_iteration,
+            "overhead_s": overhead, "epoch_s": epoch_s, "remaining_s": remaining_s,
+            "forecast_s": overhead + more * epoch_s if more else 0.0}
 
 
 def nnunet_epoch_seconds(log_text: str, steady: bool = False) -> list[float]:
@@ -414,10 +433,7 @@ def run_nnunet(args, pool_dir: Path, holdout: list[str], src: Path, work: Path) 
         (nn / k).mkdir(parents=True)
         os.environ[k] = str(nn / k)
     os.environ["AUTOSEG_BENCH_SKIP_VALIDATION"] = "1"
-    if args.nnunet_iterations:
-        os.environ["AUTOSEG_BENCH_NNUNET_ITERATIONS"] = str(args.nnunet_iterations)
-    else:
-        os.environ.pop("AUTOSEG_BENCH_NNUNET_ITERATIONS", None)
+    first_iterations = args.nnunet_iterations or NNUNET_PROBE_ITERATIONS
     name = re.sub(r"[^A-Za-z0-9]", "", src.name)
     raw = nn / "nnUNet_raw" / f"Dataset{NNUNET_ID:03d}_{name}"
     budget = args.minutes * 60.0
@@ -435,27 +451,31 @@ def run_nnunet(args, pool_dir: Path, holdout: list[str], src: Path, work: Path) 
     plan_s = run(pp, log)
     commands.append(f"nnUNetv2_plan_and_preprocess -d {NNUNET_ID} -c {args.nnunet_config} -np {args.threads} "
                     f"-npfp {args.threads} --verify_dataset_integrity --no_pbar")
-    # 3. one epoch: the epoch time and the run's start-up
+    # 3. one short epoch: the iteration time and the run's start-up
     os.environ["AUTOSEG_BENCH_NNUNET_EPOCHS"] = "1"
+    os.environ["AUTOSEG_BENCH_NNUNET_ITERATIONS"] = str(first_iterations)
     train_args = nnunet_train_args(args.nnunet_config, args.nnunet_fold, args.device, resume=False)
     first_s, first_log = run_logged(nnunet_cmd(py, "nnUNetv2_train", train_args), log)
-    commands.append("AUTOSEG_BENCH_NNUNET_EPOCHS=1 nnUNetv2_train " + " ".join(map(str, train_args)))
+    commands.append(f"AUTOSEG_BENCH_NNUNET_EPOCHS=1 AUTOSEG_BENCH_NNUNET_ITERATIONS={first_iterations} "
+                    "nnUNetv2_train " + " ".join(map(str, train_args)))
     epoch_times = nnunet_epoch_seconds(first_log)
     steady = nnunet_epoch_seconds(first_log, steady=True) or list(epoch_times)
     if not epoch_times:
         raise SystemExit(f"nnunet: no 'Epoch time' in the first run's output — see {log}")
     remaining = budget - (time.time() - t0)
-    fit = fit_nnunet_epochs(remaining, first_s, steady[-1])
-    print(f"[budget_accuracy] nnunet: epoch {epoch_times[-1]:.1f} s (steady {steady[-1]:.1f} s), run start-up "
-          f"{fit['overhead_s']:.1f} s, {remaining:.0f} s left → {fit['epochs']} epochs", flush=True)
+    fit = fit_nnunet_schedule(remaining, first_s, steady[-1], first_iterations, args.nnunet_iterations)
+    print(f"[budget_accuracy] nnunet: first epoch of {first_iterations} iterations {epoch_times[-1]:.1f} s (steady "
+          f"{steady[-1]:.1f} s), run start-up {fit['overhead_s']:.1f} s, {remaining:.0f} s left → "
+          f"{fit['epochs']} epochs × {fit['iterations']} iterations", flush=True)
     # 4. the rest of the fitted epochs, continued from the first
     more_s, more_log = 0.0, ""
     if fit["more"]:
         os.environ["AUTOSEG_BENCH_NNUNET_EPOCHS"] = str(fit["epochs"])
+        os.environ["AUTOSEG_BENCH_NNUNET_ITERATIONS"] = str(fit["iterations"])
         train_args = nnunet_train_args(args.nnunet_config, args.nnunet_fold, args.device, resume=True)
         more_s, more_log = run_logged(nnunet_cmd(py, "nnUNetv2_train", train_args), log)
-        commands.append(f"AUTOSEG_BENCH_NNUNET_EPOCHS={fit['epochs']} nnUNetv2_train "
-                        + " ".join(map(str, train_args)))
+        commands.append(f"AUTOSEG_BENCH_NNUNET_EPOCHS={fit['epochs']} AUTOSEG_BENCH_NNUNET_ITERATIONS="
+                        f"{fit['iterations']} nnUNetv2_train " + " ".join(map(str, train_args)))
         epoch_times += nnunet_epoch_seconds(more_log)
         steady += nnunet_epoch_seconds(more_log, steady=True)
     wall = time.time() - t0
@@ -476,14 +496,16 @@ def run_nnunet(args, pool_dir: Path, holdout: list[str], src: Path, work: Path) 
     cfg = plans["configurations"][args.nnunet_config]
     version = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('nnunetv2'), "
                                         "m.version('torch'))"], stdout=subprocess.PIPE, text=True).stdout.split()
-    iterations = args.nnunet_iterations or 250
+    iterations = (f"{fit['iterations']} iterations (the first: {first_iterations})" if fit["more"] else
+                  f"{first_iterations} iterations")
     rec = {"commands": commands, "wall_seconds": wall, "predict_seconds": predict_s,
            "model": (f"nnU-Net {args.nnunet_config} patch {'×'.join(map(str, cfg['patch_size']))} (z,y,x) batch "
                      f"{cfg['batch_size']}, {cfg['architecture']['arch_kwargs']['n_stages']} stages, "
-                     f"{fit['epochs']} epochs × {iterations} iterations"),
+                     f"{fit['epochs']} epochs × {iterations}"),
            "time": {"planning_preprocessing": convert_s + plan_s, "search": 0.0, "final_training": first_s + more_s,
                     "other": max(0.0, wall - convert_s - plan_s - first_s - more_s)},
-           "forecast": {"text": f"{fit['epochs']} epochs: {fit['more']} more of ≈ {fit['epoch_s']:.1f} s after the "
+           "forecast": {"text": f"{fit['epochs']} epochs: {fit['more']} more of {fit['iterations']} iterations, "
+                                f"≈ {fit['epoch_s']:.1f} s each, after the "
                                 f"first + {fit['overhead_s']:.0f} s start-up ≈ {fit['forecast_s']:.0f} s of the "
                                 f"{remaining:.0f} s left",
                         "training_seconds": first_s + fit["forecast_s"], "epochs": fit["epochs"],
@@ -493,7 +515,8 @@ def run_nnunet(args, pool_dir: Path, holdout: list[str], src: Path, work: Path) 
                       "steady_epoch_seconds": steady},
            "details": {"nnunetv2": version[0] if version else None, "torch": version[1] if len(version) > 1 else None,
                        "trainer": NNUNET_TRAINER, "configuration": args.nnunet_config, "fold": args.nnunet_fold,
-                       "iterations_per_epoch": iterations, "fit": fit, "convert_seconds": convert_s,
+                       "iterations_per_epoch": fit["iterations"] if fit["more"] else first_iterations,
+                       "first_run_iterations": first_iterations, "fit": fit, "convert_seconds": convert_s,
                        "plan_preprocess_seconds": plan_s, "first_run_seconds": first_s,
                        "continued_run_seconds": more_s, "spacing_zyx": cfg.get("spacing"),
                        "patch_size_zyx": cfg.get("patch_size"), "batch_size": cfg.get("batch_size"),
@@ -647,8 +670,9 @@ def parse_args(argv=None):
     ap.add_argument("--nnunet-python", default=DEFAULT_NNUNET_PY, help="python of a venv with nnunetv2==2.8.1")
     ap.add_argument("--nnunet-config", default="3d_fullres")
     ap.add_argument("--nnunet-fold", default="all", help="all (default: every pool case) or 0…4")
-    ap.add_argument("--nnunet-iterations", type=int, help="iterations per nnU-Net epoch (default nnU-Net's 250; "
-                                                          "smaller only for a smoke run)")
+    ap.add_argument("--nnunet-iterations", type=int, help="iterations per nnU-Net epoch, the first run's too "
+                                                          "(default: fitted, nnU-Net's 250 while ≥ "
+                                                          f"{NNUNET_MIN_EPOCHS} epochs fit; a smoke run sets it)")
     ap.add_argument("--jobs", type=int, default=1, help="the search arm's --jobs (default the CLI's 1)")
     ap.add_argument("--search-share", type=float, help="share of the minutes the search arm gives --time (default: "
                                                        "as the CLI's defaults split search and final training, 0.75)")

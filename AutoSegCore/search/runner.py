@@ -240,7 +240,7 @@ class SearchRunner:
                                   "seconds_left": max(0.0, left)}
                 self.prepared.study.set_user_attr(NO_SIGNAL_ATTR, self.no_signal)
                 self.events.emit("log", message=f"search stopped: {why}; the rest of the search's time trains "
-                                                f"the planned recipe, from trial {trial.number}'s weights")
+                                                "the planned recipe (the final training says how)")
         self.events.emit("trial_finished", trial=trial.number, state="COMPLETE", params=rt.params,
                          value=values[0] if len(values) == 1 else list(values), val_dice=result["val_dice"],
                          epochs=result["epochs"], seconds=result["seconds"])

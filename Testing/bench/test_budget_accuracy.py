@@ -69,14 +69,24 @@ def test_the_trainer_file_defines_the_named_trainer():
 
 
 # ----------------------------------------------------------------------------------------- nnU-Net's epochs
-def test_epochs_fitted_to_what_is_left_after_the_first_run():
-    fit = ba.fit_nnunet_epochs(remaining_s=1000, first_run_s=130, epoch_s=100)
-    assert fit["overhead_s"] == pytest.approx(30) and fit["more"] == 9 and fit["epochs"] == 10
-    assert fit["forecast_s"] == pytest.approx(930)
-    short = ba.fit_nnunet_epochs(remaining_s=120, first_run_s=130, epoch_s=100)   # not one more fits
-    assert short["epochs"] == 1 and short["more"] == 0 and short["forecast_s"] == 0
-    assert ba.fit_nnunet_epochs(remaining_s=-50, first_run_s=130, epoch_s=100)["epochs"] == 1   # over budget
-    assert ba.fit_nnunet_epochs(1e9, 11, 10, max_epochs=1000)["epochs"] == 1000    # nnU-Net's own length at most
+def test_nnunets_schedule_fitted_to_what_is_left_after_the_first_run():
+    # first run: one epoch of 10 iterations in 30 s of a 50-s run → 3 s per iteration, 20 s start-up
+    fit = ba.fit_nnunet_schedule(remaining_s=80_020, first_run_s=50, first_epoch_s=30, first_iterations=10)
+    assert fit["iteration_s"] == pytest.approx(3) and fit["overhead_s"] == pytest.approx(20)
+    # 80 000 s hold 106 of nnU-Net's 250-iteration epochs (750 s each): its own epochs, as many as fit
+    assert fit["iterations"] == 250 and fit["more"] == 106 and fit["epochs"] == 107
+    assert fit["forecast_s"] == pytest.approx(20 + 106 * 750)
+    # 1820 s hold fewer than 10 of them: 10 epochs of the iterations that fit (1800 / 10 / 3 = 60)
+    short = ba.fit_nnunet_schedule(remaining_s=1820, first_run_s=50, first_epoch_s=30, first_iterations=10)
+    assert short["iterations"] == 60 and short["more"] == 10 and short["epochs"] == 11
+    assert short["forecast_s"] <= 1820
+    # never fewer iterations than the first run's; over budget: the first run's model
+    tiny = ba.fit_nnunet_schedule(remaining_s=100, first_run_s=50, first_epoch_s=30, first_iterations=10)
+    assert tiny["iterations"] == 10 and tiny["more"] == 2
+    assert ba.fit_nnunet_schedule(-50, 50, 30, 10)["epochs"] == 1
+    # a smoke run fixes the iterations; nnU-Net's own length at most
+    assert ba.fit_nnunet_schedule(1820, 50, 30, 10, iterations=10)["iterations"] == 10
+    assert ba.fit_nnunet_schedule(1e12, 50, 30, 10, max_epochs=1000)["epochs"] == 1000
 
 
 def test_epoch_times_read_from_nnunets_log():
