@@ -8,8 +8,9 @@ checkpoint, re-queues them, prints the summary and closes the fork server, exact
 
 SIGINT is the front ends' Cancel (the Slicer module and the web page send it first, SIGTERM only if the engine
 does not stop in time).  A process started in the background of a non-interactive shell inherits SIGINT
-*ignored*, and Python then leaves it ignored: Cancel would do nothing for the grace period and then end as "interrupted
-(SIGTERM)".  :func:`sigint_interrupts` (around every CLI command) makes SIGINT raise ``KeyboardInterrupt`` again.
+*ignored*, and Python then leaves it ignored: Cancel would do nothing for the grace period and then end as
+"interrupted (SIGTERM)".  :func:`sigint_interrupts` (around every CLI command) makes SIGINT raise
+``KeyboardInterrupt`` again.
 """
 from __future__ import annotations
 
