@@ -2,7 +2,7 @@
 
 This is the point of proxies: trials ran cheaply on proxy data / proxy nets; the winner(s) are retrained with
 the full network on all training data for the final budget (optionally k-fold), and their probabilities are
-averaged.  Largest-component post-processing is kept per class only where it does not lower validation Dice
+averaged.  Largest-component post-processing is kept per class only where it raises validation Dice
 (nnU-Net's rule).
 """
 from __future__ import annotations

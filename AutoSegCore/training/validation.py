@@ -58,7 +58,7 @@ def validate_cases(net: torch.nn.Module, cases: list, device_labels: list[torch.
 @torch.no_grad()
 def settle_largest_component(trainer, config: dict) -> dict:
     """``inference.largest_component: auto`` decided as nnU-Net does, once, when training ends: the classes for
-    which keeping only the largest connected component does not lower the validation cases' mean Dice.  Returns
+    which keeping only the largest connected component raises the validation cases' mean Dice.  Returns
     the config with the list in its place ([] without validation cases)."""
     from AutoSegCore.inference.sliding_window import predict_probs
     from AutoSegCore.inference.postprocess import decide_largest_component

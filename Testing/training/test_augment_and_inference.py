@@ -71,3 +71,9 @@ def test_largest_component_rule():
     two = t.copy()
     two[8:11, 8:11, 8:11] = 1                   # truth has two components: keeping only one lowers Dice
     assert decide_largest_component([two], [two], [1]) == []
+    # one blob per validation map: no evidence for it, and on a held-out map whose largest blob is a false
+    # positive it would delete the true structure, so (as nnU-Net v2) it is not chosen
+    assert decide_largest_component([t], [t], [1]) == []
+    wrong = t.copy()
+    wrong[7:12, 7:12, 7:12] = 1                 # a larger false positive than the true blob
+    assert keep_largest_component(wrong, [1])[3, 3, 3] == 0
