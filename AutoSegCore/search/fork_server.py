@@ -44,8 +44,6 @@ def preload() -> None:
     import sqlalchemy.dialects.sqlite  # noqa: F401
     import sqlalchemy.orm
 
-    import AutoSegCore.utils.storage_url  # noqa: F401
-
     sqlalchemy.orm.configure_mappers()
 
 
