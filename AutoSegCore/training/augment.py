@@ -14,6 +14,8 @@ where the ops run.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -268,7 +270,10 @@ def augment_on_device(image: torch.Tensor, label: torch.Tensor, aug: dict, gen: 
     if rot_p > 0 or scale_p > 0:
         do_rot, do_scale = (_rand(gen, b) < rot_p).to(dev), (_rand(gen, b) < scale_p).to(dev)
         angles = ((_rand(gen, b, 3) * 2 - 1) * float(aug.get("rotate_range", 0.26))).to(dev)
-        scales = (1 + (_rand(gen, b) * 2 - 1) * float(aug.get("scale_range", 0.1))).to(dev)
+        # zoom by up to (1 + scale_range)× either way, log-uniform: shrinking and enlarging alike often and far
+        # (a linear ±r draws enlargements up to 1/(1 − r) but shrinks only to 1/(1 + r))
+        log_r = math.log1p(float(aug.get("scale_range", 0.1)))
+        scales = torch.exp((_rand(gen, b) * 2 - 1) * log_r).to(dev)
         if two_d:
             angles[:, :2] = 0.0
         theta = torch.where(do_rot.view(b, 1, 1), rotation_matrices(angles),

@@ -198,13 +198,16 @@ def test_fingerprint_records_each_cases_labelled_box(shared_fingerprints):
 
 
 def test_scaling_augmentation_when_structure_sizes_vary_between_cases(shared_fingerprints):
-    """Sizes 1–2.4× apart between cases (several sites, wrong header spacings): scaling within nnU-Net's ±0.3;
-    one size: the recipe's (none)."""
+    """Sizes 2.35× apart between the smallest and the largest case (several sites, wrong header spacings): a zoom
+    that reaches both from the median, √2.35 = 1.53× either way; a 9× spread is capped at 1.6×; one size: the
+    recipe's (none)."""
     fp = synthetic_fp([(100, 100, 40)] * 10, [(1.0, 1.0, 1.0)] * 10)
     for i, c in enumerate(fp["cases"]):
-        c["label_box"] = [int(20 * (1 + 0.15 * i))] * 3
+        c["label_box"] = [20 + 3 * i] * 3                        # 20 … 47 voxels across
     aug, why = rules.size_augmentation(fp)
-    assert aug == {"scale_prob": 0.3, "scale_range": 0.3} and "varies" in why
+    assert aug == {"scale_prob": 0.3, "scale_range": 0.53} and "2.35× smallest to largest" in why
+    fp["cases"][0]["label_box"] = [5, 5, 5]                      # one case 9.4× smaller than the largest
+    assert rules.size_augmentation(fp)[0] == {"scale_prob": 0.3, "scale_range": rules.MAX_SCALE_RANGE}
     for c in fp["cases"]:
         c["label_box"] = [20, 21, 19]
     assert rules.size_augmentation(fp)[0] == {}

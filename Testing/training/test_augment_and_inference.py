@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from shared_data import HIPPO
-from AutoSegCore.training.augment import augment_batch, safe_flip_axes
+from AutoSegCore.training.augment import augment_batch, augment_on_device, safe_flip_axes
 from AutoSegCore.training.metrics import dice_per_class, hd95_per_class
 from AutoSegCore.inference.postprocess import decide_largest_component, keep_largest_component
 
@@ -38,6 +38,23 @@ def test_spatial_augmentation_keeps_alignment():
     dice = 2 * (warped & nearest).sum().item() / (warped.sum() + nearest.sum()).item()
     assert dice > 0.95             # measured 0.965; shifting either by one voxel gives 0.84–0.88
     assert not torch.equal(lab2, lab)          # something did move
+
+
+def test_zoom_reaches_its_range_both_ways_alike():
+    """``scale_range`` r zooms up to (1 + r)× either way, log-uniform: a structure shrinks as far and as often as it
+    grows (a linear ±r would shrink a ball's volume only to 1/1.6³ = 0.24 but grow it to 1/0.4³ = 16×)."""
+    n, r = 64, 0.6
+    grid = torch.stack(torch.meshgrid(*[torch.arange(48.0)] * 3, indexing="ij"))
+    ball = ((grid - 23.5).pow(2).sum(0) <= 8.0 ** 2)
+    lab = ball.to(torch.uint8).expand(n, 1, 48, 48, 48).contiguous()
+    img, lab2 = augment_on_device(lab.float(), lab.clone(), {"scale_prob": 1.0, "scale_range": r},
+                                  torch.Generator().manual_seed(0))
+    ratio = lab2.flatten(1).sum(1).double() / ball.sum().double()
+    log_ratio = ratio.log()
+    assert ratio.min() < (1 + r) ** -3 * 1.3 and ratio.max() > (1 + r) ** 3 / 1.3      # both ends reached
+    assert ratio.max() < (1 + r) ** 3 * 1.2 and ratio.min() > (1 + r) ** -3 / 1.2      # and not beyond
+    assert abs(float(log_ratio.mean())) < 0.5                                         # centred on no zoom
+    assert 0.3 < float((ratio < 1).double().mean()) < 0.7                              # shrinks as often as it grows
 
 
 def test_intensity_augmentation_is_seeded():
